@@ -1,0 +1,3 @@
+from dsroll.cli import main
+
+main()

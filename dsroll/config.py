@@ -1,0 +1,420 @@
+"""The environment file: model, validation, and the one-line errors users see.
+
+Shape and syntax are checked by pydantic (unknown keys, types, step and duration
+syntax); the rules that span several entries (duplicate names, one default class,
+known classes) are checked afterwards. Either way the error carries file:line, found
+through the positions ``yamlpos`` kept while parsing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from dsroll import yamlpos
+from dsroll.classes import HardwareClass
+from dsroll.errors import InputError
+
+API_VERSION = "dsroll.io/v1alpha1"
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_STEP = re.compile(r"^(?:[1-9]\d*|(?:[1-9]\d?|100)%)$")
+_POINTER = re.compile(r"^(?:/(?:[^~/]|~[01])*)+$")
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration ("30s", "1m30s", "0"); the model has checked syntax."""
+    if text == "0":
+        return 0.0
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+
+
+def _check_duration(value: str) -> str:
+    if value != "0" and not _DURATION.match(value):
+        raise ValueError(f"invalid duration {value!r}: use a number with ms, s, m or h, like 30s or 5m")
+    return value
+
+
+def _check_int_or_percent(value: int | str) -> int | str:
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError(f"must be at least 1, not {value}")
+        return value
+    if not re.match(r"^(?:[1-9]\d?|100)%$", value):
+        raise ValueError(f"invalid value {value!r}: use a whole number or a percentage from 1% to 100%")
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True, strict=True)
+
+
+class Metadata(_Model):
+    name: str
+
+
+class Cluster(_Model):
+    context: str | None = None
+    namespace: str | None = None
+
+
+class MatchExpression(_Model):
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
+    values: list[str] = Field(default_factory=list)
+
+
+class HardwareClassSpec(_Model):
+    name: str
+    node_selector: dict[str, str] | None = None
+    match_expressions: list[MatchExpression] | None = None
+    default: bool = False
+    values: dict[str, Any] = Field(default_factory=dict)
+
+
+class RolloutOverride(_Model):
+    """A workload's rollout: every field optional, the environment's policy fills the rest."""
+
+    steps: list[str | int] | None = None
+    max_unavailable: int | str | None = None
+    pause: str | int | None = None
+    ready_timeout: str | None = None
+    min_ready_seconds: int | None = None
+    on_failure: Literal["rollback", "pause", "abort"] | None = None
+    canary_node_selector: dict[str, str] | None = None
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, given: list[str | int] | None) -> list[str] | None:
+        if given is None:
+            return None
+        steps = [str(s) for s in given]
+        if not steps:
+            raise ValueError("needs at least one step")
+        for step in steps:
+            if not _STEP.match(step):
+                raise ValueError(f'invalid step {step!r}: use a node count ("1") or a percentage ("10%")')
+        for kind in (False, True):
+            sizes = [int(s.rstrip("%")) for s in steps if s.endswith("%") is kind]
+            if sizes != sorted(sizes) or len(set(sizes)) != len(sizes):
+                raise ValueError(f"steps are cumulative and must grow: {steps}")
+        if steps[-1] != "100%":
+            raise ValueError(f'the last step must be "100%" (use --partition to stop early): {steps}')
+        return steps
+
+    @field_validator("max_unavailable")
+    @classmethod
+    def _max_unavailable(cls, value: int | str | None) -> int | str | None:
+        return None if value is None else _check_int_or_percent(value)
+
+    @field_validator("pause")
+    @classmethod
+    def _pause(cls, value: str | int | None) -> str | None:
+        if isinstance(value, int):
+            if value != 0:
+                raise ValueError(f"invalid pause {value!r}: use manual, a duration like 30s, or 0")
+            return "0"
+        return value if value in (None, "manual") else _check_duration(value)
+
+    @field_validator("ready_timeout")
+    @classmethod
+    def _ready_timeout(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if parse_duration(_check_duration(value)) <= 0:
+            raise ValueError("readyTimeout must be longer than 0")
+        return value
+
+    @field_validator("min_ready_seconds")
+    @classmethod
+    def _min_ready(cls, value: int | None) -> int | None:
+        if value is not None and value < 0:
+            raise ValueError("minReadySeconds cannot be negative")
+        return value
+
+
+class RolloutPolicy(RolloutOverride):
+    """The environment's rollout policy, with DESIGN.md's defaults."""
+
+    steps: list[str | int] | None = Field(default_factory=lambda: ["1", "10%", "50%", "100%"])
+    max_unavailable: int | str | None = 1
+    pause: str | int | None = "manual"
+    ready_timeout: str | None = "5m"
+    min_ready_seconds: int | None = 0
+    on_failure: Literal["rollback", "pause", "abort"] | None = "rollback"
+
+    def merged(self, override: RolloutOverride | None) -> RolloutPolicy:
+        if override is None:
+            return self
+        return self.model_copy(update=override.model_dump(exclude_none=True))
+
+
+class ObjectRef(_Model):
+    namespace: str
+    name: str
+
+
+class WorkloadSpec(_Model):
+    name: str
+    template: str
+    namespace: str | None = None
+    classes: list[str] | None = None
+    values: dict[str, Any] = Field(default_factory=dict)
+    class_values: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    rollout: RolloutOverride | None = None
+    ignore_differences: list[str] = Field(default_factory=list)
+    replaces: list[ObjectRef] = Field(default_factory=list)
+
+
+class EnvironmentSpec(_Model):
+    api_version: Literal["dsroll.io/v1alpha1"]
+    kind: Literal["Environment"]
+    metadata: Metadata
+    cluster: Cluster = Field(default_factory=Cluster)
+    rendered_dir: str | None = None
+    hardware_classes: list[HardwareClassSpec]
+    workloads: list[WorkloadSpec]
+    ignore_differences: list[str] = Field(default_factory=list)
+    rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A validated workload with everything resolved that the renderer needs."""
+
+    name: str
+    template: str
+    namespace: str
+    classes: tuple[str, ...]
+    values: Mapping[str, Any]
+    class_values: Mapping[str, Mapping[str, Any]]
+    rollout: RolloutPolicy
+    ignore_differences: tuple[str, ...]
+    replaces: tuple[ObjectRef, ...]
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A validated environment file. ``file`` is how errors and output name it."""
+
+    name: str
+    file: str
+    context: str | None
+    namespace: str
+    rendered_dir: str
+    classes: tuple[HardwareClass, ...]
+    class_values: Mapping[str, Mapping[str, Any]]
+    workloads: tuple[Workload, ...]
+    ignore_differences: tuple[str, ...]
+    rollout: RolloutPolicy
+
+    def workload(self, name: str) -> Workload:
+        for workload in self.workloads:
+            if workload.name == name:
+                return workload
+        raise InputError(f"environment {self.name!r} has no workload {name!r}")
+
+    def class_selector(self, name: str) -> HardwareClass:
+        return next(c for c in self.classes if c.name == name)
+
+
+def _pydantic_error(exc: ValidationError, raw: Any, file: str) -> InputError:
+    err = exc.errors()[0]
+    loc = [p for p in err["loc"] if not (isinstance(p, str) and "[" in p)]
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    line = yamlpos.line_of(raw, loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        message = f"unknown key {loc[-1]!r}" + (f" in {where.rsplit('.', 1)[0]}" if "." in where else "")
+    elif kind == "missing":
+        message = f"{where}: required key missing"
+    elif kind == "literal_error":
+        message = f"{where}: {err['msg'].replace('Input should be', 'must be')}, not {err['input']!r}"
+    elif kind == "value_error":
+        message = f"{where}: {err['ctx']['error']!s}"
+    else:
+        message = f"{where}: {err['msg'].replace('Input should be', 'must be')}"
+        if kind.endswith("_type") and not isinstance(err["input"], dict | list):
+            message += f", not {type(err['input']).__name__} {err['input']!r}"
+    extra = len(exc.errors()) - 1
+    return InputError(message + (f" (and {extra} more)" if extra else ""), file, line)
+
+
+def _fail(raw: Any, path: Sequence[str | int], file: str, message: str) -> InputError:
+    return InputError(message, file, yamlpos.line_of(raw, path))
+
+
+def _check_name(raw: Any, path: Sequence[str | int], file: str, what: str, value: str) -> None:
+    if not DNS_LABEL.match(value) or len(value) > 63:
+        raise _fail(raw, path, file, f"{what} {value!r} is not a DNS label (lowercase a-z, 0-9, '-', at most 63)")
+
+
+def _check_selector_keys(raw: Any, path: list[str | int], file: str, keys: Sequence[str]) -> None:
+    for key in keys:
+        if not _LABEL_KEY.match(key):
+            raise _fail(raw, path, file, f"{key!r} is not a valid label key")
+
+
+def _check_expressions(raw: Any, path: list[str | int], file: str, exprs: Sequence[MatchExpression]) -> None:
+    for i, expr in enumerate(exprs):
+        here = [*path, i]
+        if expr.operator in ("In", "NotIn") and not expr.values:
+            raise _fail(raw, here, file, f"matchExpressions: operator {expr.operator} needs values")
+        if expr.operator in ("Exists", "DoesNotExist") and expr.values:
+            raise _fail(raw, here, file, f"matchExpressions: operator {expr.operator} takes no values")
+        if expr.operator in ("Gt", "Lt") and (len(expr.values) != 1 or not re.match(r"^-?\d+$", expr.values[0])):
+            raise _fail(raw, here, file, f"matchExpressions: operator {expr.operator} needs one integer value")
+        _check_selector_keys(raw, here, file, [expr.key])
+
+
+def _check_pointers(raw: Any, path: list[str | int], file: str, pointers: Sequence[str]) -> None:
+    for i, pointer in enumerate(pointers):
+        if not _POINTER.match(pointer):
+            raise _fail(
+                raw,
+                [*path, i],
+                file,
+                f"ignoreDifferences: {pointer!r} is not a JSON pointer (/a/b, ~1 for /)",
+            )
+
+
+def _classes(spec: EnvironmentSpec, raw: Any, file: str) -> tuple[HardwareClass, ...]:
+    seen: set[str] = set()
+    default: str | None = None
+    result = []
+    for i, cls in enumerate(spec.hardware_classes):
+        path: list[str | int] = ["hardwareClasses", i]
+        _check_name(raw, [*path, "name"], file, "class name", cls.name)
+        if cls.name in seen:
+            raise _fail(raw, [*path, "name"], file, f"duplicate hardware class {cls.name!r}")
+        seen.add(cls.name)
+        has_selector = bool(cls.node_selector) or bool(cls.match_expressions)
+        if cls.default:
+            if default is not None:
+                raise _fail(raw, [*path, "default"], file, f"two default classes: {default!r} and {cls.name!r}")
+            if has_selector:
+                raise _fail(
+                    raw,
+                    path,
+                    file,
+                    f"default class {cls.name!r} cannot have a selector: it takes the nodes no other class matches",
+                )
+            default = cls.name
+        elif not has_selector:
+            raise _fail(
+                raw,
+                path,
+                file,
+                f"class {cls.name!r} has no nodeSelector or matchExpressions "
+                "(mark it default: true to take every other node)",
+            )
+        _check_selector_keys(raw, [*path, "nodeSelector"], file, list(cls.node_selector or {}))
+        _check_expressions(raw, [*path, "matchExpressions"], file, cls.match_expressions or [])
+        result.append(
+            HardwareClass.from_selector(
+                cls.name,
+                cls.node_selector,
+                [e.model_dump() for e in cls.match_expressions or []],
+                default=cls.default,
+            )
+        )
+    if not result:
+        raise _fail(raw, ["hardwareClasses"], file, "hardwareClasses: at least one class is needed")
+    return tuple(result)
+
+
+def _workloads(spec: EnvironmentSpec, raw: Any, file: str, namespace: str, source_exists: Any) -> tuple[Workload, ...]:
+    class_names = [c.name for c in spec.hardware_classes]
+    seen: set[str] = set()
+    result = []
+    for i, wl in enumerate(spec.workloads):
+        path: list[str | int] = ["workloads", i]
+        _check_name(raw, [*path, "name"], file, "workload name", wl.name)
+        if wl.name in seen:
+            raise _fail(raw, [*path, "name"], file, f"duplicate workload {wl.name!r}")
+        seen.add(wl.name)
+        ns = wl.namespace or namespace
+        _check_name(raw, [*path, "namespace"], file, "namespace", ns)
+        if not source_exists(wl.template):
+            raise _fail(raw, [*path, "template"], file, f"template {wl.template!r} not found")
+        classes = wl.classes if wl.classes is not None else class_names
+        for j, name in enumerate(classes):
+            if name not in class_names:
+                raise _fail(
+                    raw,
+                    [*path, "classes", j],
+                    file,
+                    f"workload {wl.name!r} names unknown class {name!r} (known: {', '.join(class_names)})",
+                )
+            _check_name(raw, [*path, "name"], file, "variant name", f"{wl.name}-{name}")
+        if len(set(classes)) != len(classes):
+            raise _fail(raw, [*path, "classes"], file, f"workload {wl.name!r} lists a class twice")
+        for name in wl.class_values:
+            if name not in classes:
+                raise _fail(
+                    raw,
+                    [*path, "classValues", name],
+                    file,
+                    f"classValues names class {name!r}, which workload {wl.name!r} does not run on",
+                )
+        _check_pointers(raw, [*path, "ignoreDifferences"], file, wl.ignore_differences)
+        for j, ref in enumerate(wl.replaces):
+            _check_name(raw, [*path, "replaces", j, "name"], file, "replaced DaemonSet name", ref.name)
+        result.append(
+            Workload(
+                name=wl.name,
+                template=wl.template,
+                namespace=ns,
+                classes=tuple(classes),
+                values=wl.values,
+                class_values=wl.class_values,
+                rollout=spec.rollout.merged(wl.rollout),
+                ignore_differences=tuple(wl.ignore_differences),
+                replaces=tuple(wl.replaces),
+            )
+        )
+    return tuple(result)
+
+
+def parse_environment(
+    text: str, file: str, exists: Any = lambda _path: True, namespace_override: str | None = None
+) -> Environment:
+    """Validate an environment file's text; ``exists(path)`` tells if a template is there."""
+    raw = yamlpos.load(text, file)
+    if not isinstance(raw, dict):
+        raise InputError("an environment file must be a YAML mapping", file, getattr(raw, "line", 1))
+    try:
+        spec = EnvironmentSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise _pydantic_error(exc, raw, file) from None
+    _check_name(raw, ["metadata", "name"], file, "environment name", spec.metadata.name)
+    namespace = namespace_override or spec.cluster.namespace or "default"
+    if namespace_override and not DNS_LABEL.match(namespace_override):
+        raise InputError(f"--namespace {namespace_override!r} is not a DNS label")
+    if spec.cluster.namespace:
+        _check_name(raw, ["cluster", "namespace"], file, "namespace", spec.cluster.namespace)
+    _check_pointers(raw, ["ignoreDifferences"], file, spec.ignore_differences)
+    if spec.rollout.canary_node_selector:
+        _check_selector_keys(raw, ["rollout", "canaryNodeSelector"], file, list(spec.rollout.canary_node_selector))
+    classes = _classes(spec, raw, file)
+    workloads = _workloads(spec, raw, file, namespace, exists)
+    return Environment(
+        name=spec.metadata.name,
+        file=file,
+        context=spec.cluster.context,
+        namespace=namespace,
+        rendered_dir=spec.rendered_dir or f"rendered/{spec.metadata.name}",
+        classes=classes,
+        class_values={c.name: c.values for c in spec.hardware_classes},
+        workloads=workloads,
+        ignore_differences=tuple(spec.ignore_differences),
+        rollout=spec.rollout,
+    )

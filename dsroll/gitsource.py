@@ -1,0 +1,162 @@
+"""Where project files come from: the working tree, or a git tree at some ref.
+
+Rendering reads the environment and templates through a ``Source`` so the same code
+renders the working tree, the tree at any commit (``rollback --to-git``) or a bare
+clone, reading git objects and never checking anything out.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+import git
+
+from dsroll.errors import InputError
+
+
+class Source(Protocol):
+    """Read-only access to the project's files by root-relative POSIX path."""
+
+    label: str
+
+    def read_text(self, path: str) -> str: ...
+
+    def exists(self, path: str) -> bool: ...
+
+    def list_files(self, folder: str) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class FsSource:
+    """The project as it is on disk."""
+
+    root: Path
+    label: str = "working tree"
+
+    def read_text(self, path: str) -> str:
+        try:
+            return (self.root / path).read_text()
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror}") from None
+
+    def exists(self, path: str) -> bool:
+        return (self.root / path).is_file()
+
+    def list_files(self, folder: str) -> list[str]:
+        base = self.root / folder
+        if not base.is_dir():
+            return []
+        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
+
+
+@dataclass(frozen=True)
+class GitSource:
+    """The project as committed at ``ref``, read from git objects (works on bare clones)."""
+
+    repo: git.Repo
+    ref: str
+    commit: git.Commit = field(init=False)
+    label: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        try:
+            commit = self.repo.commit(self.ref)
+        except (git.BadName, ValueError, git.GitCommandError):
+            raise InputError(f"git ref {self.ref!r} not found in {self.repo.git_dir}") from None
+        object.__setattr__(self, "commit", commit)
+        object.__setattr__(self, "label", f"{self.ref} ({commit.hexsha[:12]})")
+
+    def _blob(self, path: str) -> git.Blob | None:
+        try:
+            obj = self.commit.tree / path
+        except KeyError:
+            return None
+        return obj if isinstance(obj, git.Blob) else None
+
+    def read_text(self, path: str) -> str:
+        blob = self._blob(path)
+        if blob is None:
+            raise InputError(f"{path} does not exist at git {self.label}")
+        return blob.data_stream.read().decode()
+
+    def exists(self, path: str) -> bool:
+        return self._blob(path) is not None
+
+    def list_files(self, folder: str) -> list[str]:
+        try:
+            tree = self.commit.tree / folder if folder not in ("", ".") else self.commit.tree
+        except KeyError:
+            return []
+        if not isinstance(tree, git.Tree):
+            return []
+        return sorted(item.path for item in tree.traverse() if isinstance(item, git.Blob))
+
+
+@dataclass(frozen=True)
+class Project:
+    """The project root, its git repository if any, and the environment file in it."""
+
+    root: Path
+    repo: git.Repo | None
+    env_path: str  # relative to root, POSIX
+    source: Source
+
+    def at(self, ref: str) -> GitSource:
+        if self.repo is None:
+            raise InputError(f"{self.root} is not in a git repository: cannot read git ref {ref!r}")
+        return GitSource(self.repo, ref)
+
+    def head_commit(self) -> str | None:
+        if self.repo is None:
+            return None
+        try:
+            return self.repo.head.commit.hexsha
+        except ValueError:  # no commit yet
+            return None
+
+    def is_dirty(self) -> bool:
+        return bool(self.repo is not None and not self.repo.bare and self.repo.is_dirty(untracked_files=True))
+
+
+def _open_repo(start: Path) -> git.Repo | None:
+    try:
+        return git.Repo(start, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return None
+
+
+def locate(env: str, cwd: Path | None = None) -> Project:
+    """Resolve ENV as DESIGN.md says: a name under environments/, or a path to a file.
+
+    The root is the git work tree's top (or, in a bare clone, the project as committed at
+    HEAD), else the current directory.
+    """
+    cwd = (cwd or Path.cwd()).resolve()
+    repo = _open_repo(cwd)
+    if repo is not None and repo.bare:
+        source: Source = GitSource(repo, "HEAD")
+        root = Path(repo.git_dir)
+        candidate = env if env.endswith((".yaml", ".yml")) else f"environments/{env}.yaml"
+        if not source.exists(candidate):
+            raise InputError(f"environment {env!r} not found: no {candidate} at HEAD of bare repository {root}")
+        return Project(root, repo, candidate, source)
+    root = Path(repo.working_tree_dir).resolve() if repo is not None and repo.working_tree_dir else cwd
+    as_path = Path(env)
+    if env.endswith((".yaml", ".yml")) or os.sep in env:
+        path = (cwd / as_path).resolve()
+        if not path.is_file():
+            raise InputError(f"environment file {env} not found")
+        try:
+            rel = path.relative_to(root).as_posix()
+        except ValueError:
+            raise InputError(f"environment file {env} is outside the project root {root}") from None
+    else:
+        rel = PurePosixPath("environments", f"{env}.yaml").as_posix()
+        if not (root / rel).is_file():
+            known = sorted(p.stem for p in (root / "environments").glob("*.yaml"))
+            hint = f" (known: {', '.join(known)})" if known else ""
+            raise InputError(f"environment {env!r} not found: no {rel} under {root}{hint}")
+    return Project(root, repo, rel, FsSource(root))

