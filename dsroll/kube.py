@@ -1,0 +1,192 @@
+"""The one door to the cluster: client setup, timeouts, retries, error translation.
+
+Every request goes through ``Kube.request`` and returns the API's own JSON (camelCase,
+as in manifests), so diffs compare like with like. Transient failures (connection
+resets, timeouts, 429, 5xx) are retried with backoff; everything else becomes a
+one-line ``ClusterError`` naming the server, or the verb and resource refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+
+from dsroll.errors import ClusterError, InputError
+
+FIELD_MANAGER = "dsroll"
+_TIMEOUT = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+
+
+def parse_request_timeout(text: str | None) -> float | None:
+    """kubectl's --request-timeout: "0" means none; a bare number is seconds."""
+    if text is None:
+        return 30.0
+    match = _TIMEOUT.match(text.strip())
+    if not match:
+        raise InputError(f"--request-timeout {text!r}: use a duration like 30s, 1m or 0 (no timeout)")
+    seconds = float(match.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[match.group(2)]
+    return seconds or None
+
+
+@dataclass(frozen=True)
+class KubeOptions:
+    """kubectl's connection flags, as the user gave them."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+    as_user: str | None = None
+    as_group: str | None = None
+    request_timeout: str | None = None
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, ApiException):
+        return exc.status in (429, 500, 502, 503, 504)
+    return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
+
+
+def _status_message(exc: ApiException) -> str:
+    try:
+        body = json.loads(exc.body or "{}")
+        return str(body.get("message") or exc.reason)
+    except (ValueError, AttributeError):
+        return str(exc.reason)
+
+
+class Kube:
+    """A connected client. ``requests`` counts HTTP requests made, for benchmarks."""
+
+    def __init__(self, options: KubeOptions, default_context: str | None = None) -> None:
+        self.timeout = parse_request_timeout(options.request_timeout)
+        cfg = client.Configuration()
+        kubeconfig = options.kubeconfig or os.environ.get("KUBECONFIG")
+        context = options.context or default_context
+        in_cluster = (
+            not kubeconfig
+            and not os.path.exists(os.path.expanduser("~/.kube/config"))
+            and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+        )
+        try:
+            if in_cluster:
+                config.load_incluster_config(client_configuration=cfg)
+                self.context = "in-cluster"
+            else:
+                self.context = self._load_kubeconfig(cfg, kubeconfig, context)
+        except ConfigException as exc:
+            raise ClusterError(f"kubeconfig: {exc}") from None
+        cfg.retries = False  # tenacity retries, with backoff, in one place
+        self.server = cfg.host
+        self.api = client.ApiClient(cfg)
+        if options.as_user:
+            self.api.set_default_header("Impersonate-User", options.as_user)
+        if options.as_group:
+            self.api.set_default_header("Impersonate-Group", options.as_group)
+        self.api.user_agent = "dsroll/0.1"
+        self.requests = 0
+
+    @staticmethod
+    def _load_kubeconfig(cfg: client.Configuration, path: str | None, context: str | None) -> str:
+        files = [os.path.expanduser(p) for p in (path or "~/.kube/config").split(os.pathsep) if p]
+        if not any(os.path.exists(f) for f in files):
+            raise ClusterError(f"no kubeconfig at {path or '~/.kube/config'} (use --kubeconfig or KUBECONFIG)")
+        contexts, active = config.list_kube_config_contexts(config_file=path)
+        names = [c["name"] for c in contexts or []]
+        if context and context not in names:
+            raise ClusterError(f"context {context!r} not found in kubeconfig (has: {', '.join(names) or 'none'})")
+        config.load_kube_config(config_file=path, context=context, client_configuration=cfg)
+        return context or (active or {}).get("name", "?")
+
+    def describe(self) -> str:
+        return f"context {self.context}, server {self.server}"
+
+    @retry(
+        retry=retry_if_exception(_is_transient),
+        stop=stop_after_attempt(5),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        reraise=True,
+    )
+    def _send(self, method: str, path: str, query: list[tuple[str, str]], body: Any, content_type: str | None) -> Any:
+        self.requests += 1
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        params = self.api.param_serialize(
+            method, path, query_params=query, header_params=headers, body=body, auth_settings=["BearerToken"]
+        )
+        response = self.api.call_api(*params, _request_timeout=self.timeout)
+        response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return json.loads(response.data) if response.data else None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        allow_missing: bool = False,
+    ) -> Any:
+        """One API call; returns parsed JSON, or None for a 404 when ``allow_missing``."""
+        try:
+            return self._send(method, path, list((query or {}).items()), body, content_type)
+        except ApiException as exc:
+            if exc.status == 404 and allow_missing:
+                return None
+            raise self._translate(exc, method, path) from None
+        except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise ClusterError(f"cannot reach {self.server}: {reason}") from None
+
+    def _translate(self, exc: ApiException, method: str, path: str) -> ClusterError | InputError:
+        message = _status_message(exc)
+        if exc.status == 401:
+            return ClusterError(f"{self.server} rejected the credentials of context {self.context}: {message}")
+        if exc.status == 403:
+            return ClusterError(f"RBAC denied: {message}")
+        if exc.status in (400, 422):
+            return InputError(f"the API server rejected {method} {path}: {message}")
+        return ClusterError(f"{method} {path} failed ({exc.status}): {message}")
+
+    # --- resources -----------------------------------------------------------------
+
+    def get_daemonset(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.request("GET", f"/apis/apps/v1/namespaces/{namespace}/daemonsets/{name}", allow_missing=True)
+
+    def list_daemonsets(self, label_selector: str) -> list[dict[str, Any]]:
+        result = self.request("GET", "/apis/apps/v1/daemonsets", query={"labelSelector": label_selector})
+        return list(result.get("items") or [])
+
+    def list_nodes(self, label_selector: str | None = None) -> list[dict[str, Any]]:
+        query = {"labelSelector": label_selector} if label_selector else None
+        return list(self.request("GET", "/api/v1/nodes", query=query).get("items") or [])
+
+    def namespace_exists(self, name: str) -> bool:
+        return self.request("GET", f"/api/v1/namespaces/{quote(name)}", allow_missing=True) is not None
+
+    def apply(self, manifest: Mapping[str, Any], *, dry_run: bool, force: bool = True) -> dict[str, Any]:
+        """Server-side apply as field manager ``dsroll``; with ``dry_run`` nothing is stored."""
+        meta = manifest["metadata"]
+        query = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
+        if dry_run:
+            query["dryRun"] = "All"
+        return self.request(
+            "PATCH",
+            f"/apis/apps/v1/namespaces/{meta['namespace']}/daemonsets/{meta['name']}",
+            query=query,
+            body=json.dumps(manifest),
+            content_type="application/apply-patch+yaml",
+        )
