@@ -212,6 +212,7 @@ class Environment:
     rendered_dir: str
     classes: tuple[HardwareClass, ...]
     class_values: Mapping[str, Mapping[str, Any]]
+    class_selectors: Mapping[str, Mapping[str, Any]]  # name -> {nodeSelector, matchExpressions}, for templates
     workloads: tuple[Workload, ...]
     ignore_differences: tuple[str, ...]
     rollout: RolloutPolicy
@@ -414,6 +415,13 @@ def parse_environment(
         rendered_dir=spec.rendered_dir or f"rendered/{spec.metadata.name}",
         classes=classes,
         class_values={c.name: c.values for c in spec.hardware_classes},
+        class_selectors={
+            c.name: {
+                "nodeSelector": dict(c.node_selector or {}),
+                "matchExpressions": [e.model_dump() for e in c.match_expressions or []],
+            }
+            for c in spec.hardware_classes
+        },
         workloads=workloads,
         ignore_differences=tuple(spec.ignore_differences),
         rollout=spec.rollout,

