@@ -131,7 +131,10 @@ def nodes_report(report: NodeReport, *, fmt: str) -> None:
         table.add_row(node.name, node.zone or "-", node.winner or "<none>", ",".join(node.matched) or "-")
     out.print(table)
     for workload, names in report.uncovered.items():
+        classes = ", ".join(report.workload_classes[workload])
         if names:
-            out.print(f"workload {workload}: {len(names)} node(s) run no variant: {', '.join(names)}")
+            out.print(
+                f"workload {workload} (classes {classes}): no variant on {len(names)} node(s): {', '.join(names)}"
+            )
         else:
-            out.print(f"workload {workload}: every node runs exactly one variant")
+            out.print(f"workload {workload} (classes {classes}): every node runs exactly one variant")

@@ -249,14 +249,13 @@ def render_variant(
     pod = spec["template"]["spec"]
     node_affinity = (pod.get("affinity") or {}).get("nodeAffinity") or {}
     required = node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
-    terms = algebra.and_affinity(required.get("nodeSelectorTerms") or [], class_terms)
-    if not terms:
-        raise InputError(f"class {cls!r} together with the template's own node affinity admits no node", where)
-    node_affinity = {
-        **node_affinity,
-        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms},
-    }
-    pod["affinity"] = {**(pod.get("affinity") or {}), "nodeAffinity": node_affinity}
+    if class_terms != [()]:  # [()] is the only class, admitting every node: nothing to add
+        terms = algebra.and_affinity(required.get("nodeSelectorTerms") or [], class_terms)
+        if not terms:
+            raise InputError(f"class {cls!r} together with the template's own node affinity admits no node", where)
+        required = {"nodeSelectorTerms": terms}
+        node_affinity = {**node_affinity, "requiredDuringSchedulingIgnoredDuringExecution": required}
+        pod["affinity"] = {**(pod.get("affinity") or {}), "nodeAffinity": node_affinity}
     header = (
         f"# Rendered by dsroll from {workload.template} for environment {env.name}, class {cls}.\n"
         f"# Do not edit: change the template or {env.file} and run `dsroll render {env.name}`.\n"

@@ -107,3 +107,18 @@ def test_node_report_winner_and_uncovered() -> None:
     ]
     assert report.nodes[1].zone == "z"
     assert report.uncovered == {"agent": ("n3",)}
+
+
+def test_node_with_non_integer_value_on_a_gt_key_is_reported_uncovered() -> None:
+    text = ENV.replace(
+        "  - name: arm64\n",
+        "  - name: big\n    matchExpressions: [{key: cores, operator: Gt, values: ['64']}]\n  - name: arm64\n",
+    )
+    env = parse_environment(text, "e.yaml")
+    nodes = [
+        {"metadata": {"name": "odd", "labels": {"cores": "many"}}},
+        {"metadata": {"name": "small", "labels": {"cores": "8"}}},
+    ]
+    report = classify_nodes(env, nodes)
+    assert [n.winner for n in report.nodes] == ["general", "general"]
+    assert report.uncovered == {"agent": ("odd",)}, "no variant's affinity admits a non-integer 'cores'"

@@ -250,3 +250,15 @@ def test_unknown_environment_exits_2(make_project: Callable[..., Path], monkeypa
     result = runner.invoke(app, ["render", "nope"])
     assert result.exit_code == 2
     assert "environment 'nope' not found" in result.output and "known: test" in result.output
+
+
+def test_a_lone_default_class_adds_no_affinity(make_project: Callable[..., Path]) -> None:
+    from tests.conftest import ENV
+
+    start = ENV.index("  - name: gpu")
+    env = ENV[:start] + ENV[ENV.index("  - name: general") :].replace(
+        '    classValues: {arm64: {tag: "1.0-arm64"}}\n', ""
+    )
+    variant = render(make_project(env=env)).variants[0]
+    assert variant.name == "agent-general"
+    assert "affinity" not in variant.manifest["spec"]["template"]["spec"]
