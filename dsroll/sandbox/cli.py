@@ -1,0 +1,106 @@
+"""``dsroll sandbox``: thin typer commands over ``dsroll.sandbox.cluster``."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dsroll.errors import SandboxError
+from dsroll.sandbox import cluster
+from dsroll.sandbox.nodes import DEFAULT_CLASSES
+
+app = typer.Typer(
+    help=(
+        "A local Kubernetes cluster for trying dsroll: real kube-apiserver, controller-manager, "
+        "scheduler and etcd built from Go modules, with kwok playing the nodes. No Docker needed."
+    ),
+    no_args_is_help=True,
+)
+
+NameOpt = Annotated[str, typer.Option("--name", help="Sandbox name; several can run at once.")]
+
+
+def _fail(exc: SandboxError) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(exc.exit_code)
+
+
+def _progress(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+@app.command()
+def up(
+    name: NameOpt = "default",
+    nodes: Annotated[int, typer.Option("--nodes", min=0, help="Number of fake (kwok) nodes.")] = 12,
+    classes: Annotated[
+        str, typer.Option("--classes", help="Comma-separated hardware classes to split the nodes into.")
+    ] = ",".join(DEFAULT_CLASSES),
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option("--kubeconfig", help="Also merge the admin context into this kubeconfig file."),
+    ] = None,
+) -> None:
+    """Start a sandbox (builds the binaries on first use) and print how to use it."""
+    try:
+        info = cluster.up(
+            name=name,
+            nodes=nodes,
+            classes=[c for c in classes.split(",") if c.strip()],
+            kubeconfig=kubeconfig,
+            progress=_progress,
+        )
+    except SandboxError as exc:
+        raise _fail(exc) from exc
+    used = kubeconfig.expanduser().absolute() if kubeconfig else info.kubeconfig
+    typer.echo(f"sandbox {info.name!r} is up: {info.server}, {info.node_count} kwok nodes")
+    typer.echo(f"kubeconfig: {used} (context {info.context})")
+    typer.echo(f"  export KUBECONFIG={shlex.quote(str(used))}")
+    typer.echo(f"  {shlex.quote(str(info.kubectl))} --context {info.context} get nodes -L sandbox.dsroll.io/class")
+    typer.echo(f"stop it with: dsroll sandbox down --name {shlex.quote(info.name)}")
+
+
+@app.command()
+def down(name: NameOpt = "default") -> None:
+    """Stop every process of a sandbox and delete its state."""
+    try:
+        existed = cluster.down(name)
+    except SandboxError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"sandbox {name!r} {'stopped and removed' if existed else 'was not running'}")
+
+
+@app.command()
+def status(
+    name: NameOpt = "default",
+    output: Annotated[str, typer.Option("-o", "--output", help="text or json")] = "text",
+) -> None:
+    """Show whether a sandbox runs, its processes, ports and kubeconfig (exit 1 if not running)."""
+    if output not in ("text", "json"):
+        typer.echo(f"error: --output must be text or json, not {output!r}", err=True)
+        raise typer.Exit(2)
+    try:
+        st = cluster.status(name)
+    except SandboxError as exc:
+        raise _fail(exc) from exc
+    if output == "json":
+        json.dump(st.to_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif not st.exists:
+        typer.echo(f"sandbox {name!r}: not found (state dir {st.state_dir})")
+    else:
+        typer.echo(f"sandbox {name!r}: {'running' if st.running else 'NOT running'} (phase {st.phase})")
+        typer.echo(f"  server:     {st.server}")
+        typer.echo(f"  kubeconfig: {st.kubeconfig} (context {st.context})")
+        typer.echo(f"  nodes:      {st.node_count if st.node_count is not None else 'unknown'}")
+        for comp in st.components:
+            port = f":{comp.port}" if comp.port else ""
+            state = "alive" if comp.alive else "DEAD"
+            typer.echo(f"  {comp.name:<24} pid {comp.pid:<8} {state:<5} {port:<7} log {comp.log}")
+    if not st.running:
+        raise typer.Exit(1)
