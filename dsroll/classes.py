@@ -315,9 +315,7 @@ def _check(classes: Sequence[HardwareClass]) -> None:
         raise ValueError("at most one hardware class may be the default")
 
 
-def classify(
-    classes: Sequence[HardwareClass], labels: Mapping[str, str]
-) -> tuple[tuple[str, ...], str | None]:
+def classify(classes: Sequence[HardwareClass], labels: Mapping[str, str]) -> tuple[tuple[str, ...], str | None]:
     """(every non-default class whose selector matched, in file order; the winning class name or None).
 
     This is the intended membership; a node with a non-integer value on a Gt/Lt key may be
@@ -363,9 +361,7 @@ def terms_match(terms: Sequence[Term], labels: Mapping[str, str]) -> bool:
     return any(all(r.matches(labels) for r in term) for term in terms)
 
 
-def and_affinity(
-    existing_terms: Sequence[Mapping[str, Any]], class_terms: Sequence[Term]
-) -> list[dict[str, Any]]:
+def and_affinity(existing_terms: Sequence[Mapping[str, Any]], class_terms: Sequence[Term]) -> list[dict[str, Any]]:
     """ANDs class_terms into a template's existing nodeSelectorTerms.
 
     Each existing term x each class term: the template's expressions first, verbatim, so

@@ -175,8 +175,6 @@ def diff(
 ) -> None:
     """Compare a fresh render with git or the live cluster. Exit 0 no difference, 1 differences, 2 error."""
     project, result = _render(env, namespace)
-    for warning in result.warnings if out is OutputFormat.text else ():
-        output.warn(warning)
     report: DiffReport
     if against == "live":
         kube = _connect(kubeconfig, context, as_user, as_group, request_timeout, result.env.context)

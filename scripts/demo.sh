@@ -5,7 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-run() { printf '$ %s\n' "$*"; "$@"; }
+run() { printf '$ %s\n' "$*" >&2; "$@"; }
 
 step "1. a sandbox: real kube-apiserver, controller-manager, scheduler and etcd; 12 kwok nodes"
 run dsroll sandbox up --name demo --nodes 12

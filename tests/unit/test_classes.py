@@ -71,9 +71,7 @@ DEFAULT = HardwareClass("general", default=True)
         (req("k", "Lt", "5"), {}, False),
     ],
 )
-def test_requirement_matches_like_kubernetes(
-    requirement: Requirement, labels: dict[str, str], expected: bool
-) -> None:
+def test_requirement_matches_like_kubernetes(requirement: Requirement, labels: dict[str, str], expected: bool) -> None:
     assert requirement.matches(labels) is expected
 
 
@@ -86,8 +84,17 @@ def test_to_dict_sorts_values_and_omits_them_where_kubernetes_does() -> None:
 
 @pytest.mark.parametrize(
     ("op", "values"),
-    [("In", ()), ("NotIn", ()), ("Exists", ("a",)), ("Gt", ()), ("Gt", ("1", "2")), ("Lt", ("x",)),
-     ("Gt", (str(2**63 - 1),)), ("Lt", (str(-(2**63)),)), ("Matches", ("a",))],
+    [
+        ("In", ()),
+        ("NotIn", ()),
+        ("Exists", ("a",)),
+        ("Gt", ()),
+        ("Gt", ("1", "2")),
+        ("Lt", ("x",)),
+        ("Gt", (str(2**63 - 1),)),
+        ("Lt", (str(-(2**63)),)),
+        ("Matches", ("a",)),
+    ],
 )
 def test_invalid_requirements_are_refused(op: str, values: tuple[str, ...]) -> None:
     with pytest.raises(ValueError):
@@ -167,9 +174,7 @@ def test_classify_lists_every_match_and_the_first_wins() -> None:
         (req("x", "Lt", "5"), [(req("x", "DoesNotExist"),), (req("x", "Gt", "4"),)]),
     ],
 )
-def test_a_later_class_is_negated_by_each_earlier_operator(
-    earlier: Requirement, expected: list[Term]
-) -> None:
+def test_a_later_class_is_negated_by_each_earlier_operator(earlier: Requirement, expected: list[Term]) -> None:
     classes = [hc("first", earlier), hc("second", req("y", "Exists"))]
     assert admission_terms(classes, "second") == [(*t, req("y", "Exists")) for t in expected]
     integral = earlier.operator in ("Gt", "Lt")  # non-integers: see the caveat test below
@@ -187,14 +192,17 @@ def test_a_later_class_is_negated_by_each_earlier_operator(
         ([req("k", "Exists"), req("k", "In", "a")], [(req("k", "In", "a"),)]),
         ([req("k", "Exists"), req("k", "NotIn", "a")], [(req("k", "Exists"), req("k", "NotIn", "a"))]),
         ([req("k", "DoesNotExist"), req("k", "NotIn", "a")], [(req("k", "DoesNotExist"),)]),
-        ([req("k", "Gt", "1"), req("k", "Lt", "9"), req("k", "Gt", "3"), req("k", "Lt", "7")],
-         [(req("k", "Gt", "3"), req("k", "Lt", "7"))]),
+        (
+            [req("k", "Gt", "1"), req("k", "Lt", "9"), req("k", "Gt", "3"), req("k", "Lt", "7")],
+            [(req("k", "Gt", "3"), req("k", "Lt", "7"))],
+        ),
         ([req("k", "Gt", "3"), req("k", "In", "1", "5", "05", "x")], [(req("k", "In", "05", "5"),)]),
-        ([req("k", "Gt", "3"), req("k", "NotIn", "1", "5", "x")],
-         [(req("k", "Gt", "3"), req("k", "NotIn", "5"))]),
+        ([req("k", "Gt", "3"), req("k", "NotIn", "1", "5", "x")], [(req("k", "Gt", "3"), req("k", "NotIn", "5"))]),
         # "05" and "+5" still match, so excluding "5" does not empty the range.
-        ([req("k", "Gt", "4"), req("k", "Lt", "6"), req("k", "NotIn", "5")],
-         [(req("k", "Gt", "4"), req("k", "Lt", "6"), req("k", "NotIn", "5"))]),
+        (
+            [req("k", "Gt", "4"), req("k", "Lt", "6"), req("k", "NotIn", "5")],
+            [(req("k", "Gt", "4"), req("k", "Lt", "6"), req("k", "NotIn", "5"))],
+        ),
         ([req("b", "Exists"), req("a", "Exists")], [(req("a", "Exists"), req("b", "Exists"))]),
         # contradictions
         ([req("k", "In", "a"), req("k", "DoesNotExist")], []),
@@ -389,8 +397,9 @@ def requirements(draw: st.DrawFn) -> Requirement:
 @st.composite
 def class_lists(draw: st.DrawFn) -> list[HardwareClass]:
     count = draw(st.integers(0, 5))
-    classes = [HardwareClass(f"c{i}", tuple(draw(st.lists(requirements(), min_size=1, max_size=3))))
-               for i in range(count)]
+    classes = [
+        HardwareClass(f"c{i}", tuple(draw(st.lists(requirements(), min_size=1, max_size=3)))) for i in range(count)
+    ]
     if count == 0 or draw(st.booleans()):
         classes.insert(draw(st.integers(0, count)), HardwareClass("default", default=True))
     return classes
@@ -471,10 +480,12 @@ random_class_terms = st.lists(st.lists(requirements(), max_size=3).map(tuple), m
 
 
 @settings(max_examples=300, deadline=None)
-@given(existing=k8s_terms, classes=class_lists(), pick=st.integers(0, 5), raw_terms=random_class_terms,
-       nodes=raw_nodes)
+@given(existing=k8s_terms, classes=class_lists(), pick=st.integers(0, 5), raw_terms=random_class_terms, nodes=raw_nodes)
 def test_and_affinity_is_the_conjunction(
-    existing: list[dict[str, Any]], classes: list[HardwareClass], pick: int, raw_terms: list[Term],
+    existing: list[dict[str, Any]],
+    classes: list[HardwareClass],
+    pick: int,
+    raw_terms: list[Term],
     nodes: list[RawNode],
 ) -> None:
     name = classes[pick % len(classes)].name
