@@ -3,7 +3,7 @@
 Shape and syntax are checked by pydantic (unknown keys, types, step and duration
 syntax); the rules that span several entries (duplicate names, one default class,
 known classes) are checked afterwards. Either way the error carries file:line, found
-through the positions ``yamlpos`` kept while parsing.
+through the positions ``yamlio`` kept while parsing.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from dsroll import yamlpos
+from dsroll import yamlio
 from dsroll.classes import HardwareClass
 from dsroll.errors import InputError
 
@@ -231,7 +231,7 @@ def _pydantic_error(exc: ValidationError, raw: Any, file: str) -> InputError:
     err = exc.errors()[0]
     loc = [p for p in err["loc"] if not (isinstance(p, str) and "[" in p)]
     where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-    line = yamlpos.line_of(raw, loc)
+    line = yamlio.line_of(raw, loc)
     kind = err["type"]
     if kind == "extra_forbidden":
         message = f"unknown key {loc[-1]!r}" + (f" in {where.rsplit('.', 1)[0]}" if "." in where else "")
@@ -250,7 +250,7 @@ def _pydantic_error(exc: ValidationError, raw: Any, file: str) -> InputError:
 
 
 def _fail(raw: Any, path: Sequence[str | int], file: str, message: str) -> InputError:
-    return InputError(message, file, yamlpos.line_of(raw, path))
+    return InputError(message, file, yamlio.line_of(raw, path))
 
 
 def _check_name(raw: Any, path: Sequence[str | int], file: str, what: str, value: str) -> None:
@@ -389,7 +389,7 @@ def parse_environment(
     text: str, file: str, exists: Any = lambda _path: True, namespace_override: str | None = None
 ) -> Environment:
     """Validate an environment file's text; ``exists(path)`` tells if a template is there."""
-    raw = yamlpos.load(text, file)
+    raw = yamlio.load(text, file)
     if not isinstance(raw, dict):
         raise InputError("an environment file must be a YAML mapping", file, getattr(raw, "line", 1))
     try:

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from dsroll import yamlio
 from dsroll.config import Environment
 from dsroll.errors import InputError
 from dsroll.gitsource import GitSource
@@ -263,7 +264,7 @@ def against_git(env: Environment, variants: Sequence[Variant], old_source: GitSo
             continue
         rel = path[len(env.rendered_dir.rstrip("/")) + 1 :]
         try:
-            committed[rel] = yaml.safe_load(old_source.read_text(path))
+            committed[rel] = yamlio.load_plain(old_source.read_text(path))
         except yaml.YAMLError as exc:
             raise InputError(f"rendered file at git {ref} is not valid YAML: {exc}", path) from None
     diffs = []

@@ -8,7 +8,6 @@ clock), which is what lets ``render --check`` and ``diff --against git`` be exac
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import re
 from collections.abc import Mapping
@@ -21,7 +20,7 @@ import jinja2
 import yaml
 
 from dsroll import classes as algebra
-from dsroll import yamlpos
+from dsroll import yamlio
 from dsroll.config import DNS_LABEL, Environment, Workload, parse_environment
 from dsroll.errors import InputError
 from dsroll.gitsource import Source
@@ -69,30 +68,26 @@ class RenderResult:
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """Maps merge key by key, recursively; anything else in ``override`` replaces."""
-    merged = copy.deepcopy(dict(base))
+    merged = {key: _copy(value) for key, value in base.items()}
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
             merged[key] = deep_merge(merged[key], value)
         else:
-            merged[key] = copy.deepcopy(value)
+            merged[key] = _copy(value)
     return merged
 
 
-# libyaml when PyYAML has it (the PyPI wheels do): ten times faster, same output.
-_BaseDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _Dumper(_BaseDumper):  # type: ignore[misc,valid-type]
-    """SafeDumper that also writes the position-carrying containers of environment values."""
-
-
-_Dumper.add_representer(yamlpos.PosDict, yaml.representer.SafeRepresenter.represent_dict)
-_Dumper.add_representer(yamlpos.PosList, yaml.representer.SafeRepresenter.represent_list)
+def _copy(value: Any) -> Any:
+    """A deep copy of YAML data (maps, lists, scalars): far cheaper than copy.deepcopy."""
+    if isinstance(value, Mapping):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
 
 
 def dump_yaml(obj: Any) -> str:
-    return yaml.dump(obj, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True, width=1000)
+    return yamlio.dump(obj)
 
 
 def _b64encode(value: str | bytes) -> str:
@@ -217,7 +212,7 @@ def render_variant(
     text = _render_text(templates, workload, context)
     where = f"{workload.template} (class {cls})"
     try:
-        manifest = _validate(yaml.load(text, Loader=_Loader), where)
+        manifest = _validate(yamlio.load_plain(text), where)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at rendered line {mark.line + 1}" if mark else ""
