@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import sys
@@ -104,3 +105,17 @@ def status(
             typer.echo(f"  {comp.name:<24} pid {comp.pid:<8} {state:<5} {port:<7} log {comp.log}")
     if not st.running:
         raise typer.Exit(1)
+
+
+@app.command()
+def build() -> None:
+    """Build (once) and cache the sandbox's binaries; print where they are."""
+    from dsroll.sandbox.build import cache_root, ensure_binaries
+
+    try:
+        binaries = ensure_binaries()
+    except SandboxError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"sandbox binaries cached under {cache_root()}:")
+    for field_name, path in dataclasses.asdict(binaries).items():
+        typer.echo(f"  {field_name.replace('_', '-'):<24} {path}")
