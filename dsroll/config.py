@@ -258,6 +258,13 @@ def _check_name(raw: Any, path: Sequence[str | int], file: str, what: str, value
         raise _fail(raw, path, file, f"{what} {value!r} is not a DNS label (lowercase a-z, 0-9, '-', at most 63)")
 
 
+def _check_unique_name(raw: Any, path: Sequence[str | int], file: str, what: str, name: str, seen: set[str]) -> None:
+    _check_name(raw, path, file, f"{what} name", name)
+    if name in seen:
+        raise _fail(raw, path, file, f"duplicate {what} {name!r}")
+    seen.add(name)
+
+
 def _check_selector_keys(raw: Any, path: list[str | int], file: str, keys: Sequence[str]) -> None:
     for key in keys:
         if not _LABEL_KEY.match(key):
@@ -293,10 +300,7 @@ def _classes(spec: EnvironmentSpec, raw: Any, file: str) -> tuple[HardwareClass,
     result = []
     for i, cls in enumerate(spec.hardware_classes):
         path: list[str | int] = ["hardwareClasses", i]
-        _check_name(raw, [*path, "name"], file, "class name", cls.name)
-        if cls.name in seen:
-            raise _fail(raw, [*path, "name"], file, f"duplicate hardware class {cls.name!r}")
-        seen.add(cls.name)
+        _check_unique_name(raw, [*path, "name"], file, "hardware class", cls.name, seen)
         has_selector = bool(cls.node_selector) or bool(cls.match_expressions)
         if cls.default:
             if default is not None:
@@ -338,10 +342,7 @@ def _workloads(spec: EnvironmentSpec, raw: Any, file: str, namespace: str, sourc
     result = []
     for i, wl in enumerate(spec.workloads):
         path: list[str | int] = ["workloads", i]
-        _check_name(raw, [*path, "name"], file, "workload name", wl.name)
-        if wl.name in seen:
-            raise _fail(raw, [*path, "name"], file, f"duplicate workload {wl.name!r}")
-        seen.add(wl.name)
+        _check_unique_name(raw, [*path, "name"], file, "workload", wl.name, seen)
         ns = wl.namespace or namespace
         _check_name(raw, [*path, "namespace"], file, "namespace", ns)
         if not source_exists(wl.template):

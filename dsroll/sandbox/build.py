@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,15 +109,7 @@ def kubernetes_main_module(version: str, upstream_gomod: str) -> tuple[str, str]
     return "\n".join(lines), "\n".join(tools)
 
 
-def _build_kubernetes(version: str, root: Path) -> Path:
-    out_dir = root / f"kubernetes-{version}"
-    if _stamp_ok(out_dir, KUBE_COMMANDS):
-        return out_dir
-    work = root / "build" / f"kubernetes-{version}"
-    work.mkdir(parents=True, exist_ok=True)
-    log = work / "build.log"
-    go = _go()
-    _progress(f"building kubernetes {version} from Go modules (first run only; log {log})")
+def _build_kubernetes(version: str, work: Path, out_dir: Path, log: Path, go: str) -> None:
     info = subprocess.run(
         [go, "mod", "download", "-json", f"k8s.io/kubernetes@{version}"],
         cwd=work,
@@ -131,26 +123,12 @@ def _build_kubernetes(version: str, root: Path) -> Path:
     (work / "go.mod").write_text(gomod)
     (work / "tools.go").write_text(tools)
     _run([go, "mod", "tidy"], work, log)
-    out_dir.mkdir(parents=True, exist_ok=True)
     pkgs = [f"k8s.io/kubernetes/cmd/{cmd}" for cmd in KUBE_COMMANDS]
-    _run(
-        [go, "build", "-trimpath", "-ldflags", _version_ldflags(version), "-o", str(out_dir) + "/", *pkgs],
-        work,
-        log,
-    )
-    (out_dir / ".complete").write_text(version + "\n")
-    return out_dir
+    ldflags = _version_ldflags(version)
+    _run([go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(out_dir) + "/", *pkgs], work, log)
 
 
-def _build_etcd(version: str, root: Path) -> Path:
-    out_dir = root / f"etcd-{version}"
-    if _stamp_ok(out_dir, ["etcd"]):
-        return out_dir
-    work = root / "build" / f"etcd-{version}"
-    work.mkdir(parents=True, exist_ok=True)
-    log = work / "build.log"
-    go = _go()
-    _progress(f"building etcd {version} from Go modules (first run only; log {log})")
+def _build_etcd(version: str, work: Path, out_dir: Path, log: Path, go: str) -> None:
     (work / "go.mod").write_text(
         f"module dsroll.local/sandbox/etcd\n\ngo 1.24\n\nrequire go.etcd.io/etcd/server/v3 {version}\n"
     )
@@ -159,53 +137,52 @@ def _build_etcd(version: str, root: Path) -> Path:
         "func main() { etcdmain.Main(os.Args) }\n"
     )
     _run([go, "mod", "tidy"], work, log)
-    out_dir.mkdir(parents=True, exist_ok=True)
     _run([go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out_dir / "etcd"), "."], work, log)
-    (out_dir / ".complete").write_text(version + "\n")
-    return out_dir
 
 
-def _build_kwok(version: str, root: Path) -> Path:
-    out_dir = root / f"kwok-{version}"
-    if _stamp_ok(out_dir, ["kwok"]):
-        return out_dir
-    work = root / "build" / f"kwok-{version}"
+def _build_kwok(version: str, work: Path, out_dir: Path, log: Path, go: str) -> None:
+    module = f"sigs.k8s.io/kwok/cmd/kwok@{version}"
+    _run([go, "install", "-trimpath", "-ldflags", "-s -w", module], work, log, {"GOBIN": str(out_dir), "GOFLAGS": ""})
+
+
+_COMPONENTS: tuple[tuple[str, str, tuple[str, ...], Callable[[str, Path, Path, Path, str], None]], ...] = (
+    ("etcd", versions.ETCD, ("etcd",), _build_etcd),
+    ("kwok", versions.KWOK, ("kwok",), _build_kwok),
+    ("kubernetes", versions.KUBERNETES, KUBE_COMMANDS, _build_kubernetes),
+)
+
+
+def _ensure(root: Path, name: str, version: str, outputs: Sequence[str], build: Callable[..., None]) -> bool:
+    """Build one component into ``<root>/<name>-<version>`` unless it is complete; True if built."""
+    out_dir = root / f"{name}-{version}"
+    if _stamp_ok(out_dir, outputs):
+        return False
+    work = root / "build" / f"{name}-{version}"
     work.mkdir(parents=True, exist_ok=True)
-    log = work / "build.log"
-    _progress(f"building kwok {version} from Go modules (first run only; log {log})")
     out_dir.mkdir(parents=True, exist_ok=True)
-    _run(
-        [_go(), "install", "-trimpath", "-ldflags", "-s -w", f"sigs.k8s.io/kwok/cmd/kwok@{version}"],
-        work,
-        log,
-        {"GOBIN": str(out_dir), "GOFLAGS": ""},
-    )
+    log = work / "build.log"
+    _progress(f"building {name} {version} from Go modules (first run only; log {log})")
+    build(version, work, out_dir, log, _go())
     (out_dir / ".complete").write_text(version + "\n")
-    return out_dir
+    return True
 
 
 def ensure_binaries(root: Path | None = None) -> Binaries:
     """Build (once) and return every sandbox binary; later calls return in milliseconds."""
     root = root or cache_root()
     started = time.monotonic()
-    built = False
-    dirs = {}
-    for name, fn, ver in (
-        ("etcd", _build_etcd, versions.ETCD),
-        ("kwok", _build_kwok, versions.KWOK),
-        ("kubernetes", _build_kubernetes, versions.KUBERNETES),
-    ):
-        fresh = not _stamp_ok(root / f"{name}-{ver}", ["."])
-        dirs[name] = fn(ver, root)
-        built = built or fresh
-    if built:
+    built = [_ensure(root, *component) for component in _COMPONENTS]
+    if any(built):
         _progress(f"sandbox binaries ready in {time.monotonic() - started:.0f}s under {root}")
-    k = dirs["kubernetes"]
+    kube, etcd, kwok = (
+        root / f"{n}-{v}"
+        for n, v in (("kubernetes", versions.KUBERNETES), ("etcd", versions.ETCD), ("kwok", versions.KWOK))
+    )
     return Binaries(
-        kube_apiserver=k / "kube-apiserver",
-        kube_controller_manager=k / "kube-controller-manager",
-        kube_scheduler=k / "kube-scheduler",
-        kubectl=k / "kubectl",
-        etcd=dirs["etcd"] / "etcd",
-        kwok=dirs["kwok"] / "kwok",
+        kube_apiserver=kube / "kube-apiserver",
+        kube_controller_manager=kube / "kube-controller-manager",
+        kube_scheduler=kube / "kube-scheduler",
+        kubectl=kube / "kubectl",
+        etcd=etcd / "etcd",
+        kwok=kwok / "kwok",
     )
