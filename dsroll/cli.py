@@ -147,6 +147,8 @@ def render(
 ) -> None:
     """Render every variant to <renderedDir>/<namespace>/<name>.yaml, byte-for-byte deterministic."""
     project, result = _render(env, namespace)
+    if project.repo is not None and project.repo.bare:
+        raise DsrollError(f"{project.root} is a bare repository: render needs a work tree to write to")
     changes = sync(project.root, result, check=check)
     output.render_result(result, changes, check=check, fmt=out.value)
     if check and any(c.drift for c in changes):

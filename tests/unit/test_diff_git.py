@@ -136,6 +136,9 @@ def test_works_on_detached_head_and_in_a_bare_clone(
     assert by_name(report)["agent-gpu"]["change"] == "pod-template"
     code, _ = diff_json("--against", "git:HEAD")
     assert code == 0
+    refused = runner.invoke(app, ["render", "test"])
+    assert refused.exit_code == 2 and "bare repository" in refused.output
+    assert not (bare / "rendered").exists()
 
 
 def test_unknown_ref_is_a_one_line_error(repo: Path) -> None:
