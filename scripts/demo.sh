@@ -34,7 +34,7 @@ run "$kubectl" apply --server-side --field-manager=dsroll -R -f rendered/dev
 for ds in $("$kubectl" -n dsroll-demo get ds -o name); do "$kubectl" -n dsroll-demo rollout status "$ds" --timeout=60s >/dev/null; done
 run "$kubectl" -n dsroll-demo get ds
 echo "pods per node (every node runs exactly one fluent-bit and one node-exporter variant):"
-"$kubectl" -n dsroll-demo get pods -o custom-columns=NODE:.spec.nodeName,POD:.metadata.name,CLASS:.metadata.labels.dsroll\\.io/class --sort-by=.spec.nodeName | head -16
+"$kubectl" -n dsroll-demo get pods -o custom-columns=NODE:.spec.nodeName,POD:.metadata.name,CLASS:.metadata.labels.dsroll\\.io/class --sort-by=.spec.nodeName
 run dsroll diff dev --against live
 
 step "6. bump node-exporter and see what the change means before anything is applied"
