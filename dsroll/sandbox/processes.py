@@ -183,6 +183,19 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
+def _wait_gone(components: list[Component], seconds: float, interval: float) -> list[Component]:
+    """Reap and re-check until every component is gone or ``seconds`` pass; the ones left."""
+    deadline = time.monotonic() + seconds
+    pending = components
+    while pending and time.monotonic() < deadline:
+        for comp in pending:
+            _reap(comp)
+        pending = [c for c in pending if is_alive(c)]
+        if pending:
+            time.sleep(interval)
+    return pending
+
+
 def stop(components: Iterable[Component], grace_seconds: float = 10.0) -> list[str]:
     """SIGTERM every component's process group, SIGKILL what is left after the grace time.
 
@@ -191,14 +204,7 @@ def stop(components: Iterable[Component], grace_seconds: float = 10.0) -> list[s
     items = list(components)
     for comp in items:
         _signal_group(comp, signal.SIGTERM)
-    deadline = time.monotonic() + grace_seconds
-    pending = items
-    while pending and time.monotonic() < deadline:
-        for comp in pending:
-            _reap(comp)
-        pending = [c for c in pending if is_alive(c)]
-        if pending:
-            time.sleep(0.1)
+    pending = _wait_gone(items, grace_seconds, 0.1)
     for comp in pending:
         _signal_group(comp, signal.SIGKILL)
     # Children a component may have started share its group: kill any survivor.
@@ -207,14 +213,7 @@ def stop(components: Iterable[Component], grace_seconds: float = 10.0) -> list[s
             for pid in _group_members(comp.pid):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    survivors = items
-    while survivors and time.monotonic() < deadline:
-        for comp in survivors:
-            _reap(comp)
-        survivors = [c for c in survivors if is_alive(c)]
-        if survivors:
-            time.sleep(0.05)
+    survivors = _wait_gone(items, 5, 0.05)
     # Our own children (when up and down run in one process, as in pytest) must be
     # reaped. A Go process shows state Z as soon as its main thread exits but can only
     # be waited for once all its threads have: poll briefly instead of one try.
