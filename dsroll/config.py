@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from dsroll import yamlio
-from dsroll.classes import HardwareClass
+from dsroll.classes import HardwareClass, Requirement
 from dsroll.errors import InputError
 
 API_VERSION = "dsroll.io/v1alpha1"
@@ -217,15 +217,6 @@ class Environment:
     ignore_differences: tuple[str, ...]
     rollout: RolloutPolicy
 
-    def workload(self, name: str) -> Workload:
-        for workload in self.workloads:
-            if workload.name == name:
-                return workload
-        raise InputError(f"environment {self.name!r} has no workload {name!r}")
-
-    def class_selector(self, name: str) -> HardwareClass:
-        return next(c for c in self.classes if c.name == name)
-
 
 def _pydantic_error(exc: ValidationError, raw: Any, file: str) -> InputError:
     err = exc.errors()[0]
@@ -272,14 +263,13 @@ def _check_selector_keys(raw: Any, path: list[str | int], file: str, keys: Seque
 
 
 def _check_expressions(raw: Any, path: list[str | int], file: str, exprs: Sequence[MatchExpression]) -> None:
+    """Requirement itself knows each operator's rules; here they get the expression's line."""
     for i, expr in enumerate(exprs):
         here = [*path, i]
-        if expr.operator in ("In", "NotIn") and not expr.values:
-            raise _fail(raw, here, file, f"matchExpressions: operator {expr.operator} needs values")
-        if expr.operator in ("Exists", "DoesNotExist") and expr.values:
-            raise _fail(raw, here, file, f"matchExpressions: operator {expr.operator} takes no values")
-        if expr.operator in ("Gt", "Lt") and (len(expr.values) != 1 or not re.match(r"^-?\d+$", expr.values[0])):
-            raise _fail(raw, here, file, f"matchExpressions: operator {expr.operator} needs one integer value")
+        try:
+            Requirement(expr.key, expr.operator, tuple(expr.values))
+        except ValueError as exc:
+            raise _fail(raw, here, file, f"matchExpressions: {exc}") from None
         _check_selector_keys(raw, here, file, [expr.key])
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -67,10 +67,6 @@ class VariantDiff:
     diff: str
     note: str | None = None
 
-    @property
-    def restarts_pods(self) -> bool:
-        return self.change in (Change.POD_TEMPLATE, Change.SELECTOR, Change.ADDED)
-
     def to_json(self) -> dict[str, Any]:
         return {
             "namespace": self.namespace,
@@ -95,7 +91,6 @@ class DiffReport:
     context: str | None = None
     server: str | None = None
     commit: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def has_differences(self) -> bool:

@@ -109,17 +109,6 @@ class Project:
             raise InputError(f"{self.root} is not in a git repository: cannot read git ref {ref!r}")
         return GitSource(self.repo, ref)
 
-    def head_commit(self) -> str | None:
-        if self.repo is None:
-            return None
-        try:
-            return self.repo.head.commit.hexsha
-        except ValueError:  # no commit yet
-            return None
-
-    def is_dirty(self) -> bool:
-        return bool(self.repo is not None and not self.repo.bare and self.repo.is_dirty(untracked_files=True))
-
 
 def _open_repo(start: Path) -> git.Repo | None:
     try:
