@@ -210,5 +210,8 @@ def nodes(
     output.nodes_report(classify_nodes(environment, kube.list_nodes()), fmt=out.value)
 
 
+from dsroll import cli_rollout as _rollout_commands  # noqa: E402,F401  (registers its commands on `app`)
+
+
 def main() -> None:
     app(prog_name=PROG)

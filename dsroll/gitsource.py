@@ -104,6 +104,19 @@ class Project:
     env_path: str  # relative to root, POSIX
     source: Source
 
+    def head_commit(self) -> str | None:
+        """The commit a rollout records; None outside git or before the first commit."""
+        if self.repo is None:
+            return None
+        try:
+            return self.repo.head.commit.hexsha
+        except ValueError:
+            return None
+
+    def is_dirty(self) -> bool:
+        """Uncommitted changes, untracked files included: what a rollout would deploy is not in git."""
+        return self.repo is not None and not self.repo.bare and self.repo.is_dirty(untracked_files=True)
+
     def at(self, ref: str) -> GitSource:
         if self.repo is None:
             raise InputError(f"{self.root} is not in a git repository: cannot read git ref {ref!r}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -62,6 +62,10 @@ def _status_message(exc: ApiException) -> str:
         return str(body.get("message") or exc.reason)
     except (ValueError, AttributeError):
         return str(exc.reason)
+
+
+class WatchExpired(Exception):
+    """The watch's resourceVersion is too old (410 Gone): relist and watch again."""
 
 
 class Kube:
@@ -130,6 +134,66 @@ class Kube:
             raise ApiException.from_response(http_resp=response, body=None, data=None)
         return json.loads(response.data) if response.data else None
 
+    def watch(
+        self, path: str, *, resource_version: str, query: Mapping[str, str] | None = None, timeout: float = 60
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Stream (type, object) events of a collection from ``resource_version``.
+
+        Ends after ``timeout`` seconds (the server closes the watch); raises
+        ``WatchExpired`` on 410 Gone so the caller relists. Bookmarks advance the caller's
+        resourceVersion without an object change.
+        """
+        params = {
+            **(query or {}),
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(max(1, int(timeout))),
+        }
+        try:
+            response = self._open_watch(path, list(params.items()), timeout)
+        except ApiException as exc:
+            if exc.status == 410:
+                raise WatchExpired() from None
+            raise self._translate(exc, "WATCH", path) from None
+        raw = response.response
+        try:
+            buffer = b""
+            for chunk in raw.stream(amt=65536, decode_content=True):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        status = event.get("object") or {}
+                        if status.get("code") == 410:
+                            raise WatchExpired()
+                        raise ClusterError(f"watch {path} failed: {status.get('message', status)}")
+                    yield event["type"], event["object"]
+        except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError):
+            return  # a dropped watch ends; the caller re-reads and watches again
+        finally:
+            raw.release_conn()
+
+    @retry(
+        retry=retry_if_exception(_is_transient),
+        stop=stop_after_attempt(5),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        reraise=True,
+    )
+    def _open_watch(self, path: str, query: list[tuple[str, str]], timeout: float) -> Any:
+        self.requests += 1
+        params = self.api.param_serialize(
+            "GET", path, query_params=query, header_params={"Accept": "application/json"}, auth_settings=["BearerToken"]
+        )
+        response = self.api.call_api(*params, _request_timeout=(self.timeout or 30, timeout + 30))
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return response
+
     def request(
         self,
         method: str,
@@ -190,3 +254,71 @@ class Kube:
             body=json.dumps(manifest),
             content_type="application/apply-patch+yaml",
         )
+
+    def patch(self, path: str, patch: Any, *, kind: str = "merge", dry_run: bool = False) -> dict[str, Any]:
+        """A JSON merge patch (``kind="merge"``) or JSON patch (``kind="json"``) as field manager dsroll."""
+        query = {"fieldManager": FIELD_MANAGER, **({"dryRun": "All"} if dry_run else {})}
+        content_type = {"merge": "application/merge-patch+json", "json": "application/json-patch+json"}[kind]
+        return self.request("PATCH", path, query=query, body=patch, content_type=content_type)
+
+    def list_pods(self, namespace: str, label_selector: str) -> tuple[list[dict[str, Any]], str]:
+        """Pods and the list's resourceVersion (to watch from)."""
+        result = self.request("GET", f"/api/v1/namespaces/{namespace}/pods", query={"labelSelector": label_selector})
+        return list(result.get("items") or []), str(result["metadata"].get("resourceVersion", ""))
+
+    def delete_pod(self, namespace: str, name: str, uid: str) -> bool:
+        """Delete exactly this pod (uid precondition); False when it is already gone."""
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid}}
+        try:
+            self._send("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}", [], body, "application/json")
+        except ApiException as exc:
+            if exc.status in (404, 409):  # gone, or a new pod of that name
+                return False
+            raise self._translate(exc, "DELETE", f"pods/{name}") from None
+        return True
+
+    def list_controller_revisions(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        path = f"/apis/apps/v1/namespaces/{namespace}/controllerrevisions"
+        return list(self.request("GET", path, query={"labelSelector": label_selector}).get("items") or [])
+
+    def create_event(self, obj: Mapping[str, Any], reason: str, message: str, warning: bool = False) -> None:
+        """A core/v1 Event on ``obj`` (shown by ``kubectl describe`` and ``kubectl events``)."""
+        from datetime import UTC, datetime
+
+        meta = obj["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": "apps/v1",
+                "kind": "DaemonSet",
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": "dsroll"},
+            "reportingComponent": "dsroll",
+            "reportingInstance": os.uname().nodename,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
+
+    def whoami(self) -> str:
+        """The user the API server sees (SelfSubjectReview); '?' where it is not allowed."""
+        try:
+            review = self.request(
+                "POST",
+                "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                body={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+            )
+        except ClusterError:
+            return "?"
+        return str(review.get("status", {}).get("userInfo", {}).get("username", "?"))

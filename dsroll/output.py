@@ -17,11 +17,14 @@ from rich.text import Text
 
 from dsroll.diff import Change, DiffReport
 from dsroll.nodes import NodeReport
+from dsroll.plan import Plan, plan_to_json
 from dsroll.render import RenderResult
 from dsroll.rendered import FileChange
+from dsroll.rollout.run import RunSummary
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Piped output is never cut to 80 columns: like kubectl, a table is as wide as its content.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 400)
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 400)
 
 
 def emit_json(data: Mapping[str, Any]) -> None:
@@ -138,3 +141,103 @@ def nodes_report(report: NodeReport, *, fmt: str) -> None:
             )
         else:
             out.print(f"workload {workload} (classes {classes}): every node runs exactly one variant")
+
+
+# --- rollouts ------------------------------------------------------------------------
+
+
+def _nodes_text(nodes: Sequence[str], limit: int = 6) -> str:
+    shown = ", ".join(nodes[:limit])
+    return shown + (f" … (+{len(nodes) - limit})" if len(nodes) > limit else "")
+
+
+def plan_view(plan: Plan, *, fmt: str, stream: Console | None = None) -> None:
+    if fmt == "json":
+        emit_json(plan_to_json(plan, manifests=False))
+        return
+    console = stream or out
+    table = _table("VARIANT", "ACTION", "NODES", "STEPS")
+    for v in plan.variants:
+        counts = " → ".join(str(s.count) for s in v.steps) or "-"
+        kept = f" (partition: {v.partition} kept)" if v.partition else ""
+        table.add_row(f"{v.namespace}/{v.name}", v.action.value, str(len(v.nodes)), counts + kept)
+    console.print(table)
+    for v in plan.variants:
+        console.print(f"  {v.name}: {v.reason}", markup=False)
+        for step in v.steps:
+            batches = " | ".join(_nodes_text(b, 4) for b in step.batches) or "nothing to replace"
+            console.print(f"  {v.name} step {step.number} (→ {step.count}/{len(v.nodes)}): {batches}", markup=False)
+
+
+def run_summary(summary: RunSummary, *, fmt: str, compact: bool = False) -> None:
+    if fmt == "json":
+        data = summary.to_json()
+        sys.stdout.write((json.dumps(data) if compact else json.dumps(data, indent=2)) + "\n")
+        return
+    for r in summary.results:
+        failure = f" — {r.failure['node']}: {r.failure['reason']}" if r.failure else ""
+        out.print(
+            f"{r.namespace}/{r.name}: {r.result.value}, {r.nodes_updated}/{r.nodes_total} node(s) "
+            f"on revision {r.target_revision or '-'}{failure}",
+            markup=False,
+        )
+    out.print(
+        f"{summary.operation} {summary.result} in {summary.elapsed:.1f}s ({summary.api_requests} API requests)",
+        markup=False,
+    )
+
+
+def status_view(env: str, rows: Sequence[Mapping[str, Any]], *, fmt: str) -> None:
+    if fmt == "json":
+        emit_json({"environment": env, "variants": list(rows)})
+        return
+    table = _table("VARIANT", "PHASE", "STEP", "UPDATED", "READY", "TOTAL", "STRATEGY", "WHO", "SINCE")
+    for row in rows:
+        name = f"{row['namespace']}/{row['name']}"
+        if not row["deployed"]:
+            table.add_row(name, "not deployed", *["-"] * 7)
+            continue
+        state = row.get("rollout") or {}
+        steps = state.get("steps") or []
+        phase = state.get("phase", "-") + (f" ({row['request']} requested)" if row.get("request") else "")
+        table.add_row(
+            name,
+            phase,
+            f"{min(state.get('step', 0) + 1, len(steps))}/{len(steps)}" if steps else "-",
+            str(row["nodesUpdated"]),
+            str(row["nodesReady"]),
+            str(row["nodesTotal"]),
+            row.get("updateStrategy") or "-",
+            state.get("who", "-"),
+            state.get("startedAt", "-"),
+        )
+    out.print(table)
+    for row in rows:
+        failure = (row.get("rollout") or {}).get("failure")
+        if failure:
+            out.print(f"{row['namespace']}/{row['name']}: {failure['node']}: {failure['reason']}", markup=False)
+
+
+def history_view(env: str, rows: Sequence[Mapping[str, Any]], *, fmt: str) -> None:
+    if fmt == "json":
+        emit_json({"environment": env, "variants": list(rows)})
+        return
+    for row in rows:
+        out.print(f"{row['namespace']}/{row['name']}:", markup=False)
+        if not row["revisions"]:
+            out.print("  not deployed" if not row["deployed"] else "  no revisions")
+            continue
+        table = _table("  REVISION", "HASH", "CREATED", "COMMIT")
+        for rev in row["revisions"]:
+            mark = "*" if rev["revision"] == row["currentRevision"] else " "
+            commit = (rev["commit"] or "-")[:12]
+            table.add_row(f"{mark} {rev['revision']}", rev["hash"], rev["created"], commit)
+        out.print(table)
+
+
+def request_view(rows: Sequence[Mapping[str, Any]], *, fmt: str) -> None:
+    if fmt == "json":
+        emit_json({"variants": list(rows)})
+        return
+    for row in rows:
+        out.print(f"{row['namespace']}/{row['name']}: {row['message']}", markup=False)

@@ -1,0 +1,444 @@
+"""(desired, observed) → Plan. Pure: no I/O, so `plan` and `rollout` share every decision.
+
+A ``Plan`` says per variant what will happen (create, update with node replacement,
+in-place change, orphan replacement, prune, nothing) and cuts the variant's nodes into
+the configured steps and batches. It is a value: printed by ``plan``, saved with
+``--out``, and re-checked against a fresh observation before ``rollout --plan`` acts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from itertools import zip_longest
+from typing import Any
+
+from dsroll.config import RolloutPolicy
+from dsroll.diff import Change, VariantDiff
+from dsroll.errors import InputError
+from dsroll.rollout.state import Phase, RolloutState
+
+ZONE_LABEL = "topology.kubernetes.io/zone"
+REVISION_LABEL = "controller-revision-hash"
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    IN_PLACE = "in-place"
+    ORPHAN_REPLACE = "orphan-replace"
+    PRUNE = "prune"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class PodView:
+    """The facts about one daemon pod that rollout decisions need."""
+
+    name: str
+    uid: str
+    node: str
+    revision: str | None
+    ready: bool
+    terminating: bool
+
+    @classmethod
+    def of(cls, pod: Mapping[str, Any]) -> PodView:
+        meta, status = pod["metadata"], pod.get("status") or {}
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+        return cls(
+            name=meta["name"],
+            uid=meta["uid"],
+            node=(pod.get("spec") or {}).get("nodeName") or "",
+            revision=(meta.get("labels") or {}).get(REVISION_LABEL),
+            ready=ready,
+            terminating=bool(meta.get("deletionTimestamp")),
+        )
+
+
+def pods_by_node(pods: Iterable[PodView]) -> dict[str, PodView]:
+    """The live (non-terminating) pod of each node; a terminating one only where nothing else is."""
+    result: dict[str, PodView] = {}
+    for pod in sorted(pods, key=lambda p: p.terminating, reverse=True):
+        if pod.node:
+            result[pod.node] = pod
+    return result
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A variant's rollout policy with the command-line overrides applied."""
+
+    steps: tuple[str, ...]
+    max_unavailable: int | str
+    pause: str
+    ready_timeout: str
+    min_ready_seconds: int
+    on_failure: str
+    canary_node_selector: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, policy: RolloutPolicy, steps: Sequence[str] | None = None) -> Policy:
+        return cls(
+            steps=tuple(str(s) for s in (steps or policy.steps or ["100%"])),
+            max_unavailable=policy.max_unavailable or 1,
+            pause=str(policy.pause if policy.pause is not None else "manual"),
+            ready_timeout=policy.ready_timeout or "5m",
+            min_ready_seconds=policy.min_ready_seconds or 0,
+            on_failure=policy.on_failure or "rollback",
+            canary_node_selector=dict(policy.canary_node_selector or {}),
+        )
+
+
+def parse_steps(text: str) -> tuple[str, ...]:
+    """``--steps 1,25%,100%``: cumulative counts or percentages, growing, ending at 100%."""
+    steps = tuple(s.strip() for s in text.split(",") if s.strip())
+    for step in steps:
+        number = step.removesuffix("%")
+        if not number.isdigit() or int(number) < 1 or (step.endswith("%") and int(number) > 100):
+            raise InputError(f'--steps {text!r}: {step!r} is not a node count ("1") or a percentage ("10%")')
+    if not steps or steps[-1] != "100%":
+        raise InputError(f'--steps {text!r}: the last step must be "100%"')
+    return steps
+
+
+def count_of(spec: str | int, total: int) -> int:
+    """A step or partition as a node count: "N" is N, "P%" is ceil(P % of total); clamped."""
+    text = str(spec)
+    if text.endswith("%"):
+        return min(total, math.ceil(int(text[:-1]) * total / 100))
+    return min(total, int(text))
+
+
+def resolve_steps(specs: Sequence[str], total: int, cap: int | None = None) -> tuple[int, ...]:
+    """Cumulative node counts per step, capped by a partition, without empty steps."""
+    limit = total if cap is None else min(cap, total)
+    counts: list[int] = []
+    for spec in specs:
+        count = min(count_of(spec, total), limit)
+        if count > (counts[-1] if counts else 0):
+            counts.append(count)
+    if limit and (not counts or counts[-1] < limit):
+        counts.append(limit)
+    return tuple(counts)
+
+
+def resolve_partition(text: str | None, total: int) -> int | None:
+    """``--partition N|P%``: nodes kept on the old revision (P % rounds down)."""
+    if text is None:
+        return None
+    number = text.removesuffix("%")
+    if not number.isdigit() or (text.endswith("%") and int(number) > 100):
+        raise InputError(f"--partition {text!r}: use a node count (2) or a percentage (25%)")
+    if text.endswith("%"):
+        return math.floor(int(number) * total / 100)
+    return min(int(number), total)
+
+
+def resolve_max_unavailable(value: int | str, total: int) -> int:
+    """Like the DaemonSet controller: a percentage rounds up; never below 1."""
+    if isinstance(value, str) and value.endswith("%"):
+        return max(1, math.ceil(int(value[:-1]) * total / 100))
+    return max(1, int(value))
+
+
+def order_nodes(labels: Mapping[str, Mapping[str, str]], canary: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """Canary nodes first (by name), then round-robin across zones, each zone by name.
+
+    Deterministic in the node labels alone, so separate runs agree.
+    """
+    selector = dict(canary or {})
+    first = sorted(n for n, lb in labels.items() if selector and all(lb.get(k) == v for k, v in selector.items()))
+    zones: dict[str, list[str]] = {}
+    for name in sorted(set(labels) - set(first)):
+        zones.setdefault(labels[name].get(ZONE_LABEL, ""), []).append(name)
+    spread = [n for group in zip_longest(*(zones[z] for z in sorted(zones))) for n in group if n is not None]
+    return (*first, *spread)
+
+
+def keep_order(saved: Sequence[str], fresh: Sequence[str]) -> tuple[str, ...]:
+    """A saved order with vanished nodes dropped and new ones appended in fresh order."""
+    present = set(fresh)
+    kept = [n for n in saved if n in present]
+    known = set(kept)
+    return (*kept, *(n for n in fresh if n not in known))
+
+
+def batches(nodes: Sequence[str], size: int) -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(nodes[i : i + size]) for i in range(0, len(nodes), size))
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    number: int
+    count: int  # cumulative nodes on the new revision after this step
+    nodes: tuple[str, ...]  # nodes replaced in this step
+    batches: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class LiveFingerprint:
+    """What must not have moved between `plan --out` and `rollout --plan`."""
+
+    uid: str | None
+    generation: int | None
+    revision: str | None
+    nodes: tuple[str, ...]
+
+    def moves(self, now: LiveFingerprint, name: str) -> list[str]:
+        found = []
+        if self.uid != now.uid:
+            found.append(f"{name}: {'created' if self.uid is None else 'deleted or recreated'} since the plan")
+        elif self.generation != now.generation:
+            found.append(f"{name}: spec changed since the plan (generation {self.generation} → {now.generation})")
+        elif self.revision != now.revision:
+            found.append(f"{name}: current revision {self.revision} → {now.revision} since the plan")
+        added, gone = sorted(set(now.nodes) - set(self.nodes)), sorted(set(self.nodes) - set(now.nodes))
+        if added:
+            found.append(f"{name}: nodes added since the plan: {', '.join(added)}")
+        if gone:
+            found.append(f"{name}: nodes gone since the plan: {', '.join(gone)}")
+        return found
+
+
+@dataclass(frozen=True)
+class VariantPlan:
+    namespace: str
+    name: str
+    workload: str | None
+    cls: str | None
+    action: Action
+    reason: str
+    changed_paths: tuple[str, ...]
+    policy: Policy
+    nodes: tuple[str, ...]  # the variant's nodes in rollout order
+    pending: tuple[str, ...]  # nodes whose pod must be replaced
+    steps: tuple[StepPlan, ...]
+    partition: int | None
+    live: LiveFingerprint
+    manifest: Mapping[str, Any] | None
+    resumes: bool = False  # continues a rollout recorded in the cluster
+    applies: bool = False  # the rendered template differs from the live one: apply it first
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    @property
+    def replaces_pods(self) -> bool:
+        return self.action is Action.UPDATE
+
+
+def plan_steps(
+    order: Sequence[str], pending: Iterable[str], policy: Policy, partition: int | None
+) -> tuple[StepPlan, ...]:
+    """Cut the ordered nodes into cumulative steps; each step replaces its pending nodes in batches."""
+    total = len(order)
+    cap = None if partition is None else max(0, total - partition)
+    size = resolve_max_unavailable(policy.max_unavailable, total)
+    todo = set(pending)
+    steps, previous = [], 0
+    for number, count in enumerate(resolve_steps(policy.steps, total, cap), start=1):
+        nodes = tuple(n for n in order[previous:count] if n in todo)
+        steps.append(StepPlan(number, count, nodes, batches(nodes, size)))
+        previous = count
+    return tuple(steps)
+
+
+def plan_variant(
+    diff: VariantDiff,
+    *,
+    manifest: Mapping[str, Any] | None,
+    live: Mapping[str, Any] | None,
+    pods: Sequence[PodView],
+    current_revision: str | None,
+    node_labels: Mapping[str, Mapping[str, str]],
+    class_nodes: Sequence[str],
+    policy: Policy,
+    state: RolloutState | None,
+    partition: str | None,
+) -> VariantPlan:
+    """Decide one variant's action and its node batches from what is desired and what is live."""
+    on_node = pods_by_node(pods)
+    known = {n: node_labels.get(n, {}) for n in (on_node if live is not None else class_nodes)}
+    order = order_nodes(known, policy.canary_node_selector)
+    unfinished = state is not None and not state.finished
+    if unfinished and state is not None:
+        order = keep_order(state.nodes, order)
+    behind = tuple(n for n in order if on_node.get(n) is None or on_node[n].revision != current_revision)
+    action, reason, pending = _decide(diff, live, state, unfinished, order, behind)
+    kept = resolve_partition(partition, len(order)) if action is Action.UPDATE else None
+    steps = plan_steps(order, pending, policy, kept) if action is Action.UPDATE else ()
+    meta = (live or {}).get("metadata") or {}
+    return VariantPlan(
+        namespace=diff.namespace,
+        name=diff.name,
+        workload=diff.workload,
+        cls=diff.cls,
+        action=action,
+        reason=reason,
+        changed_paths=diff.changed_paths,
+        policy=policy,
+        nodes=order,
+        pending=pending,
+        steps=steps,
+        partition=kept,
+        live=LiveFingerprint(meta.get("uid"), meta.get("generation"), current_revision, tuple(sorted(on_node))),
+        manifest=manifest,
+        resumes=unfinished,
+        applies=action is Action.UPDATE and diff.change is Change.POD_TEMPLATE,
+    )
+
+
+def _decide(
+    diff: VariantDiff,
+    live: Mapping[str, Any] | None,
+    state: RolloutState | None,
+    unfinished: bool,
+    order: Sequence[str],
+    behind: Sequence[str],
+) -> tuple[Action, str, tuple[str, ...]]:
+    if diff.change is Change.REMOVED:
+        return Action.PRUNE, "live variant is no longer rendered (deleted only with --prune)", ()
+    if live is None:
+        return Action.CREATE, "new variant: created as rendered, nothing to replace", ()
+    if diff.change is Change.SELECTOR:
+        return Action.ORPHAN_REPLACE, "selector changed (immutable): needs orphan replacement", tuple(order)
+    if diff.change is Change.POD_TEMPLATE:
+        return Action.UPDATE, "pod template changed: pods are replaced in steps", tuple(order)
+    if unfinished and state is not None:
+        what = "rollback" if state.phase is Phase.rolling_back else state.operation.value
+        return Action.UPDATE, f"continues the {what} recorded in the cluster (phase {state.phase})", tuple(behind)
+    if behind:
+        return Action.UPDATE, f"{len(behind)} node(s) not on the current revision", tuple(behind)
+    if diff.change in (Change.SPEC, Change.METADATA):
+        return Action.IN_PLACE, f"{diff.change.describe}", ()
+    return Action.UNCHANGED, "live matches the render", ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    environment: str
+    context: str
+    server: str
+    commit: str | None
+    variants: tuple[VariantPlan, ...]
+
+    @property
+    def has_changes(self) -> bool:
+        return any(v.action is not Action.UNCHANGED for v in self.variants)
+
+    def moves(self, fresh: Plan) -> list[str]:
+        """Everything that moved in the cluster between this plan and ``fresh``."""
+        now = {v.key: v for v in fresh.variants}
+        found = []
+        for variant in self.variants:
+            current = now.get(variant.key)
+            if current is None:
+                found.append(f"{variant.namespace}/{variant.name}: no longer part of the environment")
+                continue
+            found.extend(variant.live.moves(current.live, f"{variant.namespace}/{variant.name}"))
+        return found
+
+
+PLAN_KIND = {"apiVersion": "dsroll.io/v1alpha1", "kind": "Plan"}
+
+
+def plan_to_json(plan: Plan, *, manifests: bool = True) -> dict[str, Any]:
+    """The plan as documented JSON; with ``manifests`` it can be executed by ``rollout --plan``."""
+    variants = []
+    for v in plan.variants:
+        item: dict[str, Any] = {
+            "namespace": v.namespace,
+            "name": v.name,
+            "workload": v.workload,
+            "class": v.cls,
+            "action": v.action.value,
+            "reason": v.reason,
+            "changedPaths": list(v.changed_paths),
+            "resumes": v.resumes,
+            "applies": v.applies,
+            "nodes": list(v.nodes),
+            "pending": list(v.pending),
+            "partition": v.partition,
+            "steps": [
+                {"step": s.number, "count": s.count, "nodes": list(s.nodes), "batches": [list(b) for b in s.batches]}
+                for s in v.steps
+            ],
+            "policy": {
+                "steps": list(v.policy.steps),
+                "maxUnavailable": v.policy.max_unavailable,
+                "pause": v.policy.pause,
+                "readyTimeout": v.policy.ready_timeout,
+                "minReadySeconds": v.policy.min_ready_seconds,
+                "onFailure": v.policy.on_failure,
+                "canaryNodeSelector": dict(v.policy.canary_node_selector),
+            },
+            "live": {
+                "uid": v.live.uid,
+                "generation": v.live.generation,
+                "revision": v.live.revision,
+                "nodes": list(v.live.nodes),
+            },
+        }
+        if manifests:
+            item["manifest"] = v.manifest
+        variants.append(item)
+    return {
+        **PLAN_KIND,
+        "environment": plan.environment,
+        "context": plan.context,
+        "server": plan.server,
+        "commit": plan.commit,
+        "variants": variants,
+    }
+
+
+def plan_from_json(text: str, file: str) -> Plan:
+    """A saved plan; a file that is not one is bad input."""
+    try:
+        data = json.loads(text)
+        if {k: data.get(k) for k in PLAN_KIND} != PLAN_KIND:
+            raise ValueError("not a dsroll plan (apiVersion/kind)")
+        variants = []
+        for item in data["variants"]:
+            p, live = item["policy"], item["live"]
+            policy = Policy(
+                steps=tuple(p["steps"]),
+                max_unavailable=p["maxUnavailable"],
+                pause=p["pause"],
+                ready_timeout=p["readyTimeout"],
+                min_ready_seconds=p["minReadySeconds"],
+                on_failure=p["onFailure"],
+                canary_node_selector=p.get("canaryNodeSelector") or {},
+            )
+            steps = tuple(
+                StepPlan(s["step"], s["count"], tuple(s["nodes"]), tuple(tuple(b) for b in s["batches"]))
+                for s in item["steps"]
+            )
+            variants.append(
+                VariantPlan(
+                    namespace=item["namespace"],
+                    name=item["name"],
+                    workload=item.get("workload"),
+                    cls=item.get("class"),
+                    action=Action(item["action"]),
+                    reason=item["reason"],
+                    changed_paths=tuple(item.get("changedPaths") or ()),
+                    policy=policy,
+                    nodes=tuple(item["nodes"]),
+                    pending=tuple(item["pending"]),
+                    steps=steps,
+                    partition=item.get("partition"),
+                    live=LiveFingerprint(live["uid"], live["generation"], live["revision"], tuple(live["nodes"])),
+                    manifest=item.get("manifest"),
+                    resumes=bool(item.get("resumes")),
+                    applies=bool(item.get("applies")),
+                )
+            )
+        return Plan(data["environment"], data["context"], data["server"], data.get("commit"), tuple(variants))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"not a valid dsroll plan: {exc}", file) from None

@@ -1,0 +1,590 @@
+"""Carries out one variant's plan: apply, replace nodes step by step, gate, record.
+
+The executor decides nothing about *what* to do (that is ``plan.py``); it does it and
+records progress. It is level-triggered: every decision is taken from a fresh view of
+the DaemonSet, its revisions and its pods, so a killed process resumes by running again.
+The state annotation is written before each transition is acted on.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from dsroll.config import parse_duration
+from dsroll.errors import ClusterError
+from dsroll.kube import Kube
+from dsroll.plan import Action, PodView, VariantPlan, pods_by_node, resolve_max_unavailable, resolve_steps
+from dsroll.rollout import revisions as revs
+from dsroll.rollout.health import Gate, Outcome, assess, is_ready
+from dsroll.rollout.lease import Lease
+from dsroll.rollout.reporter import Reporter
+from dsroll.rollout.state import (
+    ANNOTATION,
+    REQUEST_ANNOTATION,
+    Failure,
+    Operation,
+    Phase,
+    RolloutState,
+    read_request,
+    read_state,
+)
+from dsroll.rollout.watching import Informer
+
+ON_DELETE = {"type": "OnDelete"}
+
+
+class Result(StrEnum):
+    COMPLETE = "complete"
+    PARTITIONED = "partitioned"
+    AWAITING_APPROVAL = "awaiting-approval"
+    PAUSED = "paused"
+    ROLLED_BACK = "rolled-back"
+    ABORTED = "aborted"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+    @property
+    def exit_code(self) -> int:
+        if self in (Result.COMPLETE, Result.PARTITIONED, Result.SKIPPED):
+            return 0
+        return 3 if self in (Result.AWAITING_APPROVAL, Result.PAUSED) else 1
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the variant moves to: a manifest to apply, or a revision's template to restore."""
+
+    manifest: Mapping[str, Any] | None = None
+    revision: revs.Revision | None = None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    who: str
+    commit: str | None = None
+    operation: Operation = Operation.rollout
+    approve: bool = False  # `resume`: approve the manual pause found
+    yes: bool = False  # approve every manual pause
+    interactive: bool = False
+    steps: tuple[str, ...] | None = None
+    ask: Any = None  # (question) -> bool, on a TTY
+
+
+@dataclass
+class VariantResult:
+    namespace: str
+    name: str
+    action: str
+    result: Result
+    phase: str | None = None
+    target_revision: str | None = None
+    previous_revision: str | None = None
+    nodes_updated: int = 0
+    nodes_total: int = 0
+    failure: dict[str, str] | None = None
+    message: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "action": self.action,
+            "result": self.result.value,
+            "phase": self.phase,
+            "targetRevision": self.target_revision,
+            "previousRevision": self.previous_revision,
+            "nodesUpdated": self.nodes_updated,
+            "nodesTotal": self.nodes_total,
+            "failure": self.failure,
+            "message": self.message,
+        }
+
+
+class NodeFailed(Exception):
+    def __init__(self, node: str, reason: str) -> None:
+        super().__init__(f"{node}: {reason}")
+        self.node = node
+        self.reason = reason
+
+
+class Stopped(Exception):
+    """A pause or abort requested from another process, honoured between batches."""
+
+    def __init__(self, action: str) -> None:
+        super().__init__(action)
+        self.action = action
+
+
+@dataclass
+class _Track:
+    started: float
+    old_uid: str | None
+    ready_since: float | None = None
+    lost_ready: bool = False
+
+
+class VariantRollout:
+    def __init__(
+        self, kube: Kube, plan: VariantPlan, options: RunOptions, reporter: Reporter, target: Target | None = None
+    ) -> None:
+        self.kube = kube
+        self.plan = plan
+        self.options = options
+        self.reporter = reporter
+        self.target = target
+        self.ns, self.name = plan.namespace, plan.name
+        self.path = f"/apis/apps/v1/namespaces/{self.ns}/daemonsets/{self.name}"
+        self.label = f"{self.ns}/{self.name}"
+        self.lease = Lease(kube, self.ns, self.name)
+        self.ds: dict[str, Any] = {}
+        self.state: RolloutState | None = None
+        self.gate = Gate(parse_duration(plan.policy.ready_timeout), float(plan.policy.min_ready_seconds))
+
+    # --- entry ---------------------------------------------------------------------
+
+    def run(self) -> VariantResult:
+        self.lease.acquire()
+        try:
+            return self._run()
+        finally:
+            self.lease.release()
+
+    def _run(self) -> VariantResult:
+        action = self.plan.action
+        if action is Action.CREATE:
+            return self._create()
+        if action is Action.IN_PLACE:
+            self.ds = self.kube.apply(self._manifest(), dry_run=False)
+            self._record_commit()
+            self.reporter.emit("complete", self.label, "applied in place (no pod restarts)", daemonset=self.ds)
+            return self._result(Result.COMPLETE)
+        if action is Action.PRUNE:
+            self.kube.request("DELETE", self.path, allow_missing=True)
+            self.reporter.emit("pruned", self.label, "deleted: no longer rendered")
+            return self._result(Result.COMPLETE)
+        self.ds = self._get()
+        state = read_state(self.ds)
+        unfinished = state is not None and not state.finished
+        if unfinished and state is not None:
+            if state.phase is Phase.rolling_back:
+                return self._rollback(state)
+            if state.phase is Phase.paused and self.target is None and not self.options.approve:
+                by = f" ({state.failure.node}: {state.failure.reason})" if state.failure else ""
+                self.reporter.emit("paused", self.label, f"rollout is paused{by}; `dsroll resume` continues")
+                return self._result(Result.PAUSED, state)
+        return self._steps(self._begin(state if unfinished else None))
+
+    # --- cluster reads and writes ------------------------------------------------------
+
+    def _get(self) -> dict[str, Any]:
+        ds = self.kube.request("GET", self.path, allow_missing=True)
+        if ds is None:
+            raise ClusterError(f"daemonset {self.label} disappeared during the rollout")
+        return ds
+
+    def _write(self, state: RolloutState, *, clear_request: bool = False) -> RolloutState:
+        """Record the state before acting on it; the answer carries any pause/abort request."""
+        annotations: dict[str, Any] = {ANNOTATION: state.to_json()}
+        if clear_request:
+            annotations[REQUEST_ANNOTATION] = None
+        self.ds = self.kube.patch(self.path, {"metadata": {"annotations": annotations}})
+        self.state = state
+        return state
+
+    def _manifest(self, state: RolloutState | None = None) -> dict[str, Any]:
+        manifest = copy.deepcopy(dict(self.target.manifest if self.target and self.target.manifest else {}))
+        manifest = manifest or copy.deepcopy(dict(self.plan.manifest or {}))
+        if state is not None:
+            manifest["spec"]["updateStrategy"] = dict(ON_DELETE)
+            manifest["metadata"].setdefault("annotations", {})[ANNOTATION] = state.to_json()
+        return manifest
+
+    def _wait_observed(self, timeout: float = 60) -> None:
+        """Until the controller has seen the latest spec (and so recorded its revision)."""
+        query = {"fieldSelector": f"metadata.name={self.name}"}
+        with Informer(self.kube, f"/apis/apps/v1/namespaces/{self.ns}/daemonsets", query) as watch:
+            deadline, seen = time.monotonic() + timeout, -1
+            while time.monotonic() < deadline:
+                for ds in watch.snapshot():
+                    if (ds.get("status") or {}).get("observedGeneration", 0) >= ds["metadata"]["generation"]:
+                        self.ds = ds
+                        return
+                seen = watch.wait(deadline - time.monotonic(), seen)
+        raise ClusterError(f"the DaemonSet controller did not observe {self.label} within {timeout:.0f}s")
+
+    def _current_revision(self) -> revs.Revision:
+        current = revs.current(revs.revisions(self.kube, self.ds))
+        if current is None:
+            raise ClusterError(f"{self.label} has no ControllerRevision")
+        return current
+
+    def _record_commit(self) -> None:
+        if self.options.commit and self.options.operation is Operation.rollout:
+            self._wait_observed()
+            revs.record_commit(self.kube, self.ns, self._current_revision(), self.options.commit)
+
+    # --- create --------------------------------------------------------------------
+
+    def _create(self) -> VariantResult:
+        self.reporter.emit("create", self.label, "creating (new variant: nothing to replace)")
+        self.ds = self.kube.apply(self._manifest(), dry_run=False)
+        self.reporter.emit("start", self.label, "created; waiting for its pods", daemonset=self.ds)
+        query = {"fieldSelector": f"metadata.name={self.name}"}
+        deadline, seen = time.monotonic() + self.gate.ready_timeout, -1
+        with Informer(self.kube, f"/apis/apps/v1/namespaces/{self.ns}/daemonsets", query) as watch:
+            while True:
+                ds = next(iter(watch.snapshot()), self.ds)
+                status = ds.get("status") or {}
+                desired = status.get("desiredNumberScheduled", 0)
+                ready = status.get("numberReady", 0)
+                observed = status.get("observedGeneration", 0) >= ds["metadata"]["generation"]
+                self.reporter.progress(self.label, step=1, steps=1, done=ready, total=desired, in_flight=[])
+                if observed and ready >= desired and status.get("updatedNumberScheduled", 0) >= desired:
+                    self.ds = ds
+                    break
+                if time.monotonic() >= deadline:
+                    message = f"only {ready}/{desired} pods Ready within readyTimeout"
+                    self.reporter.emit("failed", self.label, message, daemonset=ds)
+                    return self._result(Result.FAILED, message=message)
+                seen = watch.wait(deadline - time.monotonic(), seen)
+        self._record_commit()
+        self.reporter.emit("complete", self.label, f"created: {desired} pod(s) Ready", daemonset=self.ds)
+        return self._result(Result.COMPLETE, total=desired, updated=desired)
+
+    # --- the staged update -----------------------------------------------------------
+
+    def _begin(self, unfinished: RolloutState | None) -> RolloutState:
+        """Apply the target (if any) with OnDelete and the new state in one request."""
+        policy = self.plan.policy
+        order = self.plan.nodes
+        specs = self.options.steps or policy.steps
+        steps = resolve_steps(specs, len(order))
+        if unfinished is not None and self.target is None:
+            state = unfinished.moved(
+                Phase.progressing if unfinished.phase is not Phase.awaiting_approval else unfinished.phase,
+                nodes=order,
+                steps=steps if self.options.steps else _fit(unfinished.steps, len(order)),
+                partition=self.plan.partition,
+                who=self.options.who,
+            )
+            self._write(state, clear_request=True)
+            if not state.target_revision:
+                self._wait_observed()
+                state = self._write(replace(state, target_revision=self._current_revision().hash))
+            return state
+        current = self._current_revision()
+        state = RolloutState(
+            operation=self.options.operation,
+            phase=Phase.progressing,
+            target_revision="",
+            previous_revision=unfinished.previous_revision if unfinished else current.hash,
+            steps=steps,
+            step=0,
+            nodes=order,
+            max_unavailable=resolve_max_unavailable(policy.max_unavailable, len(order)),
+            pause=policy.pause,
+            ready_timeout=policy.ready_timeout,
+            min_ready_seconds=policy.min_ready_seconds,
+            on_failure=policy.on_failure,
+            original_strategy=(
+                unfinished.original_strategy if unfinished else (self.ds.get("spec") or {}).get("updateStrategy")
+            ),
+            who=self.options.who,
+            commit=self.options.commit,
+            partition=self.plan.partition,
+        )
+        what = f"revision {self.target.revision.number}" if self.target and self.target.revision else "the render"
+        message = f"{self.options.operation} to {what}: {len(order)} node(s), steps {list(steps)}"
+        self.reporter.emit("start", self.label, message)
+        self._apply_target(state)
+        self._wait_observed()
+        target = self._current_revision()
+        if self.options.operation is Operation.rollout:
+            revs.record_commit(self.kube, self.ns, target, self.options.commit)
+        state = self._write(replace(state, target_revision=target.hash), clear_request=True)
+        self.reporter.emit("start", self.label, f"target revision {target.number} ({target.hash})", daemonset=self.ds)
+        return state
+
+    def _apply_target(self, state: RolloutState) -> None:
+        if self.target is not None and self.target.revision is not None:
+            self._restore_template(self.target.revision.template, state)
+        else:
+            self.ds = self.kube.apply(self._manifest(state), dry_run=False)
+        self.state = state
+
+    def _restore_template(self, template: Mapping[str, Any], state: RolloutState) -> None:
+        ops = [
+            {"op": "replace", "path": "/spec/template", "value": template},
+            {"op": "replace", "path": "/spec/updateStrategy", "value": ON_DELETE},
+            {"op": "add", "path": "/metadata/annotations/" + ANNOTATION.replace("/", "~1"), "value": state.to_json()},
+        ]
+        self.ds = self.kube.patch(self.path, ops, kind="json")
+
+    def _steps(self, state: RolloutState) -> VariantResult:
+        cap = state.cap
+        counts = [c for c in resolve_steps([str(c) for c in state.steps], len(state.nodes), cap)]
+        index = min(state.step, max(0, len(counts) - 1))
+        # Steps already behind us (a resumed run) count as done; a run never goes back.
+        for number in range(index, len(counts)):
+            if number > 0 and not (state.step == number and state.phase is Phase.progressing):
+                stop = self._pause_before(state, number, len(counts))
+                if stop is not None:
+                    return stop
+            state = self.state or state
+            state = replace(state, step=number)
+            try:
+                state = self._replace(state, state.nodes[: counts[number]], number + 1, len(counts))
+            except NodeFailed as failed:
+                return self._on_failure(failed)
+            except Stopped as stopped:
+                return self._honour(stopped.action)
+            self.reporter.emit(
+                "step-complete",
+                self.label,
+                f"step {number + 1}/{len(counts)} complete: {counts[number]}/{len(state.nodes)} node(s) updated",
+                daemonset=self.ds,
+                step=number + 1,
+                nodes=counts[number],
+            )
+        if cap < len(state.nodes):
+            state = self._write(state.moved(Phase.partitioned, in_flight=()))
+            message = f"partition reached: {cap}/{len(state.nodes)} node(s) on the new revision, {state.partition} kept"
+            self.reporter.emit("partitioned", self.label, message, daemonset=self.ds)
+            return self._result(Result.PARTITIONED, state, updated=cap)
+        return self._finish(state, Phase.complete)
+
+    def _pause_before(self, state: RolloutState, number: int, steps: int) -> VariantResult | None:
+        pause = state.pause
+        if pause == "manual":
+            approved = self.options.yes or (self.options.approve and state.phase is Phase.awaiting_approval)
+            if approved:
+                self.options = replace(self.options, approve=False)  # one approval per resume
+                return None
+            state = self._write(state.moved(Phase.awaiting_approval, step=number, in_flight=()))
+            question = f"{self.label}: step {number}/{steps} done. Continue with step {number + 1}/{steps}?"
+            if self.options.interactive and self.options.ask is not None and self.options.ask(question):
+                return None
+            message = f"paused after step {number}/{steps}, waiting for approval: `dsroll resume` continues"
+            self.reporter.emit("awaiting-approval", self.label, message, daemonset=self.ds)
+            return self._result(Result.AWAITING_APPROVAL, state)
+        seconds = parse_duration(pause) if pause not in ("", "0") else 0.0
+        if seconds:
+            state = self._write(state.moved(Phase.pausing, step=number, in_flight=()))
+            if (request := read_request(self.ds)) is not None:
+                return self._honour(request)
+            self.reporter.emit("pause", self.label, f"pausing {pause} before step {number + 1}/{steps}")
+            end = time.monotonic() + seconds
+            while (left := end - time.monotonic()) > 0:
+                time.sleep(min(left, 5.0))
+                self.lease.renew()
+        return None
+
+    def _replace(self, state: RolloutState, wanted: Sequence[str], step: int, steps: int) -> RolloutState:
+        """Bring every node in ``wanted`` to the target revision, Ready, within the budget."""
+        target = state.target_revision
+        uid = self.ds["metadata"]["uid"]
+        budget = state.max_unavailable
+        selector = revs.selector_string(self.ds["spec"]["selector"])
+        tracking: dict[str, _Track] = {}
+        stopping: str | None = None
+        query = {"labelSelector": selector}
+        with Informer(self.kube, f"/api/v1/namespaces/{self.ns}/pods", query) as informer:
+            seen = -1
+            while True:
+                self.lease.renew()
+                raw = [p for p in informer.snapshot() if _owned_by(p, uid)]
+                views = {p["metadata"]["uid"]: PodView.of(p) for p in raw}
+                by_uid = {p["metadata"]["uid"]: p for p in raw}
+                on_node = pods_by_node(views.values())
+                now = time.monotonic()
+                wake = now + 30.0
+                for node, track in list(tracking.items()):
+                    new = next(
+                        (
+                            v
+                            for v in views.values()
+                            if v.node == node and v.revision == target and v.uid != track.old_uid and not v.terminating
+                        ),
+                        None,
+                    )
+                    pod = by_uid[new.uid] if new else None
+                    if pod is not None:
+                        ready = is_ready(pod)
+                        if ready and track.ready_since is None:
+                            track.ready_since = now
+                        elif not ready and track.ready_since is not None:
+                            track.lost_ready = True
+                    verdict = assess(
+                        pod, gate=self.gate, started=track.started, ready_since=track.ready_since,
+                        lost_ready=track.lost_ready, now=now,
+                    )  # fmt: skip
+                    if verdict.outcome is Outcome.FAILED:
+                        raise NodeFailed(node, verdict.message)
+                    if verdict.outcome is Outcome.HEALTHY:
+                        del tracking[node]
+                        self.reporter.emit(
+                            "node-replaced",
+                            self.label,
+                            f"{node} updated ({now - track.started:.1f}s)",
+                            node=node,
+                            seconds=round(now - track.started, 2),
+                        )
+                    elif verdict.wake_at is not None:
+                        wake = min(wake, verdict.wake_at)
+                done = {n for n in state.nodes if _healthy(on_node.get(n), target) and n not in tracking}
+                todo = [n for n in wanted if n not in done and n not in tracking]
+                self.reporter.progress(
+                    self.label, step=step, steps=steps, done=len(done), total=len(state.nodes),
+                    in_flight=sorted(tracking),
+                )  # fmt: skip
+                if stopping and not tracking:
+                    raise Stopped(stopping)
+                if not todo and not tracking:
+                    return self.state or state
+                unavailable = {n for n in state.nodes if not _healthy(on_node.get(n), None)}
+                busy = unavailable | set(tracking)
+                slots = max(0, budget - len(busy))
+                batch = [n for n in todo if n in unavailable] + [n for n in todo if n not in unavailable][:slots]
+                if batch and not stopping:
+                    state = self._write(
+                        state.moved(
+                            Phase.progressing,
+                            in_flight=tuple(sorted({*tracking, *batch})),
+                            nodes_done=len(done),
+                            failure=None,
+                        )
+                    )
+                    stopping = read_request(self.ds)
+                    if stopping:
+                        continue
+                    for node in batch:
+                        pod = on_node.get(node)
+                        old = pod if pod is not None and pod.revision != target and not pod.terminating else None
+                        if old is not None:
+                            self.kube.delete_pod(self.ns, old.name, old.uid)
+                        tracking[node] = _Track(started=time.monotonic(), old_uid=old.uid if old else None)
+                    continue
+                seen = informer.wait(max(0.05, wake - time.monotonic()), seen)
+
+    # --- failure, rollback, the end ----------------------------------------------------
+
+    def _on_failure(self, failed: NodeFailed) -> VariantResult:
+        state = self.state
+        assert state is not None
+        failure = Failure(failed.node, failed.reason)
+        self.reporter.emit(
+            "node-failed", self.label, f"{failed.node} failed the health gate: {failed.reason}", daemonset=self.ds
+        )
+        policy = state.on_failure
+        if policy == "rollback" and state.previous_revision:
+            return self._rollback(state.moved(Phase.rolling_back, failure=failure))
+        phase = Phase.paused if policy == "pause" else Phase.aborted
+        state = self._write(state.moved(phase, failure=failure, in_flight=()))
+        hint = "fix and `dsroll resume`" if phase is Phase.paused else "left as it is (`dsroll rollback` goes back)"
+        self.reporter.emit(phase.value, self.label, f"{phase.value} after a failure: {hint}", daemonset=self.ds)
+        return self._result(Result.FAILED, state, message=f"{failed.node}: {failed.reason}")
+
+    def _rollback(self, state: RolloutState) -> VariantResult:
+        """Put the previous template back and replace every node not on it."""
+        self.ds = self._get()
+        history = revs.revisions(self.kube, self.ds)
+        previous = next((r for r in history if r.hash == state.previous_revision), None)
+        if previous is None:
+            state = self._write(state.moved(Phase.failed, in_flight=()))
+            message = f"cannot roll back: revision {state.previous_revision} is gone"
+            self.reporter.emit("failed", self.label, message, daemonset=self.ds)
+            return self._result(Result.FAILED, state, message=message)
+        state = state.moved(Phase.rolling_back, in_flight=())
+        self.reporter.emit(
+            "rollback", self.label, f"rolling back to revision {previous.number} ({previous.hash})", daemonset=self.ds
+        )
+        if revs.current(history) != previous or state.target_revision != previous.hash:
+            self._restore_template(previous.template, state)
+            self._wait_observed()
+        state = self._write(replace(state, target_revision=self._current_revision().hash))
+        try:
+            state = self._replace(state, state.nodes, 1, 1)
+        except (NodeFailed, Stopped) as exc:
+            state = self._write(state.moved(Phase.failed))
+            message = f"rollback stopped: {exc}"
+            self.reporter.emit("failed", self.label, message, daemonset=self.ds)
+            return self._result(Result.FAILED, state, message=message)
+        return self._finish(state, Phase.rolled_back)
+
+    def _finish(self, state: RolloutState, phase: Phase) -> VariantResult:
+        manifest = self.plan.manifest or {}
+        wanted = (manifest.get("spec") or {}).get("updateStrategy") if phase is Phase.complete else None
+        strategy = wanted or state.original_strategy or {"type": "RollingUpdate"}
+        state = state.moved(phase, in_flight=(), nodes_done=len(state.nodes))
+        ops = [
+            {"op": "replace", "path": "/spec/updateStrategy", "value": strategy},
+            {"op": "add", "path": "/metadata/annotations/" + ANNOTATION.replace("/", "~1"), "value": state.to_json()},
+        ]
+        self.ds = self.kube.patch(self.path, ops, kind="json")
+        self.state = state
+        if phase is Phase.rolled_back:
+            failure = state.failure
+            message = f"rolled back: every node on revision {state.target_revision}"
+            self.reporter.emit("rolled-back", self.label, message, daemonset=self.ds)
+            reason = f"{failure.node}: {failure.reason}" if failure else "rolled back"
+            return self._result(Result.ROLLED_BACK, state, message=reason)
+        message = f"{state.operation} complete: {len(state.nodes)} node(s) on revision {state.target_revision}"
+        self.reporter.emit("complete", self.label, message, daemonset=self.ds)
+        return self._result(Result.COMPLETE, state)
+
+    def _honour(self, action: str) -> VariantResult:
+        state = self.state
+        assert state is not None
+        phase = Phase.paused if action == "pause" else Phase.aborted
+        state = self._write(state.moved(phase, in_flight=()), clear_request=True)
+        self.reporter.emit(phase.value, self.label, f"{phase.value} on request", daemonset=self.ds)
+        return self._result(Result.PAUSED if phase is Phase.paused else Result.ABORTED, state)
+
+    def _result(
+        self,
+        result: Result,
+        state: RolloutState | None = None,
+        *,
+        message: str = "",
+        total: int | None = None,
+        updated: int | None = None,
+    ) -> VariantResult:
+        state = state or self.state
+        nodes = len(state.nodes) if state else len(self.plan.nodes)
+        done = state.nodes_done if state else 0
+        if result is Result.COMPLETE and state:
+            done = nodes
+        return VariantResult(
+            namespace=self.ns,
+            name=self.name,
+            action=self.plan.action.value,
+            result=result,
+            phase=state.phase.value if state else None,
+            target_revision=state.target_revision if state else None,
+            previous_revision=state.previous_revision if state else None,
+            nodes_updated=updated if updated is not None else done,
+            nodes_total=total if total is not None else nodes,
+            failure={"node": state.failure.node, "reason": state.failure.reason} if state and state.failure else None,
+            message=message,
+        )
+
+
+def _owned_by(pod: Mapping[str, Any], uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in pod["metadata"].get("ownerReferences") or [])
+
+
+def _healthy(pod: PodView | None, revision: str | None) -> bool:
+    """A live Ready pod (on ``revision``, when given)."""
+    return pod is not None and pod.ready and not pod.terminating and (revision is None or pod.revision == revision)
+
+
+def _fit(steps: Sequence[int], total: int) -> tuple[int, ...]:
+    counts = [min(c, total) for c in steps if c > 0]
+    if not counts or counts[-1] < total:
+        counts.append(total)
+    return tuple(sorted(set(counts)))

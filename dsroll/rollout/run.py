@@ -1,0 +1,315 @@
+"""The rollout commands' core: observe → plan, run a plan, status, history, requests.
+
+``observe`` gathers what the pure planner needs from the cluster; ``execute`` hands each
+variant's plan to the executor in order and stops at the first variant that does not
+finish; the others read state for ``status``, ``history``, ``pause`` and ``abort``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from dsroll.classes import classify
+from dsroll.config import Environment
+from dsroll.diff import Change, against_live
+from dsroll.errors import DsrollError, InputError
+from dsroll.kube import Kube
+from dsroll.plan import Action, LiveFingerprint, Plan, PodView, Policy, plan_steps, plan_variant, pods_by_node
+from dsroll.render import Variant
+from dsroll.rollout import revisions as revs
+from dsroll.rollout.executor import Result, RunOptions, Target, VariantResult, VariantRollout
+from dsroll.rollout.lease import Lease
+from dsroll.rollout.reporter import Reporter
+from dsroll.rollout.state import ANNOTATION, FINISHED, REQUEST_ANNOTATION, Phase, now_iso, read_request, read_state
+
+
+@dataclass(frozen=True)
+class Scope:
+    """``--workload`` / ``--class``: which variants a command acts on (empty = all)."""
+
+    workloads: tuple[str, ...] = ()
+    classes: tuple[str, ...] = ()
+
+    def check(self, env: Environment) -> None:
+        known_w, known_c = {w.name for w in env.workloads}, {c.name for c in env.classes}
+        for flag, given, known in (("--workload", self.workloads, known_w), ("--class", self.classes, known_c)):
+            for name in given:
+                if name not in known:
+                    raise InputError(f"{flag} {name!r}: not in {env.file} (has: {', '.join(sorted(known))})")
+
+    def admits(self, workload: str | None, cls: str | None) -> bool:
+        return (not self.workloads or workload in self.workloads) and (not self.classes or cls in self.classes)
+
+    def select(self, variants: Sequence[Variant]) -> list[Variant]:
+        return [v for v in variants if self.admits(v.workload, v.cls)]
+
+
+def who(kube: Kube) -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()} (cluster user {kube.whoami()})"
+
+
+def _policy(env: Environment, workload: str | None, steps: Sequence[str] | None) -> Policy:
+    found = next((w for w in env.workloads if w.name == workload), None)
+    return Policy.of(found.rollout if found else env.rollout, steps)
+
+
+def _observe_pods(kube: Kube, live: Mapping[str, Any]) -> tuple[list[PodView], str | None]:
+    meta = live["metadata"]
+    pods, _ = kube.list_pods(meta["namespace"], revs.selector_string(live["spec"]["selector"]))
+    owned = [p for p in pods if any(r.get("uid") == meta["uid"] for r in p["metadata"].get("ownerReferences") or [])]
+    current = revs.current(revs.revisions(kube, live))
+    return [PodView.of(p) for p in owned], current.hash if current else None
+
+
+def observe(
+    kube: Kube,
+    env: Environment,
+    variants: Sequence[Variant],
+    scope: Scope,
+    *,
+    partition: str | None = None,
+    steps: Sequence[str] | None = None,
+    commit: str | None = None,
+) -> Plan:
+    """Plan the scoped variants of ``env`` from live state."""
+    scope.check(env)
+    chosen = scope.select(variants)
+    report = against_live(env, chosen, kube)
+    labels = {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in kube.list_nodes()}
+    winners = {name: classify(env.classes, lb)[1] for name, lb in labels.items()}
+    manifests = {v.key: v.manifest for v in chosen}
+    planned = []
+    for diff in report.variants:
+        if diff.change is Change.REMOVED and not scope.admits(diff.workload, diff.cls):
+            continue
+        live = kube.get_daemonset(diff.namespace, diff.name)
+        pods, current = _observe_pods(kube, live) if live else ([], None)
+        planned.append(
+            plan_variant(
+                diff,
+                manifest=manifests.get((diff.namespace, diff.name)),
+                live=live,
+                pods=pods,
+                current_revision=current,
+                node_labels=labels,
+                class_nodes=[n for n, w in winners.items() if w == diff.cls],
+                policy=_policy(env, diff.workload, steps),
+                state=read_state(live),
+                partition=partition,
+            )
+        )
+    return Plan(env.name, kube.context, kube.server or "", commit, tuple(planned))
+
+
+@dataclass
+class RunSummary:
+    environment: str
+    operation: str
+    results: list[VariantResult]
+    api_requests: int
+    elapsed: float
+    dry_run: bool = False
+
+    @property
+    def result(self) -> str:
+        if self.dry_run:
+            return "dry-run"
+        stopped = next((r for r in self.results if r.result.exit_code != 0), None)
+        if stopped is not None:
+            return stopped.result.value
+        if any(r.result is Result.PARTITIONED for r in self.results):
+            return Result.PARTITIONED.value
+        return Result.COMPLETE.value
+
+    @property
+    def exit_code(self) -> int:
+        return next((r.result.exit_code for r in self.results if r.result.exit_code != 0), 0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "environment": self.environment,
+            "operation": self.operation,
+            "result": self.result,
+            "exitCode": self.exit_code,
+            "apiRequests": self.api_requests,
+            "elapsedSeconds": round(self.elapsed, 2),
+            "variants": [r.to_json() for r in self.results],
+        }
+
+
+def refuse_unsupported(plan: Plan) -> None:
+    """Orphan replacement is a separate mechanism; nothing is applied while it is missing."""
+    blocked = [f"{v.namespace}/{v.name}" for v in plan.variants if v.action is Action.ORPHAN_REPLACE]
+    if blocked:
+        raise InputError(
+            f"{', '.join(blocked)}: the selector changed and needs orphan replacement, which dsroll cannot do yet; "
+            "nothing was applied"
+        )
+
+
+def execute(
+    kube: Kube,
+    plan: Plan,
+    options: RunOptions,
+    reporter: Reporter,
+    *,
+    prune: bool = False,
+    targets: Mapping[tuple[str, str], Target] | None = None,
+) -> RunSummary:
+    """Run every variant's plan in order; stop at the first that does not finish."""
+    refuse_unsupported(plan)
+    results: list[VariantResult] = []
+    for vp in plan.variants:
+        if vp.action is Action.UNCHANGED or (vp.action is Action.PRUNE and not prune):
+            if vp.action is Action.PRUNE:
+                reporter.emit("skipped", f"{vp.namespace}/{vp.name}", "no longer rendered; --prune deletes it")
+            continue
+        target = (targets or {}).get(vp.key) or (Target(manifest=vp.manifest) if vp.applies else None)
+        result = VariantRollout(kube, vp, options, reporter, target).run()
+        results.append(result)
+        if result.result.exit_code != 0:
+            break
+    return RunSummary(plan.environment, options.operation.value, results, kube.requests, reporter.elapsed)
+
+
+# --- rollback targets ------------------------------------------------------------------
+
+
+def rollback_plan(
+    kube: Kube,
+    plan: Plan,
+    *,
+    to_revision: int | None,
+    manifests: Mapping[tuple[str, str], Mapping[str, Any]] | None,
+) -> tuple[Plan, dict[tuple[str, str], Target]]:
+    """Retarget every live variant of ``plan`` at a previous revision or a git render."""
+    variants, targets = [], {}
+    for vp in plan.variants:
+        if vp.live.uid is None:
+            continue
+        live = kube.get_daemonset(vp.namespace, vp.name)
+        assert live is not None
+        history = revs.revisions(kube, live)
+        where = f"{vp.namespace}/{vp.name}"
+        if manifests is not None:
+            if vp.key not in manifests:
+                raise InputError(f"{where}: not part of the environment at that git ref")
+            target = Target(manifest=manifests[vp.key])
+            reason, target_hash = "rollback to the render at git ref", None
+        else:
+            state = read_state(live)
+            if to_revision is not None:
+                revision = revs.by_number(history, to_revision, where)
+            elif state is not None and state.phase is not Phase.complete and state.previous_revision:
+                revision = next((r for r in history if r.hash == state.previous_revision), None) or revs.previous(
+                    history, where
+                )
+            else:
+                revision = revs.previous(history, where)
+            target = Target(revision=revision)
+            reason, target_hash = f"rollback to revision {revision.number} ({revision.hash})", revision.hash
+        pods, _ = _observe_pods(kube, live)
+        on_node = pods_by_node(pods)
+        pending = tuple(
+            n for n in vp.nodes if target_hash is None or getattr(on_node.get(n), "revision", None) != target_hash
+        )
+        steps = plan_steps(vp.nodes, pending, vp.policy, vp.partition)
+        variants.append(replace(vp, action=Action.UPDATE, reason=reason, pending=pending, steps=steps, applies=True))
+        targets[vp.key] = target
+    return replace(plan, variants=tuple(variants)), targets
+
+
+# --- status, history, pause/abort -----------------------------------------------------
+
+
+def status(kube: Kube, variants: Sequence[Variant]) -> list[dict[str, Any]]:
+    rows = []
+    for variant in variants:
+        live = kube.get_daemonset(variant.namespace, variant.name)
+        row: dict[str, Any] = {"namespace": variant.namespace, "name": variant.name, "deployed": live is not None}
+        if live is not None:
+            pods, current = _observe_pods(kube, live)
+            on_node = pods_by_node(pods)
+            state = read_state(live)
+            row.update(
+                revision=current,
+                nodesTotal=len(on_node),
+                nodesUpdated=sum(1 for p in on_node.values() if p.revision == current and not p.terminating),
+                nodesReady=sum(1 for p in on_node.values() if p.ready and not p.terminating),
+                updateStrategy=((live.get("spec") or {}).get("updateStrategy") or {}).get("type"),
+                request=read_request(live),
+                rollout=json.loads(state.to_json()) if state else None,
+            )
+        rows.append(row)
+    return rows
+
+
+def history(kube: Kube, variants: Sequence[Variant]) -> list[dict[str, Any]]:
+    rows = []
+    for variant in variants:
+        live = kube.get_daemonset(variant.namespace, variant.name)
+        found = revs.revisions(kube, live) if live else []
+        current = revs.current(found)
+        rows.append(
+            {
+                "namespace": variant.namespace,
+                "name": variant.name,
+                "deployed": live is not None,
+                "currentRevision": current.number if current else None,
+                "revisions": [r.to_json() for r in found],
+            }
+        )
+    return rows
+
+
+def request(kube: Kube, variants: Sequence[Variant], action: str, by: str) -> list[dict[str, Any]]:
+    """`pause` / `abort`: ask the running rollout, or mark the saved state when none runs."""
+    rows = []
+    for variant in variants:
+        live = kube.get_daemonset(variant.namespace, variant.name)
+        state = read_state(live)
+        row = {"namespace": variant.namespace, "name": variant.name, "action": action}
+        path = f"/apis/apps/v1/namespaces/{variant.namespace}/daemonsets/{variant.name}"
+        if state is None or state.phase in FINISHED:
+            rows.append({**row, "result": "none", "message": "no rollout in progress"})
+            continue
+        lease = Lease(kube, variant.namespace, variant.name)
+        try:
+            lease.acquire()
+        except DsrollError:
+            ask = json.dumps({"action": action, "by": by, "at": now_iso()})
+            kube.patch(path, {"metadata": {"annotations": {REQUEST_ANNOTATION: ask}}})
+            message = f"asked the running rollout to {action} after the batch in flight"
+            rows.append({**row, "result": "requested", "message": message})
+            continue
+        try:
+            phase = Phase.paused if action == "pause" else Phase.aborted
+            if action == "pause" and state.phase in (Phase.paused, Phase.awaiting_approval, Phase.partitioned):
+                rows.append({**row, "result": "none", "message": f"already stopped (phase {state.phase})"})
+                continue
+            moved = state.moved(phase, in_flight=())
+            kube.patch(path, {"metadata": {"annotations": {ANNOTATION: moved.to_json(), REQUEST_ANNOTATION: None}}})
+            rows.append({**row, "result": phase.value, "message": f"marked {phase.value} (no rollout was running)"})
+        finally:
+            lease.release()
+    return rows
+
+
+def moved_since(kube: Kube, saved: Plan) -> list[str]:
+    """What changed in the cluster since ``saved`` was made (empty: it can run as planned)."""
+    if saved.server and kube.server and saved.server != kube.server:
+        return [f"the plan was made against {saved.server}, this is {kube.server}"]
+    found = []
+    for vp in saved.variants:
+        live = kube.get_daemonset(vp.namespace, vp.name)
+        pods, current = _observe_pods(kube, live) if live else ([], None)
+        meta = (live or {}).get("metadata") or {}
+        nodes = tuple(sorted(pods_by_node(pods)))
+        now = LiveFingerprint(meta.get("uid"), meta.get("generation"), current, nodes)
+        found.extend(vp.live.moves(now, f"{vp.namespace}/{vp.name}"))
+    return found

@@ -1,0 +1,147 @@
+"""The rollout state saved in the DaemonSet annotation ``dsroll.io/rollout``.
+
+The state is written before every transition is acted on, so that any process — this
+one after a crash, or another on another machine — continues from the cluster alone.
+Pure: parsing, serialising and the phase rules live here; writing it is the executor's.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from dsroll.errors import ClusterError
+
+ANNOTATION = "dsroll.io/rollout"
+REQUEST_ANNOTATION = "dsroll.io/rollout-request"
+COMMIT_ANNOTATION = "dsroll.io/commit"
+
+
+class Phase(StrEnum):
+    progressing = "progressing"
+    pausing = "pausing"
+    awaiting_approval = "awaiting-approval"
+    paused = "paused"
+    partitioned = "partitioned"
+    rolling_back = "rolling-back"
+    rolled_back = "rolled-back"
+    aborted = "aborted"
+    failed = "failed"
+    complete = "complete"
+
+
+#: Phases in which a rollout has stopped for good: a new `rollout` starts afresh.
+FINISHED = frozenset({Phase.complete, Phase.rolled_back, Phase.aborted, Phase.failed})
+#: Phases a rollout is left in when it stops half-way and waits for `resume`.
+STOPPED = frozenset({Phase.awaiting_approval, Phase.paused, Phase.partitioned})
+
+
+class Operation(StrEnum):
+    rollout = "rollout"
+    rollback = "rollback"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Failure:
+    node: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    """One variant's rollout, as recorded in the cluster."""
+
+    operation: Operation
+    phase: Phase
+    target_revision: str
+    previous_revision: str | None
+    steps: tuple[int, ...]
+    step: int
+    nodes: tuple[str, ...]
+    max_unavailable: int
+    pause: str
+    ready_timeout: str
+    min_ready_seconds: int
+    on_failure: str
+    original_strategy: dict[str, Any] | None
+    who: str
+    commit: str | None = None
+    partition: int | None = None
+    nodes_done: int = 0
+    in_flight: tuple[str, ...] = ()
+    started_at: str = field(default_factory=now_iso)
+    updated_at: str = field(default_factory=now_iso)
+    failure: Failure | None = None
+    version: int = 1
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in FINISHED
+
+    @property
+    def cap(self) -> int:
+        """How many nodes this rollout may replace: all but the partition."""
+        return max(0, len(self.nodes) - (self.partition or 0))
+
+    def moved(self, phase: Phase, **changes: Any) -> RolloutState:
+        return replace(self, phase=phase, updated_at=now_iso(), **changes)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["failure"] = asdict(self.failure) if self.failure else None
+        return json.dumps({_camel(k): v for k, v in data.items()}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> RolloutState:
+        try:
+            raw = json.loads(text)
+            data = {_snake(k): v for k, v in raw.items() if _snake(k) in cls.__dataclass_fields__}
+            data["operation"] = Operation(data["operation"])
+            data["phase"] = Phase(data["phase"])
+            for key in ("steps", "nodes", "in_flight"):
+                data[key] = tuple(data.get(key) or ())
+            failure = data.get("failure")
+            data["failure"] = Failure(**failure) if failure else None
+            return cls(**data)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ClusterError(f"{where}: annotation {ANNOTATION} is not a dsroll rollout state ({exc})") from None
+
+
+def read_state(daemonset: dict[str, Any] | None) -> RolloutState | None:
+    if not daemonset:
+        return None
+    text = (daemonset["metadata"].get("annotations") or {}).get(ANNOTATION)
+    if not text:
+        return None
+    meta = daemonset["metadata"]
+    return RolloutState.from_json(text, f"daemonset {meta['namespace']}/{meta['name']}")
+
+
+def read_request(daemonset: dict[str, Any] | None) -> str | None:
+    """A pending `dsroll pause` / `dsroll abort` from another process: "pause", "abort" or None."""
+    if not daemonset:
+        return None
+    text = (daemonset["metadata"].get("annotations") or {}).get(REQUEST_ANNOTATION)
+    if not text:
+        return None
+    try:
+        action = json.loads(text).get("action")
+    except ValueError:
+        return None
+    return action if action in ("pause", "abort") else None
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)

@@ -1,0 +1,106 @@
+"""A small informer: list once, then follow a watch in a background thread.
+
+The executor waits on it (a condition variable, no polling loop) and reads snapshots.
+A watch that ends is resumed from the last resourceVersion (bookmarks keep it fresh);
+410 Gone relists; transient errors back off and try again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from dsroll.errors import DsrollError
+from dsroll.kube import Kube, WatchExpired
+
+
+class Informer:
+    def __init__(
+        self, kube: Kube, path: str, query: Mapping[str, str] | None = None, watch_seconds: float = 45
+    ) -> None:
+        self.kube = kube
+        self.path = path
+        self.query = dict(query or {})
+        self.watch_seconds = watch_seconds
+        self._items: dict[str, dict[str, Any]] = {}
+        self._rv = ""
+        self._changed = threading.Condition()
+        self._generation = 0
+        self._stopped = threading.Event()
+        self._error: DsrollError | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Informer:
+        self._relist()
+        self._thread = threading.Thread(target=self._follow, name=f"watch {self.path}", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stopped.set()
+
+    def _relist(self) -> None:
+        result = self.kube.request("GET", self.path, query=self.query)
+        with self._changed:
+            self._items = {item["metadata"]["uid"]: item for item in result.get("items") or []}
+            self._rv = str(result["metadata"].get("resourceVersion", ""))
+            self._generation += 1
+            self._changed.notify_all()
+
+    def _follow(self) -> None:
+        failures = 0
+        while not self._stopped.is_set():
+            try:
+                for kind, obj in self.kube.watch(
+                    self.path, resource_version=self._rv, query=self.query, timeout=self.watch_seconds
+                ):
+                    if self._stopped.is_set():
+                        return
+                    with self._changed:
+                        self._rv = obj["metadata"].get("resourceVersion", self._rv)
+                        if kind == "BOOKMARK":
+                            continue
+                        if kind == "DELETED":
+                            self._items.pop(obj["metadata"]["uid"], None)
+                        else:
+                            self._items[obj["metadata"]["uid"]] = obj
+                        self._generation += 1
+                        self._changed.notify_all()
+                failures = 0
+            except WatchExpired:
+                self._safe(self._relist)
+            except DsrollError as exc:
+                failures += 1
+                if failures >= 5:
+                    with self._changed:
+                        self._error = exc
+                        self._changed.notify_all()
+                    return
+                time.sleep(min(5.0, 0.2 * 2**failures))
+                self._safe(self._relist)
+
+    def _safe(self, action: Any) -> None:
+        with contextlib.suppress(DsrollError):  # the next watch attempt reports a lasting failure
+            action()
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._changed:
+            if self._error is not None:
+                raise self._error
+            return list(self._items.values())
+
+    def wait(self, timeout: float, seen: int) -> int:
+        """Block until something changed after generation ``seen`` or ``timeout`` passed."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._generation != seen or self._error is not None, timeout=max(0, timeout))
+            if self._error is not None:
+                raise self._error
+            return self._generation
+
+    @property
+    def generation(self) -> int:
+        with self._changed:
+            return self._generation
