@@ -176,9 +176,9 @@ def run_summary(summary: RunSummary, *, fmt: str, compact: bool = False) -> None
         return
     for r in summary.results:
         failure = f" — {r.failure['node']}: {r.failure['reason']}" if r.failure else ""
+        where = f" on revision {r.target_revision}" if r.target_revision else " Ready"
         out.print(
-            f"{r.namespace}/{r.name}: {r.result.value}, {r.nodes_updated}/{r.nodes_total} node(s) "
-            f"on revision {r.target_revision or '-'}{failure}",
+            f"{r.namespace}/{r.name}: {r.result.value}, {r.nodes_updated}/{r.nodes_total} node(s){where}{failure}",
             markup=False,
         )
     out.print(

@@ -29,20 +29,36 @@ step "4. compare with the live cluster: nothing there yet, so every variant is a
 "$kubectl" create namespace dsroll-demo --dry-run=client -o yaml | "$kubectl" apply -f - >/dev/null
 run dsroll diff dev --against live -o json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["summary"]); [print(" ", v["namespace"]+"/"+v["name"], v["change"]) for v in r["variants"]]' || true
 
-step "5. deploy the rendered variants (server-side apply, field manager dsroll) and watch them land"
-run "$kubectl" apply --server-side --field-manager=dsroll -R -f rendered/dev
-for ds in $("$kubectl" -n dsroll-demo get ds -o name); do "$kubectl" -n dsroll-demo rollout status "$ds" --timeout=60s >/dev/null; done
+step "5. deploy: every variant is new, so dsroll creates each one and waits until its pods are Ready"
+run dsroll rollout dev --yes
 run "$kubectl" -n dsroll-demo get ds
 echo "pods per node (every node runs exactly one fluent-bit and one node-exporter variant):"
 "$kubectl" -n dsroll-demo get pods -o custom-columns=NODE:.spec.nodeName,POD:.metadata.name,CLASS:.metadata.labels.dsroll\\.io/class --sort-by=.spec.nodeName
 run dsroll diff dev --against live
 
-step "6. bump node-exporter and see what the change means before anything is applied"
+step "6. bump node-exporter, commit, and see what the change means before anything is applied"
 sed -i 's/tag: v1.8.2/tag: v1.9.0/' environments/dev.yaml
-run dsroll diff dev --against git || true
+run dsroll render dev >/dev/null
+git -c user.name=demo -c user.email=demo@dsroll.invalid commit -qam "node-exporter v1.9.0"
 run dsroll diff dev --against live || true
+run dsroll plan dev --workload node-exporter
+
+step "7. the staged rollout: canary node first, then 50 %, then everyone; 5 s pauses between steps"
+run dsroll rollout dev --workload node-exporter --yes
+run dsroll status dev --workload node-exporter
+run dsroll history dev --workload node-exporter --class general
+
+step "8. a bad version (its pods crash-loop): caught on the canary node and rolled back automatically"
+sed -i 's/tag: v1.9.0/tag: v1.9.1\n      podAnnotations: {sandbox.dsroll.io\/behaviour: crash}/' environments/dev.yaml
+run dsroll render dev >/dev/null
+git -c user.name=demo -c user.email=demo@dsroll.invalid commit -qam "node-exporter v1.9.1 (crashes)"
+run dsroll rollout dev --workload node-exporter --class general --yes || echo "exit code $? (1: failed and rolled back)"
+run dsroll status dev --workload node-exporter --class general
+
+step "9. and back to the very first revision, by the same batched executor"
+run dsroll rollback dev --workload node-exporter --class general --to-revision 1 --yes
+run dsroll history dev --workload node-exporter --class general
 
 step "done"
 echo "The sandbox 'demo' is still running: export KUBECONFIG=$KUBECONFIG"
 echo "The scratch project is $work. Stop the sandbox with: make demo-down"
-echo "(The staged rollout itself, \`dsroll rollout\`, is not built yet: see README's roadmap.)"

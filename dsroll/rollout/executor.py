@@ -231,7 +231,6 @@ class VariantRollout:
     # --- create --------------------------------------------------------------------
 
     def _create(self) -> VariantResult:
-        self.reporter.emit("create", self.label, "creating (new variant: nothing to replace)")
         self.ds = self.kube.apply(self._manifest(), dry_run=False)
         self.reporter.emit("start", self.label, "created; waiting for its pods", daemonset=self.ds)
         query = {"fieldSelector": f"metadata.name={self.name}"}
@@ -343,6 +342,7 @@ class VariantRollout:
                 return self._on_failure(failed)
             except Stopped as stopped:
                 return self._honour(stopped.action)
+            state = replace(self.state or state, nodes_done=max(state.nodes_done, counts[number]))
             self.reporter.emit(
                 "step-complete",
                 self.label,
