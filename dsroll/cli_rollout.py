@@ -36,7 +36,7 @@ from dsroll.kube import Kube
 from dsroll.plan import Plan, parse_steps, plan_from_json, plan_to_json
 from dsroll.render import RenderResult, load_environment, render_environment
 from dsroll.rollout import run as core
-from dsroll.rollout.executor import RunOptions
+from dsroll.rollout.outcome import RunOptions
 from dsroll.rollout.reporter import Reporter
 from dsroll.rollout.state import Operation
 

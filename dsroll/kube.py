@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -98,6 +99,7 @@ class Kube:
             self.api.set_default_header("Impersonate-Group", options.as_group)
         self.api.user_agent = "dsroll/0.1"
         self.requests = 0
+        self._counting = threading.Lock()  # deletes of a batch run concurrently
 
     @staticmethod
     def _load_kubeconfig(cfg: client.Configuration, path: str | None, context: str | None) -> str:
@@ -121,7 +123,8 @@ class Kube:
         reraise=True,
     )
     def _send(self, method: str, path: str, query: list[tuple[str, str]], body: Any, content_type: str | None) -> Any:
-        self.requests += 1
+        with self._counting:
+            self.requests += 1
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
@@ -184,7 +187,8 @@ class Kube:
         reraise=True,
     )
     def _open_watch(self, path: str, query: list[tuple[str, str]], timeout: float) -> Any:
-        self.requests += 1
+        with self._counting:
+            self.requests += 1
         params = self.api.param_serialize(
             "GET", path, query_params=query, header_params={"Accept": "application/json"}, auth_settings=["BearerToken"]
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -22,6 +23,7 @@ from dsroll.errors import InputError
 from dsroll.rollout.state import Phase, RolloutState
 
 ZONE_LABEL = "topology.kubernetes.io/zone"
+_DECIMAL = re.compile(r"[0-9]+")
 REVISION_LABEL = "controller-revision-hash"
 
 
@@ -98,7 +100,7 @@ def parse_steps(text: str) -> tuple[str, ...]:
     steps = tuple(s.strip() for s in text.split(",") if s.strip())
     for step in steps:
         number = step.removesuffix("%")
-        if not number.isdigit() or int(number) < 1 or (step.endswith("%") and int(number) > 100):
+        if not _DECIMAL.fullmatch(number) or int(number) < 1 or (step.endswith("%") and int(number) > 100):
             raise InputError(f'--steps {text!r}: {step!r} is not a node count ("1") or a percentage ("10%")')
     if not steps or steps[-1] != "100%":
         raise InputError(f'--steps {text!r}: the last step must be "100%"')
@@ -131,7 +133,7 @@ def resolve_partition(text: str | None, total: int) -> int | None:
     if text is None:
         return None
     number = text.removesuffix("%")
-    if not number.isdigit() or (text.endswith("%") and int(number) > 100):
+    if not _DECIMAL.fullmatch(number) or (text.endswith("%") and int(number) > 100):
         raise InputError(f"--partition {text!r}: use a node count (2) or a percentage (25%)")
     if text.endswith("%"):
         return math.floor(int(number) * total / 100)
@@ -401,7 +403,7 @@ def plan_from_json(text: str, file: str) -> Plan:
     """A saved plan; a file that is not one is bad input."""
     try:
         data = json.loads(text)
-        if {k: data.get(k) for k in PLAN_KIND} != PLAN_KIND:
+        if not isinstance(data, dict) or {k: data.get(k) for k in PLAN_KIND} != PLAN_KIND:
             raise ValueError("not a dsroll plan (apiVersion/kind)")
         variants = []
         for item in data["variants"]:
@@ -440,5 +442,5 @@ def plan_from_json(text: str, file: str) -> Plan:
                 )
             )
         return Plan(data["environment"], data["context"], data["server"], data.get("commit"), tuple(variants))
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"not a valid dsroll plan: {exc}", file) from None

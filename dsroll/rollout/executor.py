@@ -11,8 +11,8 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from typing import Any
 
 from dsroll.config import parse_duration
@@ -21,7 +21,8 @@ from dsroll.kube import Kube
 from dsroll.plan import Action, PodView, VariantPlan, pods_by_node, resolve_max_unavailable, resolve_steps
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.health import Gate, Outcome, assess, is_ready
-from dsroll.rollout.lease import Lease
+from dsroll.rollout.lease import RENEW_EVERY, Lease
+from dsroll.rollout.outcome import NodeFailed, Result, RunOptions, Stopped, Target, VariantResult
 from dsroll.rollout.reporter import Reporter
 from dsroll.rollout.state import (
     ANNOTATION,
@@ -36,88 +37,6 @@ from dsroll.rollout.state import (
 from dsroll.rollout.watching import Informer
 
 ON_DELETE = {"type": "OnDelete"}
-
-
-class Result(StrEnum):
-    COMPLETE = "complete"
-    PARTITIONED = "partitioned"
-    AWAITING_APPROVAL = "awaiting-approval"
-    PAUSED = "paused"
-    ROLLED_BACK = "rolled-back"
-    ABORTED = "aborted"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-    @property
-    def exit_code(self) -> int:
-        if self in (Result.COMPLETE, Result.PARTITIONED, Result.SKIPPED):
-            return 0
-        return 3 if self in (Result.AWAITING_APPROVAL, Result.PAUSED) else 1
-
-
-@dataclass(frozen=True)
-class Target:
-    """What the variant moves to: a manifest to apply, or a revision's template to restore."""
-
-    manifest: Mapping[str, Any] | None = None
-    revision: revs.Revision | None = None
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    who: str
-    commit: str | None = None
-    operation: Operation = Operation.rollout
-    approve: bool = False  # `resume`: approve the manual pause found
-    yes: bool = False  # approve every manual pause
-    interactive: bool = False
-    steps: tuple[str, ...] | None = None
-    ask: Any = None  # (question) -> bool, on a TTY
-
-
-@dataclass
-class VariantResult:
-    namespace: str
-    name: str
-    action: str
-    result: Result
-    phase: str | None = None
-    target_revision: str | None = None
-    previous_revision: str | None = None
-    nodes_updated: int = 0
-    nodes_total: int = 0
-    failure: dict[str, str] | None = None
-    message: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "namespace": self.namespace,
-            "name": self.name,
-            "action": self.action,
-            "result": self.result.value,
-            "phase": self.phase,
-            "targetRevision": self.target_revision,
-            "previousRevision": self.previous_revision,
-            "nodesUpdated": self.nodes_updated,
-            "nodesTotal": self.nodes_total,
-            "failure": self.failure,
-            "message": self.message,
-        }
-
-
-class NodeFailed(Exception):
-    def __init__(self, node: str, reason: str) -> None:
-        super().__init__(f"{node}: {reason}")
-        self.node = node
-        self.reason = reason
-
-
-class Stopped(Exception):
-    """A pause or abort requested from another process, honoured between batches."""
-
-    def __init__(self, action: str) -> None:
-        super().__init__(action)
-        self.action = action
 
 
 @dataclass
@@ -143,6 +62,7 @@ class VariantRollout:
         self.lease = Lease(kube, self.ns, self.name)
         self.ds: dict[str, Any] = {}
         self.state: RolloutState | None = None
+        self._written_at = 0.0
         self.gate = Gate(parse_duration(plan.policy.ready_timeout), float(plan.policy.min_ready_seconds))
 
     # --- entry ---------------------------------------------------------------------
@@ -194,7 +114,25 @@ class VariantRollout:
             annotations[REQUEST_ANNOTATION] = None
         self.ds = self.kube.patch(self.path, {"metadata": {"annotations": annotations}})
         self.state = state
+        self._written_at = time.monotonic()
         return state
+
+    def _due(self, state: RolloutState) -> bool:
+        """Inside a step, refills of the batch are progress, not transitions: record them at
+        most once a second (a resumed run recomputes progress from the pods anyway)."""
+        last = self.state
+        if last is None or last.phase is not state.phase or last.step != state.step:
+            return True
+        return time.monotonic() - self._written_at >= 1.0
+
+    def _delete(self, pods: Sequence[PodView]) -> None:
+        """Delete a batch's old pods concurrently, as the DaemonSet controller would."""
+        if len(pods) <= 1:
+            for pod in pods:
+                self.kube.delete_pod(self.ns, pod.name, pod.uid)
+            return
+        with ThreadPoolExecutor(max_workers=min(len(pods), 8)) as pool:
+            list(pool.map(lambda pod: self.kube.delete_pod(self.ns, pod.name, pod.uid), pods))
 
     def _manifest(self, state: RolloutState | None = None) -> dict[str, Any]:
         manifest = copy.deepcopy(dict(self.target.manifest if self.target and self.target.manifest else {}))
@@ -250,7 +188,8 @@ class VariantRollout:
                     message = f"only {ready}/{desired} pods Ready within readyTimeout"
                     self.reporter.emit("failed", self.label, message, daemonset=ds)
                     return self._result(Result.FAILED, message=message)
-                seen = watch.wait(deadline - time.monotonic(), seen)
+                self.lease.renew()
+                seen = watch.wait(min(RENEW_EVERY, deadline - time.monotonic()), seen)
         self._record_commit()
         self.reporter.emit("complete", self.label, f"created: {desired} pod(s) Ready", daemonset=self.ds)
         return self._result(Result.COMPLETE, total=desired, updated=desired)
@@ -392,6 +331,7 @@ class VariantRollout:
         selector = revs.selector_string(self.ds["spec"]["selector"])
         tracking: dict[str, _Track] = {}
         stopping: str | None = None
+        blocked = False
         query = {"labelSelector": selector}
         with Informer(self.kube, f"/api/v1/namespaces/{self.ns}/pods", query) as informer:
             seen = -1
@@ -402,7 +342,7 @@ class VariantRollout:
                 by_uid = {p["metadata"]["uid"]: p for p in raw}
                 on_node = pods_by_node(views.values())
                 now = time.monotonic()
-                wake = now + 30.0
+                wake = now + RENEW_EVERY
                 for node, track in list(tracking.items()):
                     new = next(
                         (
@@ -451,24 +391,30 @@ class VariantRollout:
                 slots = max(0, budget - len(busy))
                 batch = [n for n in todo if n in unavailable] + [n for n in todo if n not in unavailable][:slots]
                 if batch and not stopping:
-                    state = self._write(
-                        state.moved(
-                            Phase.progressing,
-                            in_flight=tuple(sorted({*tracking, *batch})),
-                            nodes_done=len(done),
-                            failure=None,
-                        )
+                    moved = state.moved(
+                        Phase.progressing,
+                        in_flight=tuple(sorted({*tracking, *batch})),
+                        nodes_done=len(done),
+                        failure=None,
                     )
-                    stopping = read_request(self.ds)
-                    if stopping:
-                        continue
-                    for node in batch:
-                        pod = on_node.get(node)
-                        old = pod if pod is not None and pod.revision != target and not pod.terminating else None
-                        if old is not None:
-                            self.kube.delete_pod(self.ns, old.name, old.uid)
+                    if self._due(moved):
+                        state = self._write(moved)
+                        stopping = read_request(self.ds)
+                        if stopping:
+                            continue
+                    olds = {n: _old_pod(on_node.get(n), target) for n in batch}
+                    self._delete([pod for pod in olds.values() if pod is not None])
+                    for node, old in olds.items():
                         tracking[node] = _Track(started=time.monotonic(), old_uid=old.uid if old else None)
                     continue
+                if todo and not tracking and not batch and not blocked:
+                    blocked = True  # said once: the operator must see why nothing moves
+                    self.reporter.emit(
+                        "blocked",
+                        self.label,
+                        f"waiting: {len(unavailable)} node(s) without a Ready pod "
+                        f"({', '.join(sorted(unavailable)[:5])}) use the whole maxUnavailable budget of {budget}",
+                    )
                 seen = informer.wait(max(0.05, wake - time.monotonic()), seen)
 
     # --- failure, rollback, the end ----------------------------------------------------
@@ -576,6 +522,11 @@ class VariantRollout:
 
 def _owned_by(pod: Mapping[str, Any], uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in pod["metadata"].get("ownerReferences") or [])
+
+
+def _old_pod(pod: PodView | None, target: str) -> PodView | None:
+    """The pod to delete on a node: a live one not on the target revision."""
+    return pod if pod is not None and pod.revision != target and not pod.terminating else None
 
 
 def _healthy(pod: PodView | None, revision: str | None) -> bool:

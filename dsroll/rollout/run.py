@@ -22,8 +22,9 @@ from dsroll.kube import Kube
 from dsroll.plan import Action, LiveFingerprint, Plan, PodView, Policy, plan_steps, plan_variant, pods_by_node
 from dsroll.render import Variant
 from dsroll.rollout import revisions as revs
-from dsroll.rollout.executor import Result, RunOptions, Target, VariantResult, VariantRollout
+from dsroll.rollout.executor import VariantRollout
 from dsroll.rollout.lease import Lease
+from dsroll.rollout.outcome import Result, RunOptions, Target, VariantResult
 from dsroll.rollout.reporter import Reporter
 from dsroll.rollout.state import ANNOTATION, FINISHED, REQUEST_ANNOTATION, Phase, now_iso, read_request, read_state
 
@@ -205,7 +206,7 @@ def rollback_plan(
             state = read_state(live)
             if to_revision is not None:
                 revision = revs.by_number(history, to_revision, where)
-            elif state is not None and state.phase is not Phase.complete and state.previous_revision:
+            elif state is not None and not state.finished and state.previous_revision:
                 revision = next((r for r in history if r.hash == state.previous_revision), None) or revs.previous(
                     history, where
                 )

@@ -102,6 +102,8 @@ class RolloutState:
     def from_json(cls, text: str, where: str) -> RolloutState:
         try:
             raw = json.loads(text)
+            if not isinstance(raw, dict):
+                raise ValueError("not a JSON object")
             data = {_snake(k): v for k, v in raw.items() if _snake(k) in cls.__dataclass_fields__}
             data["operation"] = Operation(data["operation"])
             data["phase"] = Phase(data["phase"])
@@ -132,9 +134,10 @@ def read_request(daemonset: dict[str, Any] | None) -> str | None:
     if not text:
         return None
     try:
-        action = json.loads(text).get("action")
+        request = json.loads(text)
     except ValueError:
         return None
+    action = request.get("action") if isinstance(request, dict) else None
     return action if action in ("pause", "abort") else None
 
 

@@ -12,7 +12,6 @@ from typing import Annotated
 import typer
 
 from dsroll.errors import SandboxError
-from dsroll.sandbox import cluster
 from dsroll.sandbox.nodes import DEFAULT_CLASSES
 
 app = typer.Typer(
@@ -49,6 +48,8 @@ def up(
 ) -> None:
     """Start a sandbox (builds the binaries on first use) and print how to use it."""
     try:
+        from dsroll.sandbox import cluster  # heavy (certificates, processes): only when used
+
         info = cluster.up(
             name=name,
             nodes=nodes,
@@ -70,6 +71,8 @@ def up(
 def down(name: NameOpt = "default") -> None:
     """Stop every process of a sandbox and delete its state."""
     try:
+        from dsroll.sandbox import cluster
+
         existed = cluster.down(name)
     except SandboxError as exc:
         raise _fail(exc) from exc
@@ -86,6 +89,8 @@ def status(
         typer.echo(f"error: --output must be text or json, not {output!r}", err=True)
         raise typer.Exit(2)
     try:
+        from dsroll.sandbox import cluster
+
         st = cluster.status(name)
     except SandboxError as exc:
         raise _fail(exc) from exc

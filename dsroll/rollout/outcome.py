@@ -1,0 +1,96 @@
+"""What a rollout run is given and what it returns: options, targets, results.
+
+Values only; ``executor.py`` produces them and ``output.py`` shows them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from dsroll.rollout import revisions as revs
+from dsroll.rollout.state import Operation
+
+
+class Result(StrEnum):
+    COMPLETE = "complete"
+    PARTITIONED = "partitioned"
+    AWAITING_APPROVAL = "awaiting-approval"
+    PAUSED = "paused"
+    ROLLED_BACK = "rolled-back"
+    ABORTED = "aborted"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+    @property
+    def exit_code(self) -> int:
+        if self in (Result.COMPLETE, Result.PARTITIONED, Result.SKIPPED):
+            return 0
+        return 3 if self in (Result.AWAITING_APPROVAL, Result.PAUSED) else 1
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the variant moves to: a manifest to apply, or a revision's template to restore."""
+
+    manifest: Mapping[str, Any] | None = None
+    revision: revs.Revision | None = None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    who: str
+    commit: str | None = None
+    operation: Operation = Operation.rollout
+    approve: bool = False  # `resume`: approve the manual pause found
+    yes: bool = False  # approve every manual pause
+    interactive: bool = False
+    steps: tuple[str, ...] | None = None
+    ask: Any = None  # (question) -> bool, on a TTY
+
+
+@dataclass
+class VariantResult:
+    namespace: str
+    name: str
+    action: str
+    result: Result
+    phase: str | None = None
+    target_revision: str | None = None
+    previous_revision: str | None = None
+    nodes_updated: int = 0
+    nodes_total: int = 0
+    failure: dict[str, str] | None = None
+    message: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "action": self.action,
+            "result": self.result.value,
+            "phase": self.phase,
+            "targetRevision": self.target_revision,
+            "previousRevision": self.previous_revision,
+            "nodesUpdated": self.nodes_updated,
+            "nodesTotal": self.nodes_total,
+            "failure": self.failure,
+            "message": self.message,
+        }
+
+
+class NodeFailed(Exception):
+    def __init__(self, node: str, reason: str) -> None:
+        super().__init__(f"{node}: {reason}")
+        self.node = node
+        self.reason = reason
+
+
+class Stopped(Exception):
+    """A pause or abort requested from another process, honoured between batches."""
+
+    def __init__(self, action: str) -> None:
+        super().__init__(action)
+        self.action = action
