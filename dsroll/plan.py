@@ -104,6 +104,10 @@ def parse_steps(text: str) -> tuple[str, ...]:
             raise InputError(f'--steps {text!r}: {step!r} is not a node count ("1") or a percentage ("10%")')
     if not steps or steps[-1] != "100%":
         raise InputError(f'--steps {text!r}: the last step must be "100%"')
+    for percent in (False, True):
+        sizes = [int(s.removesuffix("%")) for s in steps if s.endswith("%") is percent]
+        if sizes != sorted(set(sizes)):
+            raise InputError(f"--steps {text!r}: steps are cumulative and must grow")
     return steps
 
 

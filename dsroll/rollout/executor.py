@@ -207,7 +207,7 @@ class VariantRollout:
                 Phase.progressing if unfinished.phase is not Phase.awaiting_approval else unfinished.phase,
                 nodes=order,
                 steps=steps if self.options.steps else _fit(unfinished.steps, len(order)),
-                partition=self.plan.partition,
+                partition=unfinished.partition if self.options.approve else self.plan.partition,
                 who=self.options.who,
             )
             self._write(state, clear_request=True)

@@ -16,6 +16,7 @@ FATAL_WAITING = frozenset(
     {
         "CrashLoopBackOff",
         "ErrImagePull",
+        "ErrImageNeverPull",
         "ImagePullBackOff",
         "InvalidImageName",
         "CreateContainerConfigError",
