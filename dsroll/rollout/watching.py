@@ -7,7 +7,6 @@ A watch that ends is resumed from the last resourceVersion (bookmarks keep it fr
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Mapping
@@ -52,8 +51,12 @@ class Informer:
 
     def _follow(self) -> None:
         failures = 0
+        relist = False
         while not self._stopped.is_set():
             try:
+                if relist:
+                    self._relist()
+                    relist = False
                 for kind, obj in self.kube.watch(
                     self.path, resource_version=self._rv, query=self.query, timeout=self.watch_seconds
                 ):
@@ -71,20 +74,16 @@ class Informer:
                         self._changed.notify_all()
                 failures = 0
             except WatchExpired:
-                self._safe(self._relist)
+                relist = True  # 410 Gone: the history moved on; start again from a fresh list
             except DsrollError as exc:
                 failures += 1
-                if failures >= 5:
+                if failures >= 5:  # a lasting failure (of the watch or of the relist) reaches the waiter
                     with self._changed:
                         self._error = exc
                         self._changed.notify_all()
                     return
                 time.sleep(min(5.0, 0.2 * 2**failures))
-                self._safe(self._relist)
-
-    def _safe(self, action: Any) -> None:
-        with contextlib.suppress(DsrollError):  # the next watch attempt reports a lasting failure
-            action()
+                relist = True
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self._changed:
