@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 EXTRAS := dev$(if $(shell command -v go 2>/dev/null),,$(comma)sandbox)
 comma  := ,
 
-.PHONY: install lint binaries test unit e2e demo demo-down bench clean
+.PHONY: install lint binaries test unit e2e demo demo-down bench bench-rollout clean
 
 install: $(VENV)/.installed
 
@@ -47,6 +47,11 @@ demo-down: install
 
 bench: install
 	$(BIN)/python bench/render_bench.py
+
+# dsroll's rollout vs the native RollingUpdate on 100 kwok nodes (a sandbox of its own,
+# `bench-rollout`, torn down at the end; about a minute): wall times, ratio, API requests.
+bench-rollout: install binaries
+	$(BIN)/python bench/rollout_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
