@@ -121,7 +121,7 @@ class VariantRollout:
         """Inside a step, refills of the batch are progress, not transitions: record them at
         most once a second (a resumed run recomputes progress from the pods anyway)."""
         last = self.state
-        if last is None or last.phase is not state.phase or last.step != state.step:
+        if last is None or last.phase is not state.phase or last.step != state.step or not last.in_flight:
             return True
         return time.monotonic() - self._written_at >= 1.0
 
@@ -391,11 +391,12 @@ class VariantRollout:
                 slots = max(0, budget - len(busy))
                 batch = [n for n in todo if n in unavailable] + [n for n in todo if n not in unavailable][:slots]
                 if batch and not stopping:
+                    rolling_back = state.phase is Phase.rolling_back  # keeps its phase and its cause
                     moved = state.moved(
-                        Phase.progressing,
+                        Phase.rolling_back if rolling_back else Phase.progressing,
                         in_flight=tuple(sorted({*tracking, *batch})),
                         nodes_done=len(done),
-                        failure=None,
+                        failure=state.failure if rolling_back else None,
                     )
                     if self._due(moved):
                         state = self._write(moved)
