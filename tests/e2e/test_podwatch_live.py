@@ -151,16 +151,3 @@ def test_daemonset_controller_waits_until_the_terminating_pod_is_gone(
         k8s_cluster.kubectl("-n", namespace, "delete", "ds", "watched", "--cascade=orphan", check=False)
         k8s_cluster.kubectl("-n", namespace, "delete", "pods", "--all", "--grace-period=0", "--force", check=False)
         k8s_cluster.kubectl("delete", "node", name, check=False)
-
-
-def test_an_expired_watch_is_followed_by_a_relist_and_watching_goes_on(
-    k8s_cluster: K8sCluster, namespace: str, watcher: PodWatcher
-) -> None:
-    watcher.start()
-    # Resume from a resourceVersion long compacted away: the API server answers 410 Gone.
-    watcher._rv = "1"
-    watcher.wait_for(lambda _: watcher.relists >= 1, 30, "relist after 410 Gone")
-    k8s_cluster.kubectl("-n", namespace, "run", "after-relist", "--image=example.com/agent:1", "--restart=Never")
-    timeline = watcher.wait_for(lambda t: any(e.name == "after-relist" and e.ready for e in t), 60, "the new pod Ready")
-    assert next(e.type for e in timeline if e.name == "after-relist") == "ADDED"
-    assert watcher.stop()[-1].name == "after-relist"
