@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -125,14 +125,17 @@ class VariantRollout:
             return True
         return time.monotonic() - self._written_at >= 1.0
 
-    def _delete(self, pods: Sequence[PodView]) -> None:
-        """Delete a batch's old pods concurrently, as the DaemonSet controller would."""
-        if len(pods) <= 1:
-            for pod in pods:
-                self.kube.delete_pod(self.ns, pod.name, pod.uid)
-            return
-        with ThreadPoolExecutor(max_workers=min(len(pods), 8)) as pool:
-            list(pool.map(lambda pod: self.kube.delete_pod(self.ns, pod.name, pod.uid), pods))
+    def _delete(self, pods: Sequence[PodView], pool: ThreadPoolExecutor, pending: list[Future[bool]]) -> None:
+        """Delete old pods without waiting for the answers: the loop goes on watching, and
+        ``_check_deletes`` raises the first delete that failed."""
+        for pod in pods:
+            pending.append(pool.submit(self.kube.delete_pod, self.ns, pod.name, pod.uid))
+
+    @staticmethod
+    def _check_deletes(pending: list[Future[bool]]) -> None:
+        for future in [f for f in pending if f.done()]:
+            pending.remove(future)
+            future.result()  # a refused delete (RBAC, an unreachable server) stops the rollout here
 
     def _manifest(self, state: RolloutState | None = None) -> dict[str, Any]:
         manifest = copy.deepcopy(dict(self.target.manifest if self.target and self.target.manifest else {}))
@@ -333,12 +336,16 @@ class VariantRollout:
         stopping: str | None = None
         blocked = False
         query = {"labelSelector": selector}
-        with Informer(self.kube, f"/api/v1/namespaces/{self.ns}/pods", query) as informer:
+        pending: list[Future[bool]] = []
+        cache: dict[tuple[str, str], PodView] = {}
+        informer = Informer(self.kube, f"/api/v1/namespaces/{self.ns}/pods", query)
+        with informer, ThreadPoolExecutor(max_workers=8, thread_name_prefix="delete") as pool:
             seen = -1
             while True:
                 self.lease.renew()
+                self._check_deletes(pending)
                 raw = [p for p in informer.snapshot() if _owned_by(p, uid)]
-                views = {p["metadata"]["uid"]: PodView.of(p) for p in raw}
+                views = {p["metadata"]["uid"]: _view(p, cache) for p in raw}
                 by_uid = {p["metadata"]["uid"]: p for p in raw}
                 on_node = pods_by_node(views.values())
                 now = time.monotonic()
@@ -404,7 +411,7 @@ class VariantRollout:
                         if stopping:
                             continue
                     olds = {n: _old_pod(on_node.get(n), target) for n in batch}
-                    self._delete([pod for pod in olds.values() if pod is not None])
+                    self._delete([pod for pod in olds.values() if pod is not None], pool, pending)
                     for node, old in olds.items():
                         tracking[node] = _Track(started=time.monotonic(), old_uid=old.uid if old else None)
                     continue
@@ -523,6 +530,15 @@ class VariantRollout:
 
 def _owned_by(pod: Mapping[str, Any], uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in pod["metadata"].get("ownerReferences") or [])
+
+
+def _view(pod: Mapping[str, Any], cache: dict[tuple[str, str], PodView]) -> PodView:
+    """PodView.of, once per pod version: every watch event re-reads the whole snapshot."""
+    meta = pod["metadata"]
+    key = (meta["uid"], meta.get("resourceVersion", ""))
+    if key not in cache:
+        cache[key] = PodView.of(pod)
+    return cache[key]
 
 
 def _old_pod(pod: PodView | None, target: str) -> PodView | None:
