@@ -11,18 +11,18 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from dsroll.config import parse_duration
 from dsroll.errors import ClusterError
 from dsroll.kube import Kube
-from dsroll.plan import Action, PodView, VariantPlan, pods_by_node, resolve_max_unavailable, resolve_steps
+from dsroll.plan import Action, VariantPlan, resolve_max_unavailable, resolve_steps
 from dsroll.rollout import revisions as revs
-from dsroll.rollout.health import Gate, Outcome, assess, is_ready
+from dsroll.rollout.health import Gate
 from dsroll.rollout.lease import RENEW_EVERY, Lease
 from dsroll.rollout.outcome import NodeFailed, Result, RunOptions, Stopped, Target, VariantResult
+from dsroll.rollout.replace import Replacement
 from dsroll.rollout.reporter import Reporter
 from dsroll.rollout.state import (
     ANNOTATION,
@@ -37,14 +37,6 @@ from dsroll.rollout.state import (
 from dsroll.rollout.watching import Informer
 
 ON_DELETE = {"type": "OnDelete"}
-
-
-@dataclass
-class _Track:
-    started: float
-    old_uid: str | None
-    ready_since: float | None = None
-    lost_ready: bool = False
 
 
 class VariantRollout:
@@ -125,17 +117,16 @@ class VariantRollout:
             return True
         return time.monotonic() - self._written_at >= 1.0
 
-    def _delete(self, pods: Sequence[PodView], pool: ThreadPoolExecutor, pending: list[Future[bool]]) -> None:
-        """Delete old pods without waiting for the answers: the loop goes on watching, and
-        ``_check_deletes`` raises the first delete that failed."""
-        for pod in pods:
-            pending.append(pool.submit(self.kube.delete_pod, self.ns, pod.name, pod.uid))
+    def _record(self, state: RolloutState) -> tuple[bool, str | None]:
+        """For a step's replacement: write ``state`` when due; (written, a pause/abort request)."""
+        if not self._due(state):
+            return False, None
+        self._write(state)
+        return True, read_request(self.ds)
 
-    @staticmethod
-    def _check_deletes(pending: list[Future[bool]]) -> None:
-        for future in [f for f in pending if f.done()]:
-            pending.remove(future)
-            future.result()  # a refused delete (RBAC, an unreachable server) stops the rollout here
+    def _replace(self, state: RolloutState, wanted: Sequence[str], step: int, steps: int) -> RolloutState:
+        replacement = Replacement(self.kube, self.ns, self.label, self.gate, self.lease, self.reporter, self._record)
+        return replacement.run(self.ds, state, wanted, step, steps)
 
     def _manifest(self, state: RolloutState | None = None) -> dict[str, Any]:
         manifest = copy.deepcopy(dict(self.target.manifest if self.target and self.target.manifest else {}))
@@ -326,105 +317,6 @@ class VariantRollout:
                 self.lease.renew()
         return None
 
-    def _replace(self, state: RolloutState, wanted: Sequence[str], step: int, steps: int) -> RolloutState:
-        """Bring every node in ``wanted`` to the target revision, Ready, within the budget."""
-        target = state.target_revision
-        uid = self.ds["metadata"]["uid"]
-        budget = state.max_unavailable
-        selector = revs.selector_string(self.ds["spec"]["selector"])
-        tracking: dict[str, _Track] = {}
-        stopping: str | None = None
-        blocked = False
-        query = {"labelSelector": selector}
-        pending: list[Future[bool]] = []
-        cache: dict[tuple[str, str], PodView] = {}
-        informer = Informer(self.kube, f"/api/v1/namespaces/{self.ns}/pods", query)
-        with informer, ThreadPoolExecutor(max_workers=8, thread_name_prefix="delete") as pool:
-            seen = -1
-            while True:
-                self.lease.renew()
-                self._check_deletes(pending)
-                raw = [p for p in informer.snapshot() if _owned_by(p, uid)]
-                views = {p["metadata"]["uid"]: _view(p, cache) for p in raw}
-                by_uid = {p["metadata"]["uid"]: p for p in raw}
-                on_node = pods_by_node(views.values())
-                now = time.monotonic()
-                wake = now + RENEW_EVERY
-                for node, track in list(tracking.items()):
-                    new = next(
-                        (
-                            v
-                            for v in views.values()
-                            if v.node == node and v.revision == target and v.uid != track.old_uid and not v.terminating
-                        ),
-                        None,
-                    )
-                    pod = by_uid[new.uid] if new else None
-                    if pod is not None:
-                        ready = is_ready(pod)
-                        if ready and track.ready_since is None:
-                            track.ready_since = now
-                        elif not ready and track.ready_since is not None:
-                            track.lost_ready = True
-                    verdict = assess(
-                        pod, gate=self.gate, started=track.started, ready_since=track.ready_since,
-                        lost_ready=track.lost_ready, now=now,
-                    )  # fmt: skip
-                    if verdict.outcome is Outcome.FAILED:
-                        raise NodeFailed(node, verdict.message)
-                    if verdict.outcome is Outcome.HEALTHY:
-                        del tracking[node]
-                        self.reporter.emit(
-                            "node-replaced",
-                            self.label,
-                            f"{node} updated ({now - track.started:.1f}s)",
-                            node=node,
-                            seconds=round(now - track.started, 2),
-                        )
-                    elif verdict.wake_at is not None:
-                        wake = min(wake, verdict.wake_at)
-                done = {n for n in state.nodes if _healthy(on_node.get(n), target) and n not in tracking}
-                todo = [n for n in wanted if n not in done and n not in tracking]
-                self.reporter.progress(
-                    self.label, step=step, steps=steps, done=len(done), total=len(state.nodes),
-                    in_flight=sorted(tracking),
-                )  # fmt: skip
-                if stopping and not tracking:
-                    raise Stopped(stopping)
-                if not todo and not tracking:
-                    return self.state or state
-                unavailable = {n for n in state.nodes if not _healthy(on_node.get(n), None)}
-                busy = unavailable | set(tracking)
-                slots = max(0, budget - len(busy))
-                batch = [n for n in todo if n in unavailable] + [n for n in todo if n not in unavailable][:slots]
-                if batch and not stopping:
-                    rolling_back = state.phase is Phase.rolling_back  # keeps its phase and its cause
-                    moved = state.moved(
-                        Phase.rolling_back if rolling_back else Phase.progressing,
-                        in_flight=tuple(sorted({*tracking, *batch})),
-                        nodes_done=len(done),
-                        failure=state.failure if rolling_back else None,
-                    )
-                    if self._due(moved):
-                        state = self._write(moved)
-                        stopping = read_request(self.ds)
-                        if stopping:
-                            continue
-                    olds = {n: _old_pod(on_node.get(n), target) for n in batch}
-                    self._delete([pod for pod in olds.values() if pod is not None], pool, pending)
-                    for node, old in olds.items():
-                        tracking[node] = _Track(started=time.monotonic(), old_uid=old.uid if old else None)
-                    continue
-                if todo and not tracking and not batch and not blocked:
-                    blocked = True  # said once: the operator must see why nothing moves
-                    self.reporter.emit(
-                        "blocked",
-                        self.label,
-                        f"waiting: {len(unavailable)} node(s) without a Ready pod "
-                        f"({', '.join(sorted(unavailable)[:5])}) use the whole maxUnavailable budget of {budget}",
-                    )
-                seen = informer.wait(max(0.05, wake - time.monotonic()), seen)
-
     # --- failure, rollback, the end ----------------------------------------------------
 
     def _on_failure(self, failed: NodeFailed) -> VariantResult:
@@ -526,29 +418,6 @@ class VariantRollout:
             failure={"node": state.failure.node, "reason": state.failure.reason} if state and state.failure else None,
             message=message,
         )
-
-
-def _owned_by(pod: Mapping[str, Any], uid: str) -> bool:
-    return any(ref.get("uid") == uid for ref in pod["metadata"].get("ownerReferences") or [])
-
-
-def _view(pod: Mapping[str, Any], cache: dict[tuple[str, str], PodView]) -> PodView:
-    """PodView.of, once per pod version: every watch event re-reads the whole snapshot."""
-    meta = pod["metadata"]
-    key = (meta["uid"], meta.get("resourceVersion", ""))
-    if key not in cache:
-        cache[key] = PodView.of(pod)
-    return cache[key]
-
-
-def _old_pod(pod: PodView | None, target: str) -> PodView | None:
-    """The pod to delete on a node: a live one not on the target revision."""
-    return pod if pod is not None and pod.revision != target and not pod.terminating else None
-
-
-def _healthy(pod: PodView | None, revision: str | None) -> bool:
-    """A live Ready pod (on ``revision``, when given)."""
-    return pod is not None and pod.ready and not pod.terminating and (revision is None or pod.revision == revision)
 
 
 def _fit(steps: Sequence[int], total: int) -> tuple[int, ...]:
