@@ -7,6 +7,7 @@ Exit codes: 0 done, 1 failed (rolled back, stopped or aborted), 2 bad input,
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -165,8 +166,6 @@ def plan(
         commit=project.head_commit(),
     )
     if out_file is not None:
-        import json
-
         out_file.write_text(json.dumps(plan_to_json(the_plan), indent=2) + "\n")
         output.info(f"plan saved to {out_file}: `rollout {env} --plan {out_file}` executes it")
     output.plan_view(the_plan, fmt=out.value)

@@ -300,12 +300,24 @@ def _desired_live(kube: Kube, variant: Variant, live: dict[str, Any] | None) -> 
     return kube.apply(manifest, dry_run=True), None
 
 
-def against_live(env: Environment, variants: Sequence[Variant], kube: Kube) -> DiffReport:
-    """Fresh render, normalised by a server-side dry-run apply, vs the cluster."""
+def against_live(
+    env: Environment,
+    variants: Sequence[Variant],
+    kube: Kube,
+    live_objects: Mapping[tuple[str, str], dict[str, Any] | None] | None = None,
+) -> DiffReport:
+    """Fresh render, normalised by a server-side dry-run apply, vs the cluster.
+
+    ``live_objects`` are the variants' DaemonSets (None: not there) when the caller has
+    read them already.
+    """
     diffs = []
     wanted = {v.key for v in variants}
     for variant in variants:
-        live = kube.get_daemonset(variant.namespace, variant.name)
+        if live_objects is not None and variant.key in live_objects:
+            live = live_objects[variant.key]
+        else:
+            live = kube.get_daemonset(variant.namespace, variant.name)
         desired, note = _desired_live(kube, variant, live)
         diffs.append(
             compare(

@@ -80,7 +80,8 @@ def observe(
     """Plan the scoped variants of ``env`` from live state."""
     scope.check(env)
     chosen = scope.select(variants)
-    report = against_live(env, chosen, kube)
+    lives = {v.key: kube.get_daemonset(v.namespace, v.name) for v in chosen}
+    report = against_live(env, chosen, kube, lives)
     labels = {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in kube.list_nodes()}
     winners = {name: classify(env.classes, lb)[1] for name, lb in labels.items()}
     manifests = {v.key: v.manifest for v in chosen}
@@ -88,7 +89,8 @@ def observe(
     for diff in report.variants:
         if diff.change is Change.REMOVED and not scope.admits(diff.workload, diff.cls):
             continue
-        live = kube.get_daemonset(diff.namespace, diff.name)
+        key = (diff.namespace, diff.name)
+        live = lives[key] if key in lives else kube.get_daemonset(diff.namespace, diff.name)
         pods, current = _observe_pods(kube, live) if live else ([], None)
         planned.append(
             plan_variant(
