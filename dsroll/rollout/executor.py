@@ -300,7 +300,11 @@ class VariantRollout:
                 return None
             state = self._write(state.moved(Phase.awaiting_approval, step=number, in_flight=()))
             question = f"{self.label}: step {number}/{steps} done. Continue with step {number + 1}/{steps}?"
-            if self.options.interactive and self.options.ask is not None and self.options.ask(question):
+            if (
+                self.options.interactive
+                and self.options.ask is not None
+                and self.reporter.ask(question, self.options.ask)
+            ):
                 return None
             message = f"paused after step {number}/{steps}, waiting for approval: `dsroll resume` continues"
             self.reporter.emit("awaiting-approval", self.label, message, daemonset=self.ds)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -96,6 +96,16 @@ class Reporter:
             self._tasks[variant] = self._progress.add_task("", total=total, completed=done, **fields)
         else:
             self._progress.update(self._tasks[variant], total=total, completed=done, **fields)
+
+    def ask(self, question: str, ask: Callable[[str], bool]) -> bool:
+        """A question on the terminal, with the progress display out of its way."""
+        if self._progress is not None:
+            self._progress.stop()
+        try:
+            return ask(question)
+        finally:
+            if self._progress is not None:
+                self._progress.start()
 
     @property
     def elapsed(self) -> float:
