@@ -233,10 +233,6 @@ class VariantPlan:
     def key(self) -> tuple[str, str]:
         return (self.namespace, self.name)
 
-    @property
-    def replaces_pods(self) -> bool:
-        return self.action is Action.UPDATE
-
 
 def plan_steps(
     order: Sequence[str], pending: Iterable[str], policy: Policy, partition: int | None

@@ -9,9 +9,8 @@ from typing import Any
 
 from dsroll.errors import InputError
 from dsroll.kube import Kube
+from dsroll.plan import REVISION_LABEL
 from dsroll.rollout.state import COMMIT_ANNOTATION
-
-REVISION_LABEL = "controller-revision-hash"
 
 
 def selector_string(selector: Mapping[str, Any]) -> str:

@@ -35,8 +35,6 @@ class Phase(StrEnum):
 
 #: Phases in which a rollout has stopped for good: a new `rollout` starts afresh.
 FINISHED = frozenset({Phase.complete, Phase.rolled_back, Phase.aborted, Phase.failed})
-#: Phases a rollout is left in when it stops half-way and waits for `resume`.
-STOPPED = frozenset({Phase.awaiting_approval, Phase.paused, Phase.partitioned})
 
 
 class Operation(StrEnum):

@@ -605,7 +605,7 @@ def test_create_when_the_variant_is_not_live() -> None:
     assert (got.action, got.pending, got.steps, got.partition) == (Action.CREATE, (), (), None)
     assert got.nodes == ("node-c1", "node-a1", "node-b1"), "a new variant's nodes are its class's nodes"
     assert got.live == LiveFingerprint(None, None, None, ())
-    assert (got.applies, got.resumes, got.replaces_pods) == (False, False, False)
+    assert (got.applies, got.resumes) == (False, False)
     assert got.manifest == MANIFEST
     assert "nothing to replace" in got.reason
 
@@ -617,7 +617,7 @@ def test_create_ignores_a_partition() -> None:
 
 def test_update_when_the_pod_template_changed_replaces_every_node_in_steps() -> None:
     got = plan_of(Change.POD_TEMPLATE, dict.fromkeys(FLEET, OLD), current=OLD)
-    assert got.action is Action.UPDATE and got.replaces_pods and got.applies
+    assert got.action is Action.UPDATE and got.applies
     assert got.nodes == FLEET_ORDER and got.pending == FLEET_ORDER
     assert [(s.count, s.batches) for s in got.steps] == [
         (1, (("node-c1",),)),
@@ -651,7 +651,7 @@ def test_orphan_replace_when_the_selector_changed() -> None:
     got = plan_of(Change.SELECTOR, dict.fromkeys(FLEET, NEW), partition="1")
     assert got.action is Action.ORPHAN_REPLACE
     assert got.pending == FLEET_ORDER
-    assert (got.steps, got.partition, got.applies, got.replaces_pods) == ((), None, False, False)
+    assert (got.steps, got.partition, got.applies) == ((), None, False)
     assert "orphan replacement" in got.reason
 
 

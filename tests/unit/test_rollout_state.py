@@ -15,7 +15,6 @@ from dsroll.rollout.state import (
     ANNOTATION,
     FINISHED,
     REQUEST_ANNOTATION,
-    STOPPED,
     Failure,
     Operation,
     Phase,
@@ -209,12 +208,6 @@ def test_finished_phases_are_the_terminal_ones() -> None:
     assert {Phase.complete, Phase.rolled_back, Phase.aborted, Phase.failed} == FINISHED
     for phase in Phase:
         assert a_state(phase=phase).finished is (phase in FINISHED), phase
-
-
-def test_stopped_phases_wait_for_resume_and_are_not_finished() -> None:
-    assert {Phase.awaiting_approval, Phase.paused, Phase.partitioned} == STOPPED
-    assert not STOPPED & FINISHED
-    assert not a_state(phase=Phase.partitioned).finished
 
 
 def test_phase_values_are_the_documented_names() -> None:
