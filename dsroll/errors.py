@@ -20,7 +20,11 @@ class InputError(DsrollError):
 
 
 class ClusterError(DsrollError):
-    """The cluster refused or could not be reached."""
+    """The cluster refused or could not be reached; ``status`` is the HTTP status, if any."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
 
 
 class SandboxError(DsrollError):

@@ -14,6 +14,7 @@ import re
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -63,6 +64,15 @@ def _status_message(exc: ApiException) -> str:
         return str(body.get("message") or exc.reason)
     except (ValueError, AttributeError):
         return str(exc.reason)
+
+
+#: Transient failures (connection resets, timeouts, 429, 5xx) are retried with backoff, here only.
+_retry_transient = retry(
+    retry=retry_if_exception(_is_transient),
+    stop=stop_after_attempt(5),
+    wait=wait_exponential(multiplier=0.2, max=5),
+    reraise=True,
+)
 
 
 class WatchExpired(Exception):
@@ -116,12 +126,7 @@ class Kube:
     def describe(self) -> str:
         return f"context {self.context}, server {self.server}"
 
-    @retry(
-        retry=retry_if_exception(_is_transient),
-        stop=stop_after_attempt(5),
-        wait=wait_exponential(multiplier=0.2, max=5),
-        reraise=True,
-    )
+    @_retry_transient
     def _send(self, method: str, path: str, query: list[tuple[str, str]], body: Any, content_type: str | None) -> Any:
         with self._counting:
             self.requests += 1
@@ -180,12 +185,7 @@ class Kube:
         finally:
             raw.release_conn()
 
-    @retry(
-        retry=retry_if_exception(_is_transient),
-        stop=stop_after_attempt(5),
-        wait=wait_exponential(multiplier=0.2, max=5),
-        reraise=True,
-    )
+    @_retry_transient
     def _open_watch(self, path: str, query: list[tuple[str, str]], timeout: float) -> Any:
         with self._counting:
             self.requests += 1
@@ -227,7 +227,7 @@ class Kube:
             return ClusterError(f"RBAC denied: {message}")
         if exc.status in (400, 422):
             return InputError(f"the API server rejected {method} {path}: {message}")
-        return ClusterError(f"{method} {path} failed ({exc.status}): {message}")
+        return ClusterError(f"{method} {path} failed ({exc.status}): {message}", status=exc.status)
 
     # --- resources -----------------------------------------------------------------
 
@@ -287,8 +287,6 @@ class Kube:
 
     def create_event(self, obj: Mapping[str, Any], reason: str, message: str, warning: bool = False) -> None:
         """A core/v1 Event on ``obj`` (shown by ``kubectl describe`` and ``kubectl events``)."""
-        from datetime import UTC, datetime
-
         meta = obj["metadata"]
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {

@@ -136,10 +136,13 @@ class VariantRollout:
             manifest["metadata"].setdefault("annotations", {})[ANNOTATION] = state.to_json()
         return manifest
 
+    def _watch_daemonset(self) -> Informer:
+        query = {"fieldSelector": f"metadata.name={self.name}"}
+        return Informer(self.kube, f"/apis/apps/v1/namespaces/{self.ns}/daemonsets", query)
+
     def _wait_observed(self, timeout: float = 60) -> None:
         """Until the controller has seen the latest spec (and so recorded its revision)."""
-        query = {"fieldSelector": f"metadata.name={self.name}"}
-        with Informer(self.kube, f"/apis/apps/v1/namespaces/{self.ns}/daemonsets", query) as watch:
+        with self._watch_daemonset() as watch:
             deadline, seen = time.monotonic() + timeout, -1
             while time.monotonic() < deadline:
                 for ds in watch.snapshot():
@@ -165,9 +168,8 @@ class VariantRollout:
     def _create(self) -> VariantResult:
         self.ds = self.kube.apply(self._manifest(), dry_run=False)
         self.reporter.emit("start", self.label, "created; waiting for its pods", daemonset=self.ds)
-        query = {"fieldSelector": f"metadata.name={self.name}"}
         deadline, seen = time.monotonic() + self.gate.ready_timeout, -1
-        with Informer(self.kube, f"/apis/apps/v1/namespaces/{self.ns}/daemonsets", query) as watch:
+        with self._watch_daemonset() as watch:
             while True:
                 ds = next(iter(watch.snapshot()), self.ds)
                 status = ds.get("status") or {}
@@ -259,7 +261,7 @@ class VariantRollout:
 
     def _steps(self, state: RolloutState) -> VariantResult:
         cap = state.cap
-        counts = [c for c in resolve_steps([str(c) for c in state.steps], len(state.nodes), cap)]
+        counts = resolve_steps([str(c) for c in state.steps], len(state.nodes), cap)
         index = min(state.step, max(0, len(counts) - 1))
         # Steps already behind us (a resumed run) count as done; a run never goes back.
         for number in range(index, len(counts)):
@@ -425,7 +427,5 @@ class VariantRollout:
 
 
 def _fit(steps: Sequence[int], total: int) -> tuple[int, ...]:
-    counts = [min(c, total) for c in steps if c > 0]
-    if not counts or counts[-1] < total:
-        counts.append(total)
-    return tuple(sorted(set(counts)))
+    """Saved step counts on a node count that changed since: clamped, reaching the total."""
+    return resolve_steps([str(c) for c in steps], total)

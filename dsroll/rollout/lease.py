@@ -84,7 +84,7 @@ class Lease:
             else:
                 self._take_over(existing, now)
         except ClusterError as exc:
-            if "(409)" in str(exc):
+            if exc.status == 409:
                 raise LockHeld(
                     f"{self.variant}: another rollout took the lock {self.name} at the same moment"
                 ) from None
@@ -115,7 +115,7 @@ class Lease:
         try:
             self._object = self.kube.request("PUT", f"{self.path}/{self.name}", body=self._object)
         except ClusterError as exc:
-            if "(409)" in str(exc):
+            if exc.status == 409:
                 raise LockHeld(f"{self.variant}: lost the lock {self.name} to another rollout") from None
             raise
         self._renewed = now

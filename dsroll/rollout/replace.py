@@ -69,7 +69,7 @@ class Replacement:
             while True:
                 self.lease.renew()
                 self._check_deletes(pending)
-                raw = [p for p in informer.snapshot() if _owned_by(p, uid)]
+                raw = [p for p in informer.snapshot() if revs.owned_by(p, uid)]
                 views = {p["metadata"]["uid"]: _view(p, cache) for p in raw}
                 by_uid = {p["metadata"]["uid"]: p for p in raw}
                 on_node = pods_by_node(views.values())
@@ -160,10 +160,6 @@ class Replacement:
         for future in [f for f in pending if f.done()]:
             pending.remove(future)
             future.result()  # a refused delete (RBAC, an unreachable server) stops the rollout here
-
-
-def _owned_by(pod: Mapping[str, Any], uid: str) -> bool:
-    return any(ref.get("uid") == uid for ref in pod["metadata"].get("ownerReferences") or [])
 
 
 def _view(pod: Mapping[str, Any], cache: dict[tuple[str, str], PodView]) -> PodView:

@@ -43,7 +43,8 @@ class Revision:
         }
 
 
-def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:
+def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
+    """Whether ``obj`` has an owner reference to the object with ``uid``."""
     return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
 
 
@@ -52,7 +53,7 @@ def revisions(kube: Kube, daemonset: Mapping[str, Any]) -> list[Revision]:
     meta = daemonset["metadata"]
     found = []
     for cr in kube.list_controller_revisions(meta["namespace"], selector_string(daemonset["spec"]["selector"])):
-        if not _owned_by(cr, meta["uid"]):
+        if not owned_by(cr, meta["uid"]):
             continue
         template = copy.deepcopy((cr.get("data") or {}).get("spec", {}).get("template") or {})
         template.pop("$patch", None)

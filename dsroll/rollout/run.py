@@ -62,7 +62,7 @@ def _policy(env: Environment, workload: str | None, steps: Sequence[str] | None)
 def _observe_pods(kube: Kube, live: Mapping[str, Any]) -> tuple[list[PodView], str | None]:
     meta = live["metadata"]
     pods, _ = kube.list_pods(meta["namespace"], revs.selector_string(live["spec"]["selector"]))
-    owned = [p for p in pods if any(r.get("uid") == meta["uid"] for r in p["metadata"].get("ownerReferences") or [])]
+    owned = [p for p in pods if revs.owned_by(p, meta["uid"])]
     current = revs.current(revs.revisions(kube, live))
     return [PodView.of(p) for p in owned], current.hash if current else None
 
