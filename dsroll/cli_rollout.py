@@ -34,7 +34,7 @@ from dsroll.cli import (
 from dsroll.errors import InputError
 from dsroll.gitsource import Project
 from dsroll.kube import Kube
-from dsroll.plan import Plan, parse_steps, plan_from_json, plan_to_json
+from dsroll.plan import Plan, parse_steps, plan_from_json, plan_to_json, resolve_partition
 from dsroll.render import RenderResult, load_environment, render_environment
 from dsroll.rollout import run as core
 from dsroll.rollout.outcome import RunOptions
@@ -61,6 +61,12 @@ def _tty() -> bool:
 
 def _scope(workload: list[str] | None, cls: list[str] | None) -> core.Scope:
     return core.Scope(tuple(workload or ()), tuple(cls or ()))
+
+
+def _flags(steps: str | None, partition: str | None) -> tuple[str, ...] | None:
+    """Check --steps and --partition before anything else happens; the parsed steps."""
+    resolve_partition(partition, 0)
+    return parse_steps(steps) if steps else None
 
 
 def _commit(project: Project, allow_dirty: bool, dry_run: bool) -> str | None:
@@ -120,13 +126,16 @@ def _run(
 def _prepare(
     env: str,
     namespace: str | None,
+    scope: core.Scope,
     kubeconfig: str | None,
     context: str | None,
     as_user: str | None,
     as_group: str | None,
     timeout: str | None,
 ) -> tuple[Project, RenderResult, Kube]:
+    """Render and check every flag against the environment before anything talks to the cluster."""
     project, result = _render(env, namespace)
+    scope.check(result.env)
     for warning in result.warnings:
         output.warn(warning)
     kube = _connect(kubeconfig, context, as_user, as_group, timeout, result.env.context)
@@ -155,15 +164,10 @@ def plan(
     out: OutputOpt = OutputFormat.text,
 ) -> None:
     """What a rollout would do, per variant, and the node batches of every step, from live state."""
-    project, result, kube = _prepare(env, namespace, kubeconfig, context, as_user, as_group, request_timeout)
+    scope, step_specs = _scope(workload, cls), _flags(steps, partition)
+    project, result, kube = _prepare(env, namespace, scope, kubeconfig, context, as_user, as_group, request_timeout)
     the_plan = core.observe(
-        kube,
-        result.env,
-        result.variants,
-        _scope(workload, cls),
-        partition=partition,
-        steps=parse_steps(steps) if steps else None,
-        commit=project.head_commit(),
+        kube, result.env, result.variants, scope, partition=partition, steps=step_specs, commit=project.head_commit()
     )
     if out_file is not None:
         out_file.write_text(json.dumps(plan_to_json(the_plan), indent=2) + "\n")
@@ -199,26 +203,23 @@ def rollout(
     out: OutputOpt = OutputFormat.text,
 ) -> None:
     """Staged rollout: replace pods node by node, step by step, with health gates and rollback."""
-    project, result, kube = _prepare(env, namespace, kubeconfig, context, as_user, as_group, request_timeout)
-    commit = _commit(project, allow_dirty, dry_run)
-    step_specs = parse_steps(steps) if steps else None
+    scope, step_specs = _scope(workload, cls), _flags(steps, partition)
+    saved_plan = None
     if saved is not None:
         try:
-            the_plan = plan_from_json(saved.read_text(), str(saved))
+            saved_plan = plan_from_json(saved.read_text(), str(saved))
         except OSError as exc:
             raise InputError(f"cannot read the plan: {exc.strerror}", str(saved)) from None
-        moved = core.moved_since(kube, the_plan)
+    project, result, kube = _prepare(env, namespace, scope, kubeconfig, context, as_user, as_group, request_timeout)
+    commit = _commit(project, allow_dirty, dry_run)
+    if saved_plan is not None:
+        moved = core.moved_since(kube, saved_plan)
         if moved:
             raise InputError(f"the cluster moved since the plan was made, nothing applied: {'; '.join(moved)}")
+        the_plan = saved_plan
     else:
         the_plan = core.observe(
-            kube,
-            result.env,
-            result.variants,
-            _scope(workload, cls),
-            partition=partition,
-            steps=step_specs,
-            commit=commit,
+            kube, result.env, result.variants, scope, partition=partition, steps=step_specs, commit=commit
         )
     options = _options(kube, commit, yes=yes, steps=step_specs)
     _run(kube, the_plan, options, out=out, events=events, yes=yes, dry_run=dry_run, prune=prune)
@@ -242,9 +243,10 @@ def resume(
     out: OutputOpt = OutputFormat.text,
 ) -> None:
     """Approve the pending manual pause (or clear a pause) and continue, from any machine."""
-    project, result, kube = _prepare(env, namespace, kubeconfig, context, as_user, as_group, request_timeout)
+    scope = _scope(workload, cls)
+    project, result, kube = _prepare(env, namespace, scope, kubeconfig, context, as_user, as_group, request_timeout)
     commit = _commit(project, allow_dirty, False)
-    the_plan = core.observe(kube, result.env, result.variants, _scope(workload, cls), commit=commit)
+    the_plan = core.observe(kube, result.env, result.variants, scope, commit=commit)
     options = _options(kube, commit, approve=True, yes=yes)
     _run(kube, the_plan, options, out=out, events=events, yes=True, dry_run=False)
 
@@ -271,13 +273,13 @@ def rollback(
     """Back to the previous revision (or --to-revision N, or --to-git REF), replacing only nodes that changed."""
     if to_revision is not None and to_git is not None:
         raise InputError("--to-revision and --to-git: give one of them")
-    project, result, kube = _prepare(env, namespace, kubeconfig, context, as_user, as_group, request_timeout)
+    scope = _scope(workload, cls)
+    project, result, kube = _prepare(env, namespace, scope, kubeconfig, context, as_user, as_group, request_timeout)
     manifests = None
     if to_git is not None:
         source = project.at(to_git)
         old = render_environment(load_environment(source, project.env_path, namespace), source)
         manifests = {v.key: v.manifest for v in old.variants}
-    scope = _scope(workload, cls)
     base = core.observe(kube, result.env, result.variants, scope, commit=project.head_commit())
     the_plan, targets = core.rollback_plan(kube, base, to_revision=to_revision, manifests=manifests)
     commit = source.commit.hexsha if to_git is not None else None
