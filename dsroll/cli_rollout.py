@@ -108,7 +108,6 @@ def _run(
     if dry_run:
         output.info("dry-run: nothing was changed")
         return
-    core.refuse_unsupported(plan)
     if not plan.has_changes:
         output.info("nothing to do: every variant matches the render")
     elif _tty() and not yes and not _ask(f"{options.operation.value.capitalize()} {plan.environment}?"):

@@ -20,6 +20,7 @@ from typing import Any
 from dsroll.config import RolloutPolicy
 from dsroll.diff import Change, VariantDiff
 from dsroll.errors import InputError
+from dsroll.orphans import ReplacementPlan
 from dsroll.rollout.state import Phase, RolloutState
 
 ZONE_LABEL = "topology.kubernetes.io/zone"
@@ -328,6 +329,7 @@ class Plan:
     server: str
     commit: str | None
     variants: tuple[VariantPlan, ...]
+    replacements: tuple[ReplacementPlan, ...] = ()
 
     @property
     def has_changes(self) -> bool:
@@ -396,6 +398,7 @@ def plan_to_json(plan: Plan, *, manifests: bool = True) -> dict[str, Any]:
         "server": plan.server,
         "commit": plan.commit,
         "variants": variants,
+        "replacements": [r.to_json() for r in plan.replacements],
     }
 
 
@@ -441,6 +444,9 @@ def plan_from_json(text: str, file: str) -> Plan:
                     applies=bool(item.get("applies")),
                 )
             )
-        return Plan(data["environment"], data["context"], data["server"], data.get("commit"), tuple(variants))
+        replacements = tuple(ReplacementPlan.from_json(r) for r in data.get("replacements") or ())
+        return Plan(
+            data["environment"], data["context"], data["server"], data.get("commit"), tuple(variants), replacements
+        )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"not a valid dsroll plan: {exc}", file) from None

@@ -335,6 +335,12 @@ class VariantRollout:
         policy = state.on_failure
         if policy == "rollback" and state.previous_revision:
             return self._rollback(state.moved(Phase.rolling_back, failure=failure))
+        if policy == "rollback" and state.replacement:
+            # No revision to go back to: the old objects come back from the backup (handover.py).
+            state = self._write(state.moved(Phase.rolling_back, failure=failure, in_flight=()))
+            message = f"restoring the objects it replaced from backup {state.replacement}"
+            self.reporter.emit("rollback", self.label, message, daemonset=self.ds)
+            return self._result(Result.FAILED, state, message=f"{failed.node}: {failed.reason}")
         phase = Phase.paused if policy == "pause" else Phase.aborted
         state = self._write(state.moved(phase, failure=failure, in_flight=()))
         hint = "fix and `dsroll resume`" if phase is Phase.paused else "left as it is (`dsroll rollback` goes back)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from dsroll.rollout import revisions as revs
@@ -49,6 +50,7 @@ class RunOptions:
     interactive: bool = False
     steps: tuple[str, ...] | None = None
     ask: Any = None  # (question) -> bool, on a TTY
+    backup_dir: Path | None = None  # where orphan replacements save their local backup file
 
 
 @dataclass

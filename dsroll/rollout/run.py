@@ -19,10 +19,23 @@ from dsroll.config import Environment
 from dsroll.diff import Change, against_live
 from dsroll.errors import DsrollError, InputError
 from dsroll.kube import Kube
-from dsroll.plan import Action, LiveFingerprint, Plan, PodView, Policy, plan_steps, plan_variant, pods_by_node
+from dsroll.orphans import Operation
+from dsroll.plan import (
+    Action,
+    LiveFingerprint,
+    Plan,
+    PodView,
+    Policy,
+    VariantPlan,
+    plan_steps,
+    plan_variant,
+    pods_by_node,
+)
 from dsroll.render import Variant
+from dsroll.rollout import replacements
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.executor import VariantRollout
+from dsroll.rollout.handover import Handover, default_backup_dir
 from dsroll.rollout.lease import Lease
 from dsroll.rollout.outcome import Result, RunOptions, Target, VariantResult
 from dsroll.rollout.reporter import Reporter
@@ -85,7 +98,7 @@ def observe(
     labels = {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in kube.list_nodes()}
     winners = {name: classify(env.classes, lb)[1] for name, lb in labels.items()}
     manifests = {v.key: v.manifest for v in chosen}
-    planned = []
+    planned: list[VariantPlan] = []
     for diff in report.variants:
         if diff.change is Change.REMOVED and not scope.admits(diff.workload, diff.cls):
             continue
@@ -106,7 +119,13 @@ def observe(
                 partition=partition,
             )
         )
-    return Plan(env.name, kube.context, kube.server or "", commit, tuple(planned))
+    seen = replacements.Observed(labels, winners, lives, report)
+    planned, found = replacements.fold(
+        kube, env, variants, planned, seen,
+        workloads=scope.workloads, classes=scope.classes,
+        policy_of=lambda workload: _policy(env, workload, steps), partition=partition,
+    )  # fmt: skip
+    return Plan(env.name, kube.context, kube.server or "", commit, tuple(planned), tuple(found))
 
 
 @dataclass
@@ -145,16 +164,6 @@ class RunSummary:
         }
 
 
-def refuse_unsupported(plan: Plan) -> None:
-    """Orphan replacement is a separate mechanism; nothing is applied while it is missing."""
-    blocked = [f"{v.namespace}/{v.name}" for v in plan.variants if v.action is Action.ORPHAN_REPLACE]
-    if blocked:
-        raise InputError(
-            f"{', '.join(blocked)}: the selector changed and needs orphan replacement, which dsroll cannot do yet; "
-            "nothing was applied"
-        )
-
-
 def execute(
     kube: Kube,
     plan: Plan,
@@ -164,18 +173,34 @@ def execute(
     prune: bool = False,
     targets: Mapping[tuple[str, str], Target] | None = None,
 ) -> RunSummary:
-    """Run every variant's plan in order; stop at the first that does not finish."""
-    refuse_unsupported(plan)
+    """Run every variant's plan in order; stop at the first that does not finish.
+
+    The members of an orphan replacement run together, as one handover, where the first
+    of them comes in the plan.
+    """
     results: list[VariantResult] = []
+    handed: set[str] = set()
+    by_name = {vp.name: vp for vp in plan.variants}
     for vp in plan.variants:
         if vp.action is Action.UNCHANGED or (vp.action is Action.PRUNE and not prune):
             if vp.action is Action.PRUNE:
                 reporter.emit("skipped", f"{vp.namespace}/{vp.name}", "no longer rendered; --prune deletes it")
             continue
-        target = (targets or {}).get(vp.key) or (Target(manifest=vp.manifest) if vp.applies else None)
-        result = VariantRollout(kube, vp, options, reporter, target).run()
-        results.append(result)
-        if result.result.exit_code != 0:
+        group = next((g for g in plan.replacements if vp.key in replacements.replaced_keys(g)), None)
+        if group is not None:
+            if group.backup in handed:
+                continue
+            handed.add(group.backup)
+            members = {t: by_name[t] for t in group.targets if t in by_name}
+            handover = Handover(
+                kube, group, members, options, reporter, policy=vp.policy, environment=plan.environment,
+                backup_dir=options.backup_dir or default_backup_dir(),
+            )  # fmt: skip
+            results.extend(handover.run())
+        else:
+            target = (targets or {}).get(vp.key) or (Target(manifest=vp.manifest) if vp.applies else None)
+            results.append(VariantRollout(kube, vp, options, reporter, target).run())
+        if results and results[-1].result.exit_code != 0:
             break
     return RunSummary(plan.environment, options.operation.value, results, kube.requests, reporter.elapsed)
 
@@ -190,22 +215,37 @@ def rollback_plan(
     to_revision: int | None,
     manifests: Mapping[tuple[str, str], Mapping[str, Any]] | None,
 ) -> tuple[Plan, dict[tuple[str, str], Target]]:
-    """Retarget every live variant of ``plan`` at a previous revision or a git render."""
+    """Retarget every live variant of ``plan`` at a previous revision or a git render.
+
+    A variant an orphan replacement created, with no revision of its own to go back to,
+    and a replacement not finished, are rolled back by restoring the backup instead.
+    """
     variants, targets = [], {}
+    plain = to_revision is None and manifests is None
+    restores = {r.backup: replace(r, operation=Operation.restore) for r in plan.replacements if r.resumes and plain}
     for vp in plan.variants:
+        if any(vp.key in replacements.replaced_keys(r) for r in restores.values()):
+            variants.append(vp)
+            continue
         if vp.live.uid is None:
             continue
         live = kube.get_daemonset(vp.namespace, vp.name)
         assert live is not None
         history = revs.revisions(kube, live)
         where = f"{vp.namespace}/{vp.name}"
+        state = read_state(live)
+        if plain and state is not None and state.replacement and len(history) < 2:
+            found = replacements.restore_of(kube, vp.namespace, state.replacement, vp.workload or "", vp.policy)
+            if found is not None:
+                restores.setdefault(found.backup, found)
+                variants.append(replace(vp, action=Action.ORPHAN_REPLACE, reason=found.reason))
+                continue
         if manifests is not None:
             if vp.key not in manifests:
                 raise InputError(f"{where}: not part of the environment at that git ref")
             target = Target(manifest=manifests[vp.key])
             reason, target_hash = "rollback to the render at git ref", None
         else:
-            state = read_state(live)
             if to_revision is not None:
                 revision = revs.by_number(history, to_revision, where)
             elif state is not None and not state.finished and state.previous_revision:
@@ -224,7 +264,7 @@ def rollback_plan(
         steps = plan_steps(vp.nodes, pending, vp.policy, vp.partition)
         variants.append(replace(vp, action=Action.UPDATE, reason=reason, pending=pending, steps=steps, applies=True))
         targets[vp.key] = target
-    return replace(plan, variants=tuple(variants)), targets
+    return replace(plan, variants=tuple(variants), replacements=tuple(restores.values())), targets
 
 
 # --- status, history, pause/abort -----------------------------------------------------

@@ -77,6 +77,7 @@ class RolloutState:
     started_at: str = field(default_factory=now_iso)
     updated_at: str = field(default_factory=now_iso)
     failure: Failure | None = None
+    replacement: str | None = None  # the backup ConfigMap of the orphan replacement that created this object
     version: int = 1
 
     @property

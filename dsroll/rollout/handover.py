@@ -1,0 +1,541 @@
+"""Cascade-orphan replacement, the acting part: back up, orphan, relabel, adopt, replace.
+
+``Handover.run`` carries out one ``ReplacementPlan`` (decided in ``dsroll/orphans.py``).
+Every stage is written to the backup ConfigMap's record before it is acted on, and each
+stage is level-triggered — it looks at the cluster and does what is still missing — so a
+run killed anywhere finishes by running again. Once the new DaemonSets own the pods they
+are ordinary variants: ``VariantRollout`` replaces the pods in steps, with its health
+gates and ``onFailure``; ``rollback`` there means "restore the old objects", which is the
+same handover in reverse, from the backup.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from dsroll import yamlio
+from dsroll.errors import ClusterError
+from dsroll.kube import Kube
+from dsroll.orphans import (
+    BACKUP_LABEL,
+    RECORD_ANNOTATION,
+    Operation,
+    Placement,
+    Record,
+    ReplacementPlan,
+    Stage,
+    label_patch,
+    place,
+    read_record,
+    relabelled,
+)
+from dsroll.plan import (
+    Action,
+    LiveFingerprint,
+    Policy,
+    VariantPlan,
+    keep_order,
+    order_nodes,
+    resolve_max_unavailable,
+    resolve_steps,
+)
+from dsroll.render import LABEL_ENV, MANAGED_BY
+from dsroll.rollout import revisions as revs
+from dsroll.rollout import state as st
+from dsroll.rollout.executor import ON_DELETE, VariantRollout
+from dsroll.rollout.lease import RENEW_EVERY, Lease
+from dsroll.rollout.outcome import Result, RunOptions, VariantResult
+from dsroll.rollout.reporter import Reporter
+from dsroll.rollout.watching import Informer
+
+WAIT_SECONDS = 120.0
+_SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "deletionTimestamp",
+                  "deletionGracePeriodSeconds", "selfLink")  # fmt: skip
+
+
+def default_backup_dir() -> Path:
+    """``$DSROLL_BACKUP_DIR``, else ``$XDG_STATE_HOME/dsroll/backups`` (~/.local/state/…)."""
+    if os.environ.get("DSROLL_BACKUP_DIR"):
+        return Path(os.environ["DSROLL_BACKUP_DIR"])
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "dsroll" / "backups"
+
+
+def configmaps_path(namespace: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/configmaps"
+
+
+def records(kube: Kube, namespace: str, workload: str) -> list[tuple[dict[str, Any], Record]]:
+    """Every replacement recorded for a workload in a namespace: (ConfigMap, record)."""
+    found = kube.request("GET", configmaps_path(namespace), query={"labelSelector": f"{BACKUP_LABEL}={workload}"})
+    out = []
+    for cm in found.get("items") or []:
+        record = read_record(cm)
+        if record is not None:
+            out.append((cm, record))
+    return out
+
+
+def backed_up_objects(configmap: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The DaemonSets saved in a backup ConfigMap, by name."""
+    text = (configmap.get("data") or {}).get("daemonsets.yaml") or ""
+    items = (yamlio.load_plain(text) or {}).get("items") or []
+    return {obj["metadata"]["name"]: obj for obj in items if isinstance(obj, dict)}
+
+
+def as_list(objects: Sequence[Mapping[str, Any]]) -> str:
+    """Objects as one YAML ``List`` (what `kubectl get -o yaml` prints for several)."""
+    return yamlio.dump({"apiVersion": "v1", "kind": "List", "items": list(objects)})
+
+
+def controller_uid(pod: Mapping[str, Any]) -> str | None:
+    refs = pod["metadata"].get("ownerReferences") or []
+    return next((r.get("uid") for r in refs if r.get("controller")), None)
+
+
+class Handover:
+    def __init__(
+        self,
+        kube: Kube,
+        plan: ReplacementPlan,
+        variants: Mapping[str, VariantPlan],
+        options: RunOptions,
+        reporter: Reporter,
+        *,
+        policy: Policy,
+        environment: str,
+        backup_dir: Path,
+    ) -> None:
+        self.kube = kube
+        self.plan = plan
+        self.variants = dict(variants)
+        self.options = options
+        self.reporter = reporter
+        self.policy = policy
+        self.environment = environment
+        self.backup_dir = backup_dir
+        self.ns = plan.namespace
+        self.label = f"{plan.namespace}/{plan.workload}"
+        self.lease = Lease(kube, plan.namespace, f"replace-{plan.workload}")
+        self.cm_path = f"{configmaps_path(self.ns)}/{plan.backup}"
+        self.record: Record | None = None
+        self.saved: dict[str, dict[str, Any]] = {}
+
+    def _ds_path(self, name: str) -> str:
+        return f"/apis/apps/v1/namespaces/{self.ns}/daemonsets/{name}"
+
+    # --- entry ---------------------------------------------------------------------
+
+    def run(self) -> list[VariantResult]:
+        self.lease.acquire()
+        try:
+            record = self._load() or self._backup()
+            if self.plan.operation is Operation.restore and record.operation is Operation.replace:
+                record = self._write(record.moved(Stage.orphaning, operation=Operation.restore))
+            if record.finished:
+                return []
+            if record.operation is Operation.replace:
+                return self._forward(record)
+            return self._reverse(record)
+        finally:
+            self.lease.release()
+
+    # --- the record ------------------------------------------------------------------
+
+    def _load(self) -> Record | None:
+        cm = self.kube.request("GET", self.cm_path, allow_missing=True)
+        if cm is None:
+            return None
+        self.saved = backed_up_objects(cm)
+        self.record = read_record(cm)
+        return self.record
+
+    def _write(self, record: Record) -> Record:
+        body = {"metadata": {"annotations": {RECORD_ANNOTATION: record.to_json()}}}
+        self.kube.patch(self.cm_path, body)
+        self.record = record
+        return record
+
+    def _backup(self) -> Record:
+        """Save every source (and its revisions) to a local file, then to the ConfigMap that
+        also holds the record: nothing is deleted before both exist."""
+        objects, sources = [], []
+        for ref in self.plan.sources:
+            live = self.kube.get_daemonset(ref.namespace, ref.name)
+            if live is None or live["metadata"]["uid"] != ref.uid:
+                raise ClusterError(f"daemonset {ref.namespace}/{ref.name} changed since the plan; nothing was deleted")
+            objects.append(live)
+            nodes = tuple(sorted({p.node for p in self.plan.placements if p.source == ref.name and p.node}))
+            sources.append(replace(ref, nodes=nodes))
+        history = [rev for obj in objects for rev in self._revisions(obj)]
+        text = as_list(objects)
+        file = self.backup_dir / self.kube.context / self.ns / f"{self.plan.backup}.yaml"
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(as_list([*objects, *history]))
+        record = Record(
+            operation=Operation.replace,
+            stage=Stage.backed_up,
+            workload=self.plan.workload,
+            sources=tuple(sources),
+            targets=self.plan.targets,
+            who=self.options.who,
+            commit=self.options.commit,
+            file=str(file),
+        )
+        labels = {BACKUP_LABEL: self.plan.workload, MANAGED_BY: "dsroll", LABEL_ENV: self.environment}
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": self.plan.backup,
+                "labels": labels,
+                "annotations": {RECORD_ANNOTATION: record.to_json()},
+            },
+            "data": {"daemonsets.yaml": text, "controllerrevisions.yaml": as_list(history)},
+        }
+        self.kube.request("POST", configmaps_path(self.ns), body=body)
+        self.saved = {obj["metadata"]["name"]: obj for obj in objects}
+        self.record = record
+        message = f"backed up {', '.join(s.name for s in sources)} to configmap {self.ns}/{self.plan.backup} and {file}"
+        self.reporter.emit("backup", self.label, message, configMap=f"{self.ns}/{self.plan.backup}", file=str(file))
+        return record
+
+    def _revisions(self, daemonset: Mapping[str, Any]) -> list[dict[str, Any]]:
+        selector = revs.selector_string(daemonset["spec"]["selector"])
+        found = self.kube.list_controller_revisions(self.ns, selector)
+        return [cr for cr in found if revs.owned_by(cr, daemonset["metadata"]["uid"])]
+
+    # --- forward -------------------------------------------------------------------
+
+    def _forward(self, record: Record) -> list[VariantResult]:
+        targets = {name: self._manifest(name) for name in record.targets}
+        selectors = [obj["spec"]["selector"] for obj in self.saved.values()]
+        if record.stage.rank <= Stage.orphaning.rank:
+            record = self._write(record.moved(Stage.orphaning))
+            self._orphan({s.name: s.uid for s in record.sources})
+        if record.stage.rank <= Stage.relabelling.rank:
+            record = self._write(record.moved(Stage.relabelling))
+            node_target = {n: t for t in record.targets for n in self.variants[t].nodes}
+            self._relabel(selectors, node_target, targets)
+        if record.stage.rank <= Stage.creating.rank:
+            record = self._write(record.moved(Stage.creating))
+            for name, manifest in targets.items():
+                self._create(name, manifest, Operation.replace)
+            self._wait_adopted(targets)
+            record = self._write(record.moved(Stage.handed_over))
+        failure = self._failed_target(record)
+        results = [] if failure else self._staged(record.targets, Operation.replace)
+        failure = failure or self._failed_target(record)
+        if failure:
+            record = self._write(record.moved(Stage.orphaning, operation=Operation.restore, failure=failure))
+            restored = self._reverse(record)
+            for result in restored:
+                if result.result is Result.COMPLETE:
+                    result.result = Result.ROLLED_BACK
+                    result.message = failure
+            return [*results, *restored]
+        if all(r.result is Result.COMPLETE for r in results):
+            self._write(record.moved(Stage.complete))
+            self.reporter.emit("complete", self.label, f"orphan replacement complete: {', '.join(record.targets)}")
+        return results
+
+    def _manifest(self, name: str) -> dict[str, Any]:
+        vp = self.variants.get(name)
+        if vp is None or vp.manifest is None:
+            raise ClusterError(f"{self.label}: {name} is recorded as a target but not rendered any more")
+        return copy.deepcopy(dict(vp.manifest))
+
+    # --- reverse -------------------------------------------------------------------
+
+    def _reverse(self, record: Record) -> list[VariantResult]:
+        """Give the pods back to the objects in the backup and recreate those objects."""
+        originals = {s.name: self._original(s.name) for s in record.sources}
+        if record.stage.rank <= Stage.orphaning.rank:
+            self.reporter.emit("restore", self.label, f"restoring {', '.join(originals)} from {self.plan.backup}")
+            record = self._write(record.moved(Stage.orphaning))
+            current = {}
+            for name in dict.fromkeys([*record.targets, *originals]):
+                live = self.kube.get_daemonset(self.ns, name)
+                if live is not None and not self._ours(live, Operation.restore):
+                    current[name] = live["metadata"]["uid"]
+            self._orphan(current)
+        if record.stage.rank <= Stage.relabelling.rank:
+            record = self._write(record.moved(Stage.relabelling))
+            selectors = [self._manifest_selector(t) for t in record.targets]
+            selectors += [obj["spec"]["selector"] for obj in originals.values()]
+            node_target = {n: s.name for s in record.sources for n in s.nodes}
+            fallback = record.sources[0].name if len(record.sources) == 1 else None
+            self._relabel(selectors, node_target, originals, fallback=fallback)
+        if record.stage.rank <= Stage.creating.rank:
+            record = self._write(record.moved(Stage.creating))
+            for name, obj in originals.items():
+                self._create(name, obj, Operation.restore)
+            self._wait_adopted(originals)
+            record = self._write(record.moved(Stage.handed_over))
+        results = self._staged(tuple(originals), Operation.restore)
+        if all(r.result is Result.COMPLETE for r in results):
+            self._write(record.moved(Stage.restored))
+            self.reporter.emit("restored", self.label, f"restored {', '.join(originals)} from {self.plan.backup}")
+        return results
+
+    def _ours(self, live: Mapping[str, Any], operation: Operation) -> bool:
+        """Whether a live object is already what ``operation`` creates: made by this
+        replacement in that direction, or (restoring) an original that was never deleted."""
+        record = self.record
+        if operation is Operation.restore and record and live["metadata"]["uid"] in {s.uid for s in record.sources}:
+            return True
+        state = st.read_state(dict(live))
+        wanted = st.Operation.rollout if operation is Operation.replace else st.Operation.rollback
+        return state is not None and state.replacement == self.plan.backup and state.operation is wanted
+
+    def _failed_target(self, record: Record) -> str | None:
+        """A new object whose staged rollout failed with onFailure rollback: why, else None."""
+        for name in record.targets:
+            state = st.read_state(self.kube.get_daemonset(self.ns, name))
+            if state and state.replacement == self.plan.backup and state.phase is st.Phase.rolling_back:
+                return f"{state.failure.node}: {state.failure.reason}" if state.failure else "failed"
+        return None
+
+    def _original(self, name: str) -> dict[str, Any]:
+        saved = self.saved.get(name)
+        if saved is None:
+            raise ClusterError(f"{self.label}: the backup {self.plan.backup} has no daemonset {name}")
+        obj = copy.deepcopy(saved)
+        obj.pop("status", None)
+        for key in _SERVER_FIELDS:
+            obj["metadata"].pop(key, None)
+        obj["metadata"].pop("finalizers", None)
+        annotations = obj["metadata"].get("annotations") or {}
+        annotations.pop("deprecated.daemonset.template.generation", None)
+        for key in (st.ANNOTATION, st.REQUEST_ANNOTATION):
+            annotations.pop(key, None)
+        obj["metadata"]["annotations"] = annotations
+        obj.setdefault("apiVersion", "apps/v1")
+        obj.setdefault("kind", "DaemonSet")
+        return obj
+
+    def _manifest_selector(self, name: str) -> Mapping[str, Any]:
+        vp = self.variants.get(name)
+        if vp is not None and vp.manifest is not None:
+            return vp.manifest["spec"]["selector"]
+        live = self.kube.get_daemonset(self.ns, name)
+        return live["spec"]["selector"] if live else {"matchLabels": {"dsroll.io/none": "none"}}
+
+    # --- the stages ------------------------------------------------------------------
+
+    def _orphan(self, uids: Mapping[str, str]) -> None:
+        """Delete with propagationPolicy Orphan; wait until the objects are gone, which the
+        garbage collector allows only once every dependent has lost its owner reference."""
+        for name, uid in uids.items():
+            body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Orphan",
+                    "preconditions": {"uid": uid}}  # fmt: skip
+            try:
+                self.kube.request("DELETE", self._ds_path(name), body=body, allow_missing=True)
+            except ClusterError as exc:
+                if exc.status != 409:  # 409: a new object of that name, the old one is gone
+                    raise
+            self.reporter.emit("orphan-delete", self.label, f"deleting {name} with propagationPolicy Orphan", name=name)
+        gone = set(uids.values())
+        informer = Informer(self.kube, f"/apis/apps/v1/namespaces/{self.ns}/daemonsets", {})
+        deadline, seen = time.monotonic() + WAIT_SECONDS, -1
+        with informer:
+            while {ds["metadata"]["uid"] for ds in informer.snapshot()} & gone:
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"{self.label}: the garbage collector did not orphan {', '.join(uids)} in time")
+                self.lease.renew()
+                seen = informer.wait(min(RENEW_EVERY, deadline - time.monotonic()), seen)
+        for name, uid in uids.items():
+            obj = self.saved.get(name) or {}
+            selector = (obj.get("spec") or {}).get("selector") or self._manifest_selector(name)
+            self._until(lambda s=selector, u=uid: not [p for p in self._pods(s) if revs.owned_by(p, u)],
+                        f"pods of {name} still have an owner reference")  # fmt: skip
+            for cr in self._revisions_by_uid(name, uid):
+                self.kube.request("DELETE", f"/apis/apps/v1/namespaces/{self.ns}/controllerrevisions/{cr}",
+                                  allow_missing=True)  # fmt: skip
+        self.reporter.emit("orphaned", self.label, f"{', '.join(uids) or 'nothing'} deleted; their pods are orphans")
+
+    def _revisions_by_uid(self, name: str, uid: str) -> list[str]:
+        """The old object's ControllerRevisions, orphaned with it: deleted, so that a new
+        object with the same selector starts its own history (they are in the backup)."""
+        obj = self.saved.get(name)
+        if obj is None or obj["metadata"].get("uid") != uid:
+            return []
+        found = self.kube.list_controller_revisions(self.ns, revs.selector_string(obj["spec"]["selector"]))
+        return [cr["metadata"]["name"] for cr in found if not (cr["metadata"].get("ownerReferences") or [])
+                and cr["metadata"]["name"].startswith(f"{name}-")]  # fmt: skip
+
+    def _pods(self, selector: Mapping[str, Any]) -> list[dict[str, Any]]:
+        pods, _ = self.kube.list_pods(self.ns, revs.selector_string(selector))
+        return pods
+
+    def _until(self, done: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while not done():
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{self.label}: {what} after {WAIT_SECONDS:.0f}s")
+            self.lease.renew()
+            time.sleep(0.2)
+
+    def _relabel(
+        self,
+        selectors: Sequence[Mapping[str, Any]],
+        node_target: Mapping[str, str],
+        owners: Mapping[str, Mapping[str, Any]],
+        *,
+        fallback: str | None = None,
+    ) -> None:
+        """Each orphan gets the labels of the one new owner of its node; pods that cannot be
+        placed are deleted (the plan lists them)."""
+        orphans: dict[str, dict[str, Any]] = {}
+        for selector in selectors:
+            for pod in self._pods(selector):
+                meta = pod["metadata"]
+                if controller_uid(pod) is None and not meta.get("deletionTimestamp"):
+                    orphans[meta["uid"]] = pod
+        nodes = {n["metadata"]["name"] for n in self.kube.list_nodes()}
+        mapping = {n: node_target.get(n, fallback) for n in nodes}
+        rows = [
+            (p["metadata"]["name"], uid, (p.get("spec") or {}).get("nodeName") or "", "") for uid, p in orphans.items()
+        ]
+        for placement in place(rows, mapping, nodes, self.plan.workload):
+            self.lease.renew()
+            pod = orphans[placement.uid]
+            if placement.target is None:
+                self._drop(placement)
+                continue
+            owner = owners[placement.target]
+            labels = pod["metadata"].get("labels") or {}
+            template_labels = owner["spec"]["template"]["metadata"].get("labels") or {}
+            patch = label_patch(labels, relabelled(labels, owner["spec"]["selector"], template_labels))
+            if patch:
+                body = {"metadata": {"uid": placement.uid, "labels": patch}}
+                self.kube.patch(f"/api/v1/namespaces/{self.ns}/pods/{placement.pod}", body)
+            self.reporter.emit("relabel", self.label, f"{placement.pod} on {placement.node} → {placement.target}",
+                               pod=placement.pod, node=placement.node, target=placement.target)  # fmt: skip
+
+    def _drop(self, placement: Placement) -> None:
+        self.kube.delete_pod(self.ns, placement.pod, placement.uid)
+        message = f"{placement.pod}: {placement.reason}; deleted (no variant of {self.plan.workload} takes it)"
+        self.reporter.emit("unplaced", self.label, message, pod=placement.pod, node=placement.node,
+                           reason=placement.reason, handling="deleted")  # fmt: skip
+
+    def _create(self, name: str, manifest: Mapping[str, Any], operation: Operation) -> None:
+        """The new object, with OnDelete and its rollout state in the same request."""
+        live = self.kube.get_daemonset(self.ns, name)
+        record = self.record
+        assert record is not None
+        if live is not None and self._ours(live, operation):
+            return  # created by an earlier run
+        order = self._order(name, operation)
+        vp = self.variants.get(name)
+        policy = vp.policy if vp is not None else self.policy
+        state = st.RolloutState(
+            operation=st.Operation.rollout if operation is Operation.replace else st.Operation.rollback,
+            phase=st.Phase.progressing,
+            target_revision="",
+            previous_revision=None,
+            steps=resolve_steps(self.options.steps or policy.steps, len(order)),
+            step=0,
+            nodes=order,
+            max_unavailable=resolve_max_unavailable(policy.max_unavailable, len(order)),
+            pause=policy.pause,
+            ready_timeout=policy.ready_timeout,
+            min_ready_seconds=policy.min_ready_seconds,
+            on_failure=policy.on_failure if operation is Operation.replace else "abort",
+            original_strategy=(manifest.get("spec") or {}).get("updateStrategy"),
+            who=self.options.who,
+            commit=self.options.commit,
+            partition=vp.partition if vp is not None and operation is Operation.replace else None,
+            replacement=self.plan.backup,
+        )
+        body = copy.deepcopy(dict(manifest))
+        body["spec"]["updateStrategy"] = dict(ON_DELETE)
+        body["metadata"].setdefault("annotations", {})[st.ANNOTATION] = state.to_json()
+        if operation is Operation.replace:
+            created = self.kube.apply(body, dry_run=False)
+        else:
+            created = self.kube.request("POST", f"/apis/apps/v1/namespaces/{self.ns}/daemonsets", body=body)
+        self.reporter.emit("created", self.label, f"created {name} with updateStrategy OnDelete: it adopts the pods",
+                           daemonset=created, name=name)  # fmt: skip
+
+    def _order(self, name: str, operation: Operation) -> tuple[str, ...]:
+        vp = self.variants.get(name)
+        if vp is not None and operation is Operation.replace:
+            return vp.nodes
+        record = self.record
+        assert record is not None
+        nodes = {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in self.kube.list_nodes()}
+        source = next(s for s in record.sources if s.name == name)
+        mine = {n: lb for n, lb in nodes.items() if n in source.nodes or len(record.sources) == 1}
+        return order_nodes(mine, self.policy.canary_node_selector)
+
+    def _wait_adopted(self, owners: Mapping[str, Mapping[str, Any]]) -> None:
+        """Until every pod each new object's selector matches is owned by it."""
+        for name, manifest in owners.items():
+            live = self.kube.get_daemonset(self.ns, name)
+            if live is None:
+                raise ClusterError(f"daemonset {self.ns}/{name} disappeared after it was created")
+            uid, selector = live["metadata"]["uid"], manifest["spec"]["selector"]
+
+            def adopted(uid: str = uid, selector: Mapping[str, Any] = selector, name: str = name) -> bool:
+                pods = [p for p in self._pods(selector) if not p["metadata"].get("deletionTimestamp")]
+                if not all(controller_uid(p) == uid for p in pods):
+                    return False
+                ds = self.kube.get_daemonset(self.ns, name) or {}
+                status, generation = ds.get("status") or {}, (ds.get("metadata") or {}).get("generation", 1)
+                observed = status.get("observedGeneration", 0) >= generation
+                return observed and status.get("currentNumberScheduled", 0) >= status.get("desiredNumberScheduled", 0)
+
+            self._until(adopted, f"{name} has not adopted every pod its selector matches")
+            count = len(self._pods(selector))
+            self.reporter.emit("adopted", self.label, f"{name} owns its {count} pod(s)", name=name, pods=count)
+
+    def _staged(self, names: Sequence[str], operation: Operation) -> list[VariantResult]:
+        """Each new object's pods replaced in steps by the ordinary executor."""
+        results = []
+        for name in names:
+            live = self.kube.get_daemonset(self.ns, name)
+            if live is None:
+                raise ClusterError(f"daemonset {self.ns}/{name} disappeared during the replacement")
+            state = st.read_state(live)
+            if state is None or state.replacement != self.plan.backup or state.phase is st.Phase.complete:
+                continue  # an original never deleted, or done
+            base = self.variants.get(name) or self._restore_plan(name)
+            pods = [p for p in self._pods(live["spec"]["selector"]) if revs.owned_by(p, live["metadata"]["uid"])]
+            where = {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in self.kube.list_nodes()}
+            running = {p["spec"].get("nodeName") for p in pods if p["spec"].get("nodeName") in where}
+            fresh = order_nodes({n: where[n] for n in running}, base.policy.canary_node_selector)
+            order = keep_order(state.nodes if state else base.nodes, fresh)
+            vp = replace(base, action=Action.UPDATE, resumes=True, nodes=order)
+            if operation is Operation.restore:
+                vp = replace(vp, manifest=None)
+            result = VariantRollout(self.kube, vp, self.options, self.reporter).run()
+            result.action = Action.ORPHAN_REPLACE.value
+            results.append(result)
+            if result.result.exit_code != 0:
+                break
+        return results
+
+    def _restore_plan(self, name: str) -> VariantPlan:
+        return VariantPlan(
+            namespace=self.ns,
+            name=name,
+            workload=self.plan.workload,
+            cls=None,
+            action=Action.UPDATE,
+            reason=f"restored from {self.plan.backup}",
+            changed_paths=(),
+            policy=self.policy,
+            nodes=self._order(name, Operation.restore),
+            pending=(),
+            steps=(),
+            partition=None,
+            live=LiveFingerprint(None, None, None, ()),
+            manifest=None,
+        )
