@@ -6,6 +6,7 @@ drift, 2 bad input or any error (nothing applied).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Callable
@@ -181,6 +182,10 @@ def diff(
     if against == "live":
         kube = _connect(kubeconfig, context, as_user, as_group, request_timeout, result.env.context)
         report = against_live(result.env, result.variants, kube)
+        from dsroll.rollout.run import replacements_for_diff
+
+        found = replacements_for_diff(kube, result.env, result.variants, report)
+        report = dataclasses.replace(report, replacements=tuple(found))
     elif against == "git" or against.startswith("git:"):
         ref = against.partition(":")[2] or "HEAD"
         report = against_git(result.env, result.variants, project.at(ref), ref)

@@ -91,10 +91,11 @@ class DiffReport:
     context: str | None = None
     server: str | None = None
     commit: str | None = None
+    replacements: tuple[Mapping[str, Any], ...] = ()  # orphan replacements (plan JSON), live diffs only
 
     @property
     def has_differences(self) -> bool:
-        return any(v.change is not Change.UNCHANGED for v in self.variants)
+        return bool(self.replacements) or any(v.change is not Change.UNCHANGED for v in self.variants)
 
     def summary(self) -> dict[str, int]:
         counts = {"added": 0, "removed": 0, "changed": 0, "unchanged": 0}
@@ -112,6 +113,7 @@ class DiffReport:
             "server": self.server,
             "commit": self.commit,
             "variants": [v.to_json() for v in self.variants],
+            "replacements": list(self.replacements),
             "summary": self.summary(),
         }
 

@@ -90,7 +90,8 @@ def group(
 ) -> Group | None:
     """The sources and targets of one workload's replacement, or None when there is none.
 
-    A source's pods go to the variant of their node's class. A live variant that would
+    A source's pods go to the variant of their node's class; a live variant some of whose
+    nodes now belong to another variant (a class added) hands those over too. A live variant that would
     receive pods must itself be recreated: applied in place, its controller would either
     start second pods beside the orphans or adopt them and delete those outside its old
     node set. So the group grows until it is closed under "receives pods from a source".
@@ -106,6 +107,8 @@ def group(
     for c in candidates:
         if c.why is not None and (receives(c) or not c.if_it_hands_over):
             sources[c.name] = c.why
+        elif c.why is None and c.rendered and (moved := receives(c) - {c.name}):
+            sources[c.name] = f"some of its nodes now belong to {', '.join(sorted(moved))}"
     changed = True
     while changed:
         changed = False
@@ -246,7 +249,14 @@ class ReplacementPlan:
             "reason": self.reason,
             "stage": self.stage.value if self.stage else None,
             "deletes": [
-                {"namespace": s.namespace, "name": s.name, "uid": s.uid, "pods": len(s.nodes), "managed": s.managed}
+                {
+                    "namespace": s.namespace,
+                    "name": s.name,
+                    "uid": s.uid,
+                    "managed": s.managed,
+                    "pods": len(s.nodes),
+                    "nodes": list(s.nodes),
+                }
                 for s in self.sources
             ],
             "creates": list(self.targets),
@@ -266,7 +276,8 @@ class ReplacementPlan:
             operation=Operation(data["operation"]),
             reason=data["reason"],
             sources=tuple(
-                SourceRef(s["namespace"], s["name"], s["uid"], managed=s.get("managed", True)) for s in data["deletes"]
+                SourceRef(s["namespace"], s["name"], s["uid"], tuple(s.get("nodes") or ()), s.get("managed", True))
+                for s in data["deletes"]
             ),
             targets=tuple(data["creates"]),
             placements=tuple(placements),

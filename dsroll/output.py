@@ -17,6 +17,7 @@ from rich.text import Text
 
 from dsroll.diff import Change, DiffReport
 from dsroll.nodes import NodeReport
+from dsroll.orphans import Operation, ReplacementPlan
 from dsroll.plan import Plan, plan_to_json
 from dsroll.render import RenderResult
 from dsroll.rendered import FileChange
@@ -117,6 +118,12 @@ def diff_report(report: DiffReport, *, fmt: str) -> None:
         if v.note:
             out.print(Text(f"  note: {v.note}", style="yellow"))
         out.print(_diff_text(v.diff), end="")
+    for found in report.replacements:
+        for line in replacement_lines(ReplacementPlan.from_json(found)):
+            out.print(line, markup=False)
+        for target, steps in found["steps"].items():
+            for number, nodes in enumerate(steps, start=1):
+                out.print(f"  {target} step {number}: {_nodes_text(nodes) or 'nothing to replace'}", markup=False)
     s = report.summary()
     ignored = f", {s['ignoredDifferences']} ignored difference(s)" if s["ignoredDifferences"] else ""
     out.print(
@@ -167,6 +174,28 @@ def plan_view(plan: Plan, *, fmt: str, stream: Console | None = None) -> None:
         for step in v.steps:
             batches = " | ".join(_nodes_text(b, 4) for b in step.batches) or "nothing to replace"
             console.print(f"  {v.name} step {step.number} (→ {step.count}/{len(v.nodes)}): {batches}", markup=False)
+    for r in plan.replacements:
+        for line in replacement_lines(r):
+            console.print(line, markup=False)
+
+
+def replacement_lines(r: ReplacementPlan) -> list[str]:
+    """An orphan replacement as the operator reads it before saying yes."""
+    verb = "orphan-replace" if r.operation is Operation.replace else "restore"
+    lines = [f"{verb} {r.namespace}/{r.workload}: {r.reason}"]
+    lines.append(f"  backup: configmap {r.namespace}/{r.backup} and a local file of the same name")
+    if r.operation is Operation.replace:
+        gone = ", ".join(f"{s.name} ({len(s.nodes)} pod(s))" for s in r.sources)
+        lines.append(f"  delete (propagationPolicy Orphan): {gone}")
+        for target in r.targets:
+            nodes = r.adopted(target)
+            lines.append(f"  create {target} (OnDelete): adopts {len(nodes)} pod(s) on {_nodes_text(nodes) or '-'}")
+    else:
+        lines.append(f"  delete (propagationPolicy Orphan): {', '.join(r.targets)}")
+        lines.append(f"  recreate from the backup (OnDelete): {', '.join(s.name for s in r.sources)}")
+    for p in r.unplaced:
+        lines.append(f"  unplaced: pod {p.pod} on {p.node or '-'}: {p.reason}; it is deleted")
+    return lines
 
 
 def run_summary(summary: RunSummary, *, fmt: str, compact: bool = False) -> None:
@@ -179,6 +208,13 @@ def run_summary(summary: RunSummary, *, fmt: str, compact: bool = False) -> None
         where = f" on revision {r.target_revision}" if r.target_revision else " Ready"
         out.print(
             f"{r.namespace}/{r.name}: {r.result.value}, {r.nodes_updated}/{r.nodes_total} node(s){where}{failure}",
+            markup=False,
+        )
+    for r in summary.replacements:
+        backup = r["backup"]
+        out.print(
+            f"{r['namespace']}/{r['workload']}: {r['operation']} {r['stage']}; "
+            f"backup: configmap {backup['configMap']}, file {backup['file']}",
             markup=False,
         )
     out.print(

@@ -127,6 +127,19 @@ class Handover:
         self.record: Record | None = None
         self.saved: dict[str, dict[str, Any]] = {}
 
+    def summary(self) -> dict[str, Any]:
+        """Where the replacement stands after ``run``, for the run's JSON and text summary."""
+        record = self.record
+        return {
+            "namespace": self.ns,
+            "workload": self.plan.workload,
+            "operation": record.operation.value if record else self.plan.operation.value,
+            "stage": record.stage.value if record else None,
+            "backup": {"configMap": f"{self.ns}/{self.plan.backup}", "file": record.file if record else None},
+            "deleted": [s.name for s in record.sources] if record else [],
+            "created": list(record.targets) if record else [],
+        }
+
     def _ds_path(self, name: str) -> str:
         return f"/apis/apps/v1/namespaces/{self.ns}/daemonsets/{name}"
 

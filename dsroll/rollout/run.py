@@ -11,12 +11,12 @@ import getpass
 import json
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dsroll.classes import classify
 from dsroll.config import Environment
-from dsroll.diff import Change, against_live
+from dsroll.diff import Change, DiffReport, against_live
 from dsroll.errors import DsrollError, InputError
 from dsroll.kube import Kube
 from dsroll.orphans import Operation
@@ -80,6 +80,26 @@ def _observe_pods(kube: Kube, live: Mapping[str, Any]) -> tuple[list[PodView], s
     return [PodView.of(p) for p in owned], current.hash if current else None
 
 
+def _nodes(kube: Kube, env: Environment) -> tuple[dict[str, dict[str, str]], dict[str, str | None]]:
+    """Every node's labels, and the class each belongs to."""
+    labels = {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in kube.list_nodes()}
+    return labels, {name: classify(env.classes, lb)[1] for name, lb in labels.items()}
+
+
+def replacements_for_diff(
+    kube: Kube, env: Environment, variants: Sequence[Variant], report: DiffReport
+) -> list[dict[str, Any]]:
+    """The orphan replacements a live diff implies, as plan JSON with each target's steps."""
+    labels, winners = _nodes(kube, env)
+    seen = replacements.Observed(labels, winners, {}, report)
+    members, found = replacements.fold(
+        kube, env, variants, [], seen, workloads=(), classes=(),
+        policy_of=lambda workload: _policy(env, workload, None), partition=None,
+    )  # fmt: skip
+    steps = {vp.name: [list(s.nodes) for s in vp.steps] for vp in members}
+    return [{**r.to_json(), "steps": {t: steps.get(t, []) for t in r.targets}} for r in found]
+
+
 def observe(
     kube: Kube,
     env: Environment,
@@ -95,8 +115,7 @@ def observe(
     chosen = scope.select(variants)
     lives = {v.key: kube.get_daemonset(v.namespace, v.name) for v in chosen}
     report = against_live(env, chosen, kube, lives)
-    labels = {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in kube.list_nodes()}
-    winners = {name: classify(env.classes, lb)[1] for name, lb in labels.items()}
+    labels, winners = _nodes(kube, env)
     manifests = {v.key: v.manifest for v in chosen}
     planned: list[VariantPlan] = []
     for diff in report.variants:
@@ -136,6 +155,7 @@ class RunSummary:
     api_requests: int
     elapsed: float
     dry_run: bool = False
+    replacements: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def result(self) -> str:
@@ -161,6 +181,7 @@ class RunSummary:
             "apiRequests": self.api_requests,
             "elapsedSeconds": round(self.elapsed, 2),
             "variants": [r.to_json() for r in self.results],
+            "replacements": self.replacements,
         }
 
 
@@ -180,6 +201,7 @@ def execute(
     """
     results: list[VariantResult] = []
     handed: set[str] = set()
+    done: list[dict[str, Any]] = []
     by_name = {vp.name: vp for vp in plan.variants}
     for vp in plan.variants:
         if vp.action is Action.UNCHANGED or (vp.action is Action.PRUNE and not prune):
@@ -197,12 +219,13 @@ def execute(
                 backup_dir=options.backup_dir or default_backup_dir(),
             )  # fmt: skip
             results.extend(handover.run())
+            done.append(handover.summary())
         else:
             target = (targets or {}).get(vp.key) or (Target(manifest=vp.manifest) if vp.applies else None)
             results.append(VariantRollout(kube, vp, options, reporter, target).run())
         if results and results[-1].result.exit_code != 0:
             break
-    return RunSummary(plan.environment, options.operation.value, results, kube.requests, reporter.elapsed)
+    return RunSummary(plan.environment, options.operation.value, results, kube.requests, reporter.elapsed, False, done)
 
 
 # --- rollback targets ------------------------------------------------------------------
