@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -82,9 +82,9 @@ def records(kube: Kube, namespace: str, workload: str) -> list[tuple[dict[str, A
     return out
 
 
-def backed_up_objects(configmap: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The DaemonSets saved in a backup ConfigMap, by name."""
-    text = (configmap.get("data") or {}).get("daemonsets.yaml") or ""
+def backed_up_objects(configmap: Mapping[str, Any], key: str = "daemonsets.yaml") -> dict[str, dict[str, Any]]:
+    """The objects saved in a backup ConfigMap (its DaemonSets, or its ``key``), by name."""
+    text = (configmap.get("data") or {}).get(key) or ""
     items = (yamlio.load_plain(text) or {}).get("items") or []
     return {obj["metadata"]["name"]: obj for obj in items if isinstance(obj, dict)}
 
@@ -126,6 +126,7 @@ class Handover:
         self.cm_path = f"{configmaps_path(self.ns)}/{plan.backup}"
         self.record: Record | None = None
         self.saved: dict[str, dict[str, Any]] = {}
+        self.saved_revisions: Iterable[Mapping[str, Any]] = ()
 
     def summary(self) -> dict[str, Any]:
         """Where the replacement stands after ``run``, for the run's JSON and text summary."""
@@ -166,6 +167,7 @@ class Handover:
         if cm is None:
             return None
         self.saved = backed_up_objects(cm)
+        self.saved_revisions = backed_up_objects(cm, "controllerrevisions.yaml").values()
         self.record = read_record(cm)
         return self.record
 
@@ -184,8 +186,7 @@ class Handover:
             if live is None or live["metadata"]["uid"] != ref.uid:
                 raise ClusterError(f"daemonset {ref.namespace}/{ref.name} changed since the plan; nothing was deleted")
             objects.append(live)
-            nodes = tuple(sorted({p.node for p in self.plan.placements if p.source == ref.name and p.node}))
-            sources.append(replace(ref, nodes=nodes))
+            sources.append(ref)
         history = [rev for obj in objects for rev in self._revisions(obj)]
         text = as_list(objects)
         file = self.backup_dir / self.kube.context / self.ns / f"{self.plan.backup}.yaml"
@@ -214,6 +215,7 @@ class Handover:
         }
         self.kube.request("POST", configmaps_path(self.ns), body=body)
         self.saved = {obj["metadata"]["name"]: obj for obj in objects}
+        self.saved_revisions = history
         self.record = record
         message = f"backed up {', '.join(s.name for s in sources)} to configmap {self.ns}/{self.plan.backup} and {file}"
         self.reporter.emit("backup", self.label, message, configMap=f"{self.ns}/{self.plan.backup}", file=str(file))
@@ -344,8 +346,20 @@ class Handover:
 
     def _orphan(self, uids: Mapping[str, str]) -> None:
         """Delete with propagationPolicy Orphan; wait until the objects are gone, which the
-        garbage collector allows only once every dependent has lost its owner reference."""
+        garbage collector allows only once every dependent has lost its owner reference.
+
+        Their ControllerRevisions are orphaned too; they are deleted afterwards (the backup
+        holds the old ones), so that a new object with the same selector starts its own
+        history instead of adopting them."""
+        history = {
+            cr["metadata"]["name"]: cr["metadata"]["uid"]
+            for cr in self.saved_revisions
+            if any(revs.owned_by(cr, uid) for uid in uids.values())
+        }
         for name, uid in uids.items():
+            live = self.kube.get_daemonset(self.ns, name)
+            if live is not None and live["metadata"]["uid"] == uid:
+                history.update({cr["metadata"]["name"]: cr["metadata"]["uid"] for cr in self._revisions(live)})
             body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Orphan",
                     "preconditions": {"uid": uid}}  # fmt: skip
             try:
@@ -368,20 +382,15 @@ class Handover:
             selector = (obj.get("spec") or {}).get("selector") or self._manifest_selector(name)
             self._until(lambda s=selector, u=uid: not [p for p in self._pods(s) if revs.owned_by(p, u)],
                         f"pods of {name} still have an owner reference")  # fmt: skip
-            for cr in self._revisions_by_uid(name, uid):
-                self.kube.request("DELETE", f"/apis/apps/v1/namespaces/{self.ns}/controllerrevisions/{cr}",
-                                  allow_missing=True)  # fmt: skip
+        for name, uid in history.items():
+            body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid}}
+            try:
+                path = f"/apis/apps/v1/namespaces/{self.ns}/controllerrevisions/{name}"
+                self.kube.request("DELETE", path, body=body, allow_missing=True)
+            except ClusterError as exc:
+                if exc.status != 409:
+                    raise
         self.reporter.emit("orphaned", self.label, f"{', '.join(uids) or 'nothing'} deleted; their pods are orphans")
-
-    def _revisions_by_uid(self, name: str, uid: str) -> list[str]:
-        """The old object's ControllerRevisions, orphaned with it: deleted, so that a new
-        object with the same selector starts its own history (they are in the backup)."""
-        obj = self.saved.get(name)
-        if obj is None or obj["metadata"].get("uid") != uid:
-            return []
-        found = self.kube.list_controller_revisions(self.ns, revs.selector_string(obj["spec"]["selector"]))
-        return [cr["metadata"]["name"] for cr in found if not (cr["metadata"].get("ownerReferences") or [])
-                and cr["metadata"]["name"].startswith(f"{name}-")]  # fmt: skip
 
     def _pods(self, selector: Mapping[str, Any]) -> list[dict[str, Any]]:
         pods, _ = self.kube.list_pods(self.ns, revs.selector_string(selector))
@@ -426,11 +435,24 @@ class Handover:
             labels = pod["metadata"].get("labels") or {}
             template_labels = owner["spec"]["template"]["metadata"].get("labels") or {}
             patch = label_patch(labels, relabelled(labels, owner["spec"]["selector"], template_labels))
-            if patch:
-                body = {"metadata": {"uid": placement.uid, "labels": patch}}
-                self.kube.patch(f"/api/v1/namespaces/{self.ns}/pods/{placement.pod}", body)
+            if patch and not self._patch_pod(placement, patch):
+                continue
             self.reporter.emit("relabel", self.label, f"{placement.pod} on {placement.node} → {placement.target}",
                                pod=placement.pod, node=placement.node, target=placement.target)  # fmt: skip
+
+    def _patch_pod(self, placement: Placement, labels: Mapping[str, str | None]) -> bool:
+        """Relabel exactly this pod (its uid in the patch is a precondition); False when it is gone."""
+        body = {"metadata": {"uid": placement.uid, "labels": dict(labels)}}
+        try:
+            self.kube.patch(f"/api/v1/namespaces/{self.ns}/pods/{placement.pod}", body)
+        except ClusterError as exc:
+            if exc.status not in (404, 409):
+                raise
+            self.reporter.emit(
+                "gone", self.label, f"{placement.pod} is gone; its node gets a new pod", pod=placement.pod
+            )
+            return False
+        return True
 
     def _drop(self, placement: Placement) -> None:
         self.kube.delete_pod(self.ns, placement.pod, placement.uid)

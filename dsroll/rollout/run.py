@@ -220,6 +220,8 @@ def execute(
             )  # fmt: skip
             results.extend(handover.run())
             done.append(handover.summary())
+        elif vp.action is Action.ORPHAN_REPLACE:
+            raise InputError(f"{vp.namespace}/{vp.name}: {vp.reason}, but the plan holds no replacement for it")
         else:
             target = (targets or {}).get(vp.key) or (Target(manifest=vp.manifest) if vp.applies else None)
             results.append(VariantRollout(kube, vp, options, reporter, target).run())
