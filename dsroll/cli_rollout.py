@@ -310,7 +310,8 @@ def status(
     """Per variant: nodes updated / ready / total, step, phase, who, since when."""
     result = _variants(env, namespace, workload, cls)
     kube = _connect(kubeconfig, context, as_user, as_group, request_timeout, result.env.context)
-    output.status_view(result.env.name, core.status(kube, result.variants), fmt=out.value)
+    found = core.replacement_status(kube, result.variants)
+    output.status_view(result.env.name, core.status(kube, result.variants), fmt=out.value, replacements=found)
 
 
 @app.command()

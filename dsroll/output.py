@@ -223,9 +223,11 @@ def run_summary(summary: RunSummary, *, fmt: str, compact: bool = False) -> None
     )
 
 
-def status_view(env: str, rows: Sequence[Mapping[str, Any]], *, fmt: str) -> None:
+def status_view(
+    env: str, rows: Sequence[Mapping[str, Any]], *, fmt: str, replacements: Sequence[Mapping[str, Any]] = ()
+) -> None:
     if fmt == "json":
-        emit_json({"environment": env, "variants": list(rows)})
+        emit_json({"environment": env, "variants": list(rows), "replacements": list(replacements)})
         return
     table = _table("VARIANT", "PHASE", "STEP", "UPDATED", "READY", "TOTAL", "STRATEGY", "WHO", "SINCE")
     for row in rows:
@@ -252,6 +254,13 @@ def status_view(env: str, rows: Sequence[Mapping[str, Any]], *, fmt: str) -> Non
         failure = (row.get("rollout") or {}).get("failure")
         if failure:
             out.print(f"{row['namespace']}/{row['name']}: {failure['node']}: {failure['reason']}", markup=False)
+    for r in replacements:
+        out.print(
+            f"{r['namespace']}/{r['workload']}: orphan replacement {', '.join(r['deletes'])} → "
+            f"{', '.join(r['creates'])}: {r['operation']}, stage {r['stage']} "
+            f"(configmap {r['configMap']}, by {r['who']}, {r['updatedAt']})",
+            markup=False,
+        )
 
 
 def history_view(env: str, rows: Sequence[Mapping[str, Any]], *, fmt: str) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from dsroll import orphans
 from dsroll.classes import classify
 from dsroll.config import Environment
 from dsroll.diff import Change, DiffReport, against_live
@@ -32,7 +33,7 @@ from dsroll.plan import (
     pods_by_node,
 )
 from dsroll.render import Variant
-from dsroll.rollout import replacements
+from dsroll.rollout import handover, replacements
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.executor import VariantRollout
 from dsroll.rollout.handover import Handover, default_backup_dir
@@ -314,6 +315,33 @@ def status(kube: Kube, variants: Sequence[Variant]) -> list[dict[str, Any]]:
                 rollout=json.loads(state.to_json()) if state else None,
             )
         rows.append(row)
+    return rows
+
+
+def replacement_status(kube: Kube, variants: Sequence[Variant]) -> list[dict[str, Any]]:
+    """The latest orphan replacement recorded for each workload of ``variants``."""
+    rows = []
+    for namespace, workload in sorted({(v.namespace, v.workload) for v in variants}):
+        found = orphans.latest((cm["metadata"]["name"], rec) for cm, rec in handover.records(kube, namespace, workload))
+        if found is None:
+            continue
+        name, record = found
+        rows.append(
+            {
+                "namespace": namespace,
+                "workload": workload,
+                "configMap": name,
+                "operation": record.operation.value,
+                "stage": record.stage.value,
+                "deletes": [s.name for s in record.sources],
+                "creates": list(record.targets),
+                "who": record.who,
+                "startedAt": record.started_at,
+                "updatedAt": record.updated_at,
+                "failure": record.failure,
+                "file": record.file,
+            }
+        )
     return rows
 
 
