@@ -303,8 +303,9 @@ class Handover:
         """Whether a live object is already what ``operation`` creates: made by this
         replacement in that direction, or (restoring) an original that was never deleted."""
         record = self.record
-        if operation is Operation.restore and record and live["metadata"]["uid"] in {s.uid for s in record.sources}:
-            return True
+        meta = live["metadata"]
+        if operation is Operation.restore and record and meta["uid"] in {s.uid for s in record.sources}:
+            return not meta.get("deletionTimestamp")  # one being deleted is finished off and recreated
         state = st.read_state(dict(live))
         wanted = st.Operation.rollout if operation is Operation.replace else st.Operation.rollback
         return state is not None and state.replacement == self.plan.backup and state.operation is wanted
