@@ -391,7 +391,8 @@ class Handover:
             except ClusterError as exc:
                 if exc.status != 409:
                     raise
-        self.reporter.emit("orphaned", self.label, f"{', '.join(uids) or 'nothing'} deleted; their pods are orphans")
+        whose = "its" if len(uids) == 1 else "their"
+        self.reporter.emit("orphaned", self.label, f"{', '.join(uids) or 'nothing'} deleted; {whose} pods are orphans")
 
     def _pods(self, selector: Mapping[str, Any]) -> list[dict[str, Any]]:
         pods, _ = self.kube.list_pods(self.ns, revs.selector_string(selector))
