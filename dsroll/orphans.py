@@ -21,7 +21,7 @@ from typing import Any
 from dsroll.classes import Requirement
 from dsroll.errors import ClusterError
 from dsroll.render import LABEL_CLASS, LABEL_ENV, LABEL_WORKLOAD, MANAGED_BY
-from dsroll.rollout.state import now_iso
+from dsroll.rollout.state import camel_json, now_iso, snake_fields
 
 #: On the backup ConfigMap: the workload whose replacement it records.
 BACKUP_LABEL = "dsroll.io/backup-of"
@@ -180,9 +180,10 @@ def relabelled(
 ) -> dict[str, str]:
     """The labels an orphan needs so that its new owner's selector matches it.
 
-    The selector's labels are set, dsroll's identity labels follow the new owner's
-    template (added for a variant, removed when handed back to an object without them),
-    and the stale template generation goes. Everything else the pod carries stays.
+    The selector's labels are set (a key its expressions name takes the template's value,
+    or is removed when the template has none), dsroll's identity labels follow the new
+    owner's template (added for a variant, removed when handed back to an object without
+    them), and the stale template generation goes. Everything else the pod carries stays.
     """
     out = {k: v for k, v in labels.items() if k != TEMPLATE_GENERATION}
     for key in IDENTITY:
@@ -191,6 +192,12 @@ def relabelled(
         else:
             out.pop(key, None)
     out.update(selector.get("matchLabels") or {})
+    for expr in selector.get("matchExpressions") or []:
+        key = expr["key"]
+        if key in template_labels:  # the template satisfies the selector, as the API server requires
+            out[key] = template_labels[key]
+        elif key not in (selector.get("matchLabels") or {}) and not selector_matches({"matchExpressions": [expr]}, out):
+            out.pop(key, None)
     if not selector_matches(selector, out):
         raise ValueError(f"no labels satisfy the selector {json.dumps(selector, sort_keys=True)}")
     return out
@@ -317,15 +324,12 @@ class Record:
     def to_json(self) -> str:
         data = asdict(self)
         data["sources"] = [asdict(s) for s in self.sources]
-        return json.dumps({_camel(k): v for k, v in data.items()}, separators=(",", ":"))
+        return camel_json(data)
 
     @classmethod
     def from_json(cls, text: str, where: str) -> Record:
         try:
-            raw = json.loads(text)
-            if not isinstance(raw, dict):
-                raise ValueError("not a JSON object")
-            data = {_snake(k): v for k, v in raw.items() if _snake(k) in cls.__dataclass_fields__}
+            data = snake_fields(text, cls.__dataclass_fields__)
             data["operation"] = Operation(data["operation"])
             data["stage"] = Stage(data["stage"])
             data["sources"] = tuple(
@@ -347,12 +351,3 @@ def read_record(configmap: Mapping[str, Any]) -> Record | None:
 def latest(records: Iterable[tuple[str, Record]]) -> tuple[str, Record] | None:
     """The most recent replacement of a workload: (ConfigMap name, record)."""
     return max(records, key=lambda item: (item[1].started_at, item[0]), default=None)
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-def _snake(name: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)

@@ -59,6 +59,49 @@ step "9. and back to the very first revision, by the same batched executor"
 run dsroll rollback dev --workload node-exporter --class general --to-revision 1 --yes
 run dsroll history dev --workload node-exporter --class general
 
+step "10. take over a DaemonSet dsroll did not create (the Kubernetes docs' fluentd-elasticsearch) and split it per class"
+"$kubectl" apply -f - <<'YAML'
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: fluentd-elasticsearch, namespace: dsroll-demo, labels: {k8s-app: fluentd-logging}}
+spec:
+  selector: {matchLabels: {name: fluentd-elasticsearch}}
+  template:
+    metadata: {labels: {name: fluentd-elasticsearch}}
+    spec:
+      tolerations: [{key: node-role.kubernetes.io/control-plane, operator: Exists, effect: NoSchedule}]
+      containers:
+        - name: fluentd-elasticsearch
+          image: quay.io/fluentd_elasticsearch/fluentd:v5.0.1
+          resources: {limits: {memory: 200Mi}, requests: {cpu: 100m, memory: 200Mi}}
+          volumeMounts: [{name: varlog, mountPath: /var/log}]
+      terminationGracePeriodSeconds: 30
+      volumes: [{name: varlog, hostPath: {path: /var/log}}]
+YAML
+"$kubectl" -n dsroll-demo rollout status ds/fluentd-elasticsearch --timeout=60s
+python3 - <<'PY'
+import re
+path = "environments/dev.yaml"
+text = open(path).read()
+workload = """  - name: fluentd
+    template: templates/fluentd-elasticsearch.yaml.j2
+    values: {image: quay.io/fluentd_elasticsearch/fluentd, tag: v5.0.2}
+    rollout: {pause: 1s}
+    replaces: [{namespace: dsroll-demo, name: fluentd-elasticsearch}]
+"""
+open(path, "w").write(re.sub(r"^rollout:", workload + "rollout:", text, count=1, flags=re.M))
+PY
+run dsroll render dev >/dev/null
+git add -A && git -c user.name=demo -c user.email=demo@dsroll.invalid commit -qm "fluentd: take over fluentd-elasticsearch, v5.0.2"
+run dsroll plan dev --workload fluentd
+run dsroll rollout dev --workload fluentd --yes
+run "$kubectl" -n dsroll-demo get ds
+run dsroll status dev --workload fluentd
+
+step "11. and back: the original DaemonSet recreated from the backup, its pods handed back the same way"
+run dsroll rollback dev --workload fluentd --yes
+run "$kubectl" -n dsroll-demo get ds fluentd-elasticsearch
+
 step "done"
 echo "The sandbox 'demo' is still running: export KUBECONFIG=$KUBECONFIG"
 echo "The scratch project is $work. Stop the sandbox with: make demo-down"

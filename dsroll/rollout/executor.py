@@ -17,7 +17,7 @@ from typing import Any
 from dsroll.config import parse_duration
 from dsroll.errors import ClusterError
 from dsroll.kube import Kube
-from dsroll.plan import Action, VariantPlan, resolve_max_unavailable, resolve_steps
+from dsroll.plan import Action, Policy, VariantPlan, resolve_max_unavailable, resolve_steps
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.health import Gate
 from dsroll.rollout.lease import RENEW_EVERY, Lease
@@ -212,24 +212,14 @@ class VariantRollout:
                 state = self._write(replace(state, target_revision=self._current_revision().hash))
             return state
         current = self._current_revision()
-        state = RolloutState(
-            operation=self.options.operation,
-            phase=Phase.progressing,
-            target_revision="",
-            previous_revision=unfinished.previous_revision if unfinished else current.hash,
-            steps=steps,
-            step=0,
-            nodes=order,
-            max_unavailable=resolve_max_unavailable(policy.max_unavailable, len(order)),
-            pause=policy.pause,
-            ready_timeout=policy.ready_timeout,
-            min_ready_seconds=policy.min_ready_seconds,
-            on_failure=policy.on_failure,
+        state = new_state(
+            policy,
+            order,
+            self.options,
+            previous=unfinished.previous_revision if unfinished else current.hash,
             original_strategy=(
                 unfinished.original_strategy if unfinished else (self.ds.get("spec") or {}).get("updateStrategy")
             ),
-            who=self.options.who,
-            commit=self.options.commit,
             partition=self.plan.partition,
         )
         what = f"revision {self.target.revision.number}" if self.target and self.target.revision else "the render"
@@ -430,6 +420,39 @@ class VariantRollout:
             failure={"node": state.failure.node, "reason": state.failure.reason} if state and state.failure else None,
             message=message,
         )
+
+
+def new_state(
+    policy: Policy,
+    order: Sequence[str],
+    options: RunOptions,
+    *,
+    previous: str | None,
+    original_strategy: dict[str, Any] | None,
+    partition: int | None,
+    on_failure: str | None = None,
+    replacement: str | None = None,
+) -> RolloutState:
+    """The state a rollout starts with; its target revision is filled in once the controller has one."""
+    return RolloutState(
+        operation=options.operation,
+        phase=Phase.progressing,
+        target_revision="",
+        previous_revision=previous,
+        steps=resolve_steps(options.steps or policy.steps, len(order)),
+        step=0,
+        nodes=tuple(order),
+        max_unavailable=resolve_max_unavailable(policy.max_unavailable, len(order)),
+        pause=policy.pause,
+        ready_timeout=policy.ready_timeout,
+        min_ready_seconds=policy.min_ready_seconds,
+        on_failure=on_failure or policy.on_failure,
+        original_strategy=original_strategy,
+        who=options.who,
+        commit=options.commit,
+        partition=partition,
+        replacement=replacement,
+    )
 
 
 def _fit(steps: Sequence[int], total: int) -> tuple[int, ...]:

@@ -42,13 +42,11 @@ from dsroll.plan import (
     VariantPlan,
     keep_order,
     order_nodes,
-    resolve_max_unavailable,
-    resolve_steps,
 )
 from dsroll.render import LABEL_ENV, MANAGED_BY
 from dsroll.rollout import revisions as revs
 from dsroll.rollout import state as st
-from dsroll.rollout.executor import ON_DELETE, VariantRollout
+from dsroll.rollout.executor import ON_DELETE, VariantRollout, new_state
 from dsroll.rollout.lease import RENEW_EVERY, Lease
 from dsroll.rollout.outcome import Result, RunOptions, VariantResult
 from dsroll.rollout.reporter import Reporter
@@ -472,23 +470,15 @@ class Handover:
         order = self._order(name, operation)
         vp = self.variants.get(name)
         policy = vp.policy if vp is not None else self.policy
-        state = st.RolloutState(
-            operation=st.Operation.rollout if operation is Operation.replace else st.Operation.rollback,
-            phase=st.Phase.progressing,
-            target_revision="",
-            previous_revision=None,
-            steps=resolve_steps(self.options.steps or policy.steps, len(order)),
-            step=0,
-            nodes=order,
-            max_unavailable=resolve_max_unavailable(policy.max_unavailable, len(order)),
-            pause=policy.pause,
-            ready_timeout=policy.ready_timeout,
-            min_ready_seconds=policy.min_ready_seconds,
-            on_failure=policy.on_failure if operation is Operation.replace else "abort",
+        restoring = operation is Operation.restore
+        state = new_state(
+            policy,
+            order,
+            replace(self.options, operation=st.Operation.rollback if restoring else st.Operation.rollout),
+            previous=None,
             original_strategy=(manifest.get("spec") or {}).get("updateStrategy"),
-            who=self.options.who,
-            commit=self.options.commit,
-            partition=vp.partition if vp is not None and operation is Operation.replace else None,
+            partition=None if restoring or vp is None else vp.partition,
+            on_failure="abort" if restoring else None,
             replacement=self.plan.backup,
         )
         body = copy.deepcopy(dict(manifest))

@@ -8,6 +8,7 @@ Pure: parsing, serialising and the phase rules live here; writing it is the exec
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -95,15 +96,12 @@ class RolloutState:
     def to_json(self) -> str:
         data = asdict(self)
         data["failure"] = asdict(self.failure) if self.failure else None
-        return json.dumps({_camel(k): v for k, v in data.items()}, separators=(",", ":"))
+        return camel_json(data)
 
     @classmethod
     def from_json(cls, text: str, where: str) -> RolloutState:
         try:
-            raw = json.loads(text)
-            if not isinstance(raw, dict):
-                raise ValueError("not a JSON object")
-            data = {_snake(k): v for k, v in raw.items() if _snake(k) in cls.__dataclass_fields__}
+            data = snake_fields(text, cls.__dataclass_fields__)
             data["operation"] = Operation(data["operation"])
             data["phase"] = Phase(data["phase"])
             for key in ("steps", "nodes", "in_flight"):
@@ -138,6 +136,20 @@ def read_request(daemonset: dict[str, Any] | None) -> str | None:
         return None
     action = request.get("action") if isinstance(request, dict) else None
     return action if action in ("pause", "abort") else None
+
+
+def camel_json(data: Mapping[str, Any]) -> str:
+    """A record as compact JSON with camelCase keys, as the annotations carry it."""
+    return json.dumps({_camel(k): v for k, v in data.items()}, separators=(",", ":"))
+
+
+def snake_fields(text: str, fields: Iterable[str]) -> dict[str, Any]:
+    """The known fields of a camelCase JSON object, snake_cased; ValueError if it is not one."""
+    raw = json.loads(text)
+    if not isinstance(raw, dict):
+        raise ValueError("not a JSON object")
+    known = set(fields)
+    return {_snake(k): v for k, v in raw.items() if _snake(k) in known}
 
 
 def _camel(name: str) -> str:

@@ -227,7 +227,9 @@ def test_run_summary_json_is_the_documented_shape() -> None:
         "apiRequests",
         "elapsedSeconds",
         "variants",
+        "replacements",
     ]
+    assert data["replacements"] == []
     assert (data["result"], data["exitCode"], data["apiRequests"], data["elapsedSeconds"]) == ("paused", 3, 42, 3.14)
     assert [v["result"] for v in data["variants"]] == ["complete", "paused"]
     assert {"name", "namespace", "action", "phase", "targetRevision", "previousRevision"} <= set(data["variants"][0])
