@@ -10,7 +10,7 @@ creates. A replacement recorded in the cluster and not finished is continued as 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dsroll.config import Environment, Workload
@@ -28,7 +28,16 @@ from dsroll.orphans import (
     latest,
     place,
 )
-from dsroll.plan import Action, LiveFingerprint, Policy, VariantPlan, order_nodes, plan_steps, resolve_partition
+from dsroll.plan import (
+    Action,
+    LiveFingerprint,
+    PodView,
+    Policy,
+    VariantPlan,
+    order_nodes,
+    plan_steps,
+    resolve_partition,
+)
 from dsroll.render import MANAGED_BY, Variant
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.handover import backed_up_objects, controller_uid, records
@@ -42,6 +51,7 @@ class Observed:
     winners: Mapping[str, str | None]  # node → its class
     lives: Mapping[tuple[str, str], dict[str, Any] | None]
     report: DiffReport
+    pods: Mapping[tuple[str, str], Sequence[PodView]] = field(default_factory=dict)  # owned, by DaemonSet
 
 
 def fold(
@@ -111,11 +121,14 @@ class _Workload:
         key = (self.ns, name)
         return self.seen.lives[key] if key in self.seen.lives else self.kube.get_daemonset(self.ns, name)
 
-    def _pods(self, live: Mapping[str, Any]) -> list[dict[str, Any]]:
-        pods, _ = self.kube.list_pods(self.ns, revs.selector_string(live["spec"]["selector"]))
-        return [
-            p for p in pods if revs.owned_by(p, live["metadata"]["uid"]) and not p["metadata"].get("deletionTimestamp")
-        ]
+    def _pods(self, live: Mapping[str, Any]) -> list[PodView]:
+        """The live pods ``live`` owns (read by ``observe`` already, for the variants it planned)."""
+        meta = live["metadata"]
+        known = self.seen.pods.get((self.ns, meta["name"]))
+        if known is None:
+            pods, _ = self.kube.list_pods(self.ns, revs.selector_string(live["spec"]["selector"]))
+            known = [PodView.of(p) for p in pods if revs.owned_by(p, meta["uid"])]
+        return [p for p in known if not p.terminating]
 
     def observe(self) -> tuple[ReplacementPlan, list[VariantPlan]] | None:
         recorded = latest((cm["metadata"]["name"], rec) for cm, rec in records(self.kube, self.ns, self.workload.name))
@@ -152,7 +165,7 @@ class _Workload:
                 objects[ref.name] = live
                 candidates.append((ref.name, live, False, "replaced (`replaces` in the environment file)", False))
         pods = {name: self._pods(obj) for name, obj in objects.items()}
-        nodes = {name: frozenset(p["spec"].get("nodeName") or "" for p in pods[name]) - {""} for name in objects}
+        nodes = {name: frozenset(p.node for p in pods[name]) - {""} for name in objects}
         found = group(
             [Candidate(n, live["metadata"]["uid"], nodes[n], r, why, once) for n, live, r, why, once in candidates],
             self.node_target,
@@ -160,11 +173,7 @@ class _Workload:
         )
         if found is None:
             return None
-        rows = [
-            (p["metadata"]["name"], p["metadata"]["uid"], p["spec"].get("nodeName") or "", name)
-            for name in found.sources
-            for p in pods[name]
-        ]
+        rows = [(p.name, p.uid, p.node, name) for name in found.sources for p in pods[name]]
         placements = place(rows, self.node_target, self.seen.labels, self.workload.name)
         sources = tuple(
             SourceRef(

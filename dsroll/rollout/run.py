@@ -118,6 +118,7 @@ def observe(
     report = against_live(env, chosen, kube, lives)
     labels, winners = _nodes(kube, env)
     manifests = {v.key: v.manifest for v in chosen}
+    owned: dict[tuple[str, str], list[PodView]] = {}
     planned: list[VariantPlan] = []
     for diff in report.variants:
         if diff.change is Change.REMOVED and not scope.admits(diff.workload, diff.cls):
@@ -125,6 +126,7 @@ def observe(
         key = (diff.namespace, diff.name)
         live = lives[key] if key in lives else kube.get_daemonset(diff.namespace, diff.name)
         pods, current = _observe_pods(kube, live) if live else ([], None)
+        lives[key], owned[key] = live, pods
         planned.append(
             plan_variant(
                 diff,
@@ -139,7 +141,7 @@ def observe(
                 partition=partition,
             )
         )
-    seen = replacements.Observed(labels, winners, lives, report)
+    seen = replacements.Observed(labels, winners, lives, report, owned)
     planned, found = replacements.fold(
         kube, env, variants, planned, seen,
         workloads=scope.workloads, classes=scope.classes,
