@@ -516,8 +516,7 @@ class Handover:
                     return False
                 ds = self.kube.get_daemonset(self.ns, name) or {}
                 status, generation = ds.get("status") or {}, (ds.get("metadata") or {}).get("generation", 1)
-                observed = status.get("observedGeneration", 0) >= generation
-                return observed and status.get("currentNumberScheduled", 0) >= status.get("desiredNumberScheduled", 0)
+                return status.get("observedGeneration", 0) >= generation
 
             self._until(adopted, f"{name} has not adopted every pod its selector matches")
             count = len(self._pods(selector))
