@@ -12,19 +12,15 @@ same handover in reverse, from the backup.
 from __future__ import annotations
 
 import copy
-import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from dsroll import yamlio
 from dsroll.errors import ClusterError
 from dsroll.kube import Kube
 from dsroll.orphans import (
-    BACKUP_LABEL,
-    RECORD_ANNOTATION,
     Operation,
     Placement,
     Record,
@@ -32,7 +28,6 @@ from dsroll.orphans import (
     Stage,
     label_patch,
     place,
-    read_record,
     relabelled,
 )
 from dsroll.plan import (
@@ -43,9 +38,9 @@ from dsroll.plan import (
     keep_order,
     order_nodes,
 )
-from dsroll.render import LABEL_ENV, MANAGED_BY
 from dsroll.rollout import revisions as revs
 from dsroll.rollout import state as st
+from dsroll.rollout.backup import Backup, owned_revisions
 from dsroll.rollout.executor import ON_DELETE, VariantRollout, new_state
 from dsroll.rollout.lease import RENEW_EVERY, Lease
 from dsroll.rollout.outcome import Result, RunOptions, VariantResult
@@ -53,43 +48,6 @@ from dsroll.rollout.reporter import Reporter
 from dsroll.rollout.watching import Informer
 
 WAIT_SECONDS = 120.0
-_SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "deletionTimestamp",
-                  "deletionGracePeriodSeconds", "selfLink")  # fmt: skip
-
-
-def default_backup_dir() -> Path:
-    """``$DSROLL_BACKUP_DIR``, else ``$XDG_STATE_HOME/dsroll/backups`` (~/.local/state/…)."""
-    if os.environ.get("DSROLL_BACKUP_DIR"):
-        return Path(os.environ["DSROLL_BACKUP_DIR"])
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "dsroll" / "backups"
-
-
-def configmaps_path(namespace: str) -> str:
-    return f"/api/v1/namespaces/{namespace}/configmaps"
-
-
-def records(kube: Kube, namespace: str, workload: str) -> list[tuple[dict[str, Any], Record]]:
-    """Every replacement recorded for a workload in a namespace: (ConfigMap, record)."""
-    found = kube.request("GET", configmaps_path(namespace), query={"labelSelector": f"{BACKUP_LABEL}={workload}"})
-    out = []
-    for cm in found.get("items") or []:
-        record = read_record(cm)
-        if record is not None:
-            out.append((cm, record))
-    return out
-
-
-def backed_up_objects(configmap: Mapping[str, Any], key: str = "daemonsets.yaml") -> dict[str, dict[str, Any]]:
-    """The objects saved in a backup ConfigMap (its DaemonSets, or its ``key``), by name."""
-    text = (configmap.get("data") or {}).get(key) or ""
-    items = (yamlio.load_plain(text) or {}).get("items") or []
-    return {obj["metadata"]["name"]: obj for obj in items if isinstance(obj, dict)}
-
-
-def as_list(objects: Sequence[Mapping[str, Any]]) -> str:
-    """Objects as one YAML ``List`` (what `kubectl get -o yaml` prints for several)."""
-    return yamlio.dump({"apiVersion": "v1", "kind": "List", "items": list(objects)})
 
 
 def controller_uid(pod: Mapping[str, Any]) -> str | None:
@@ -121,10 +79,8 @@ class Handover:
         self.ns = plan.namespace
         self.label = f"{plan.namespace}/{plan.workload}"
         self.lease = Lease(kube, plan.namespace, f"replace-{plan.workload}")
-        self.cm_path = f"{configmaps_path(self.ns)}/{plan.backup}"
+        self.backup = Backup(kube, plan.namespace, plan.backup)
         self.record: Record | None = None
-        self.saved: dict[str, dict[str, Any]] = {}
-        self.saved_revisions: Iterable[Mapping[str, Any]] = ()
 
     def summary(self) -> dict[str, Any]:
         """Where the replacement stands after ``run``, for the run's JSON and text summary."""
@@ -161,74 +117,46 @@ class Handover:
     # --- the record ------------------------------------------------------------------
 
     def _load(self) -> Record | None:
-        cm = self.kube.request("GET", self.cm_path, allow_missing=True)
-        if cm is None:
-            return None
-        self.saved = backed_up_objects(cm)
-        self.saved_revisions = backed_up_objects(cm, "controllerrevisions.yaml").values()
-        self.record = read_record(cm)
+        self.record = self.backup.load()
         return self.record
 
     def _write(self, record: Record) -> Record:
-        body = {"metadata": {"annotations": {RECORD_ANNOTATION: record.to_json()}}}
-        self.kube.patch(self.cm_path, body)
-        self.record = record
+        self.record = self.backup.write(record)
         return record
 
     def _backup(self) -> Record:
         """Save every source (and its revisions) to a local file, then to the ConfigMap that
         also holds the record: nothing is deleted before both exist."""
-        objects, sources = [], []
+        objects = []
         for ref in self.plan.sources:
             live = self.kube.get_daemonset(ref.namespace, ref.name)
             if live is None or live["metadata"]["uid"] != ref.uid:
                 raise ClusterError(f"daemonset {ref.namespace}/{ref.name} changed since the plan; nothing was deleted")
             objects.append(live)
-            sources.append(ref)
-        history = [rev for obj in objects for rev in self._revisions(obj)]
-        text = as_list(objects)
         file = self.backup_dir / self.kube.context / self.ns / f"{self.plan.backup}.yaml"
-        file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_text(as_list([*objects, *history]))
         record = Record(
             operation=Operation.replace,
             stage=Stage.backed_up,
             workload=self.plan.workload,
-            sources=tuple(sources),
+            sources=self.plan.sources,
             targets=self.plan.targets,
             who=self.options.who,
             commit=self.options.commit,
             file=str(file),
         )
-        labels = {BACKUP_LABEL: self.plan.workload, MANAGED_BY: "dsroll", LABEL_ENV: self.environment}
-        body = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": self.plan.backup,
-                "labels": labels,
-                "annotations": {RECORD_ANNOTATION: record.to_json()},
-            },
-            "data": {"daemonsets.yaml": text, "controllerrevisions.yaml": as_list(history)},
-        }
-        self.kube.request("POST", configmaps_path(self.ns), body=body)
-        self.saved = {obj["metadata"]["name"]: obj for obj in objects}
-        self.saved_revisions = history
+        history = [rev for obj in objects for rev in owned_revisions(self.kube, obj)]
+        self.backup.create(objects, history, record, file, environment=self.environment)
         self.record = record
-        message = f"backed up {', '.join(s.name for s in sources)} to configmap {self.ns}/{self.plan.backup} and {file}"
+        names = ", ".join(s.name for s in self.plan.sources)
+        message = f"backed up {names} to configmap {self.ns}/{self.plan.backup} and {file}"
         self.reporter.emit("backup", self.label, message, configMap=f"{self.ns}/{self.plan.backup}", file=str(file))
         return record
-
-    def _revisions(self, daemonset: Mapping[str, Any]) -> list[dict[str, Any]]:
-        selector = revs.selector_string(daemonset["spec"]["selector"])
-        found = self.kube.list_controller_revisions(self.ns, selector)
-        return [cr for cr in found if revs.owned_by(cr, daemonset["metadata"]["uid"])]
 
     # --- forward -------------------------------------------------------------------
 
     def _forward(self, record: Record) -> list[VariantResult]:
         targets = {name: self._manifest(name) for name in record.targets}
-        selectors = [obj["spec"]["selector"] for obj in self.saved.values()]
+        selectors = [obj["spec"]["selector"] for obj in self.backup.objects.values()]
         if record.stage.rank <= Stage.orphaning.rank:
             record = self._write(record.moved(Stage.orphaning))
             self._orphan({s.name: s.uid for s in record.sources})
@@ -280,7 +208,7 @@ class Handover:
             self._orphan(current)
         if record.stage.rank <= Stage.relabelling.rank:
             record = self._write(record.moved(Stage.relabelling))
-            selectors = [self._manifest_selector(t) for t in record.targets]
+            selectors = [sel for t in record.targets if (sel := self._selector(t)) is not None]
             selectors += [obj["spec"]["selector"] for obj in originals.values()]
             node_target = {n: s.name for s in record.sources for n in s.nodes}
             fallback = record.sources[0].name if len(record.sources) == 1 else None
@@ -317,29 +245,18 @@ class Handover:
         return None
 
     def _original(self, name: str) -> dict[str, Any]:
-        saved = self.saved.get(name)
-        if saved is None:
-            raise ClusterError(f"{self.label}: the backup {self.plan.backup} has no daemonset {name}")
-        obj = copy.deepcopy(saved)
-        obj.pop("status", None)
-        for key in _SERVER_FIELDS:
-            obj["metadata"].pop(key, None)
-        obj["metadata"].pop("finalizers", None)
-        annotations = obj["metadata"].get("annotations") or {}
-        annotations.pop("deprecated.daemonset.template.generation", None)
-        for key in (st.ANNOTATION, st.REQUEST_ANNOTATION):
-            annotations.pop(key, None)
-        obj["metadata"]["annotations"] = annotations
-        obj.setdefault("apiVersion", "apps/v1")
-        obj.setdefault("kind", "DaemonSet")
-        return obj
+        try:
+            return self.backup.original(name)
+        except KeyError:
+            raise ClusterError(f"{self.label}: the backup {self.plan.backup} has no daemonset {name}") from None
 
-    def _manifest_selector(self, name: str) -> Mapping[str, Any]:
+    def _selector(self, name: str) -> Mapping[str, Any] | None:
+        """A new object's selector: rendered, else live, else None (nothing to look for)."""
         vp = self.variants.get(name)
         if vp is not None and vp.manifest is not None:
             return vp.manifest["spec"]["selector"]
         live = self.kube.get_daemonset(self.ns, name)
-        return live["spec"]["selector"] if live else {"matchLabels": {"dsroll.io/none": "none"}}
+        return live["spec"]["selector"] if live else None
 
     # --- the stages ------------------------------------------------------------------
 
@@ -352,13 +269,17 @@ class Handover:
         history instead of adopting them."""
         history = {
             cr["metadata"]["name"]: cr["metadata"]["uid"]
-            for cr in self.saved_revisions
+            for cr in self.backup.revisions
             if any(revs.owned_by(cr, uid) for uid in uids.values())
         }
+        selectors = {name: (obj.get("spec") or {}).get("selector") for name, obj in self.backup.objects.items()}
         for name, uid in uids.items():
             live = self.kube.get_daemonset(self.ns, name)
             if live is not None and live["metadata"]["uid"] == uid:
-                history.update({cr["metadata"]["name"]: cr["metadata"]["uid"] for cr in self._revisions(live)})
+                selectors[name] = live["spec"]["selector"]
+                history.update(
+                    {cr["metadata"]["name"]: cr["metadata"]["uid"] for cr in owned_revisions(self.kube, live)}
+                )
             body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Orphan",
                     "preconditions": {"uid": uid}}  # fmt: skip
             try:
@@ -377,8 +298,9 @@ class Handover:
                 self.lease.renew()
                 seen = informer.wait(min(RENEW_EVERY, deadline - time.monotonic()), seen)
         for name, uid in uids.items():
-            obj = self.saved.get(name) or {}
-            selector = (obj.get("spec") or {}).get("selector") or self._manifest_selector(name)
+            selector = selectors.get(name) or self._selector(name)
+            if selector is None:
+                continue
             self._until(lambda s=selector, u=uid: not [p for p in self._pods(s) if revs.owned_by(p, u)],
                         f"pods of {name} still have an owner reference")  # fmt: skip
         for name, uid in history.items():

@@ -40,7 +40,8 @@ from dsroll.plan import (
 )
 from dsroll.render import MANAGED_BY, Variant
 from dsroll.rollout import revisions as revs
-from dsroll.rollout.handover import backed_up_objects, controller_uid, records
+from dsroll.rollout.backup import records, saved_objects
+from dsroll.rollout.handover import controller_uid
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,7 @@ class _Workload:
                 f"{', '.join(missing)}, which is no longer rendered: render it again to finish, or `dsroll rollback`"
             )
         cm = self.kube.request("GET", f"/api/v1/namespaces/{self.ns}/configmaps/{name}")
-        saved = backed_up_objects(cm)
+        saved = saved_objects(cm)
         rows, objects = [], {}
         for obj in saved.values():
             pods, _ = self.kube.list_pods(self.ns, revs.selector_string(obj["spec"]["selector"]))
@@ -313,6 +314,8 @@ def restore_of(kube: Kube, namespace: str, backup: str, workload: str, policy: P
     if not found:
         return None
     record = found[0]
+    if record.operation is Operation.restore and record.finished:
+        return None  # restored already: nothing of it left to undo
     return ReplacementPlan(
         namespace=namespace,
         workload=workload,

@@ -33,10 +33,10 @@ from dsroll.plan import (
     pods_by_node,
 )
 from dsroll.render import Variant
-from dsroll.rollout import handover, replacements
+from dsroll.rollout import backup, replacements
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.executor import VariantRollout
-from dsroll.rollout.handover import Handover, default_backup_dir
+from dsroll.rollout.handover import Handover
 from dsroll.rollout.lease import Lease
 from dsroll.rollout.outcome import Result, RunOptions, Target, VariantResult
 from dsroll.rollout.reporter import Reporter
@@ -217,12 +217,12 @@ def execute(
                 continue
             handed.add(group.backup)
             members = {t: by_name[t] for t in group.targets if t in by_name}
-            handover = Handover(
+            runner = Handover(
                 kube, group, members, options, reporter, policy=vp.policy, environment=plan.environment,
-                backup_dir=options.backup_dir or default_backup_dir(),
+                backup_dir=options.backup_dir or backup.default_backup_dir(),
             )  # fmt: skip
-            results.extend(handover.run())
-            done.append(handover.summary())
+            results.extend(runner.run())
+            done.append(runner.summary())
         elif vp.action is Action.ORPHAN_REPLACE:
             raise InputError(f"{vp.namespace}/{vp.name}: {vp.reason}, but the plan holds no replacement for it")
         else:
@@ -324,7 +324,7 @@ def replacement_status(kube: Kube, variants: Sequence[Variant]) -> list[dict[str
     """The latest orphan replacement recorded for each workload of ``variants``."""
     rows = []
     for namespace, workload in sorted({(v.namespace, v.workload) for v in variants}):
-        found = orphans.latest((cm["metadata"]["name"], rec) for cm, rec in handover.records(kube, namespace, workload))
+        found = orphans.latest((cm["metadata"]["name"], rec) for cm, rec in backup.records(kube, namespace, workload))
         if found is None:
             continue
         name, record = found
