@@ -98,7 +98,10 @@ def group(
     A variant no longer rendered whose nodes no variant covers is not a source: that is a
     plain prune.
     """
-    by_name = {c.name: c for c in candidates}
+    by_name: dict[str, Candidate] = {}
+    for c in candidates:  # one object named twice (no longer rendered and in `replaces`) is one candidate
+        by_name.setdefault(c.name, c)
+    candidates = list(by_name.values())
 
     def receives(c: Candidate) -> set[str]:
         return {t for n in c.nodes if (t := node_target.get(n)) is not None}
@@ -235,7 +238,6 @@ class ReplacementPlan:
     placements: tuple[Placement, ...]
     backup: str
     stage: Stage | None = None  # the recorded stage when it continues one
-    on_failure: str = "rollback"
 
     @property
     def resumes(self) -> bool:
@@ -333,13 +335,19 @@ class Record:
             data["operation"] = Operation(data["operation"])
             data["stage"] = Stage(data["stage"])
             data["sources"] = tuple(
-                SourceRef(s["namespace"], s["name"], s["uid"], tuple(s.get("nodes") or ()), bool(s.get("managed")))
+                SourceRef(s["namespace"], s["name"], s["uid"], _strings(s.get("nodes") or []), s.get("managed", True))
                 for s in data["sources"]
             )
-            data["targets"] = tuple(data["targets"])
+            data["targets"] = _strings(data["targets"])
             return cls(**data)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ClusterError(f"{where}: annotation {RECORD_ANNOTATION} is not a dsroll replacement ({exc})") from None
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of strings, got {value!r}")
+    return tuple(value)
 
 
 def read_record(configmap: Mapping[str, Any]) -> Record | None:

@@ -161,7 +161,7 @@ class _Workload:
                     f"workload {self.workload.name} replaces {ref.namespace}/{ref.name}, but its variants live in "
                     f"{self.ns}: pods cannot move between namespaces"
                 )
-            live = None if ref.name in names else self._live(ref.name)
+            live = None if ref.name in names or ref.name in objects else self._live(ref.name)
             if live is not None:
                 objects[ref.name] = live
                 candidates.append((ref.name, live, False, "replaced (`replaces` in the environment file)", False))
@@ -195,7 +195,6 @@ class _Workload:
             targets=found.targets,
             placements=placements,
             backup=backup_name(self.workload.name, (s.uid for s in sources)),
-            on_failure=self.policy.on_failure,
         )
         return plan, self._members(plan, objects)
 
@@ -232,7 +231,6 @@ class _Workload:
             placements=place(rows, self.node_target, self.seen.labels, self.workload.name),
             backup=name,
             stage=record.stage,
-            on_failure=self.policy.on_failure,
         )
         return plan, self._members(plan, objects)
 
@@ -326,5 +324,4 @@ def restore_of(kube: Kube, namespace: str, backup: str, workload: str, policy: P
         placements=(),
         backup=backup,
         stage=record.stage if record.operation is Operation.restore and not record.finished else None,
-        on_failure="abort",
     )

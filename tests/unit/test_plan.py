@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dsroll import orphans
 from dsroll.config import RolloutPolicy
 from dsroll.diff import Change, VariantDiff
 from dsroll.errors import InputError
@@ -948,6 +949,79 @@ def test_plan_json_round_trips_any_planned_variant(
     )
     plan = Plan("prod", "ctx", "", None, (variant,))
     assert plan_from_json(json.dumps(plan_to_json(plan)), "plan.json") == plan
+
+
+def a_replacement(stage: orphans.Stage | None = None) -> orphans.ReplacementPlan:
+    """agent-general's selector changed: it is recreated and adopts its own pods; one pod is on a gone node."""
+    return orphans.ReplacementPlan(
+        namespace=NS,
+        workload="agent",
+        operation=orphans.Operation.replace,
+        reason=f"{NAME}: selector changed (immutable)",
+        sources=(orphans.SourceRef(NS, NAME, DS_UID, ("node-a1", "node-b1", "node-z9")),),
+        targets=(NAME,),
+        placements=(
+            orphans.Placement(f"{NAME}-a1", "uid-a1", "node-a1", NAME, NAME),
+            orphans.Placement(f"{NAME}-b1", "uid-b1", "node-b1", NAME, NAME),
+            orphans.Placement(f"{NAME}-z9", "uid-z9", "node-z9", NAME, None, "node node-z9 is gone"),
+        ),
+        backup=orphans.backup_name("agent", [DS_UID]),
+        stage=stage,
+    )
+
+
+@pytest.mark.parametrize("stage", [None, orphans.Stage.creating])
+def test_plan_json_round_trip_with_a_replacement(stage: orphans.Stage | None) -> None:
+    # what a saved plan can carry of a replacement: the pods' uids and sources are looked up again
+    carried = orphans.ReplacementPlan.from_json(a_replacement(stage).to_json())
+    plan = replace(sample_plan(), replacements=(carried,))
+    back = plan_from_json(json.dumps(plan_to_json(plan)), "plan.json")
+    assert back == plan
+    assert back.replacements[0].resumes is (stage is not None)
+
+
+def test_plan_json_carries_each_replacement_as_its_own_json() -> None:
+    replacement = a_replacement()
+    plan = replace(sample_plan(), replacements=(replacement,))
+    data = json.loads(json.dumps(plan_to_json(plan)))
+    assert data["replacements"] == [replacement.to_json()]
+    assert data["replacements"][0]["adopts"] == {NAME: ["node-a1", "node-b1"]}
+    back = plan_from_json(json.dumps(data), "plan.json").replacements[0]
+    assert (back.namespace, back.workload, back.operation, back.backup) == (
+        NS,
+        "agent",
+        orphans.Operation.replace,
+        replacement.backup,
+    )
+    assert [(s.name, s.uid, s.nodes) for s in back.sources] == [(NAME, DS_UID, ("node-a1", "node-b1", "node-z9"))]
+    assert (back.targets, back.adopted(NAME)) == ((NAME,), ("node-a1", "node-b1"))
+    assert [(p.pod, p.reason) for p in back.unplaced] == [(f"{NAME}-z9", "node node-z9 is gone")]
+    assert plan_to_json(plan_from_json(json.dumps(data), "plan.json")) == data
+
+
+def test_plan_json_without_replacements_loads_with_none() -> None:
+    data = plan_to_json(sample_plan())
+    assert data["replacements"] == []
+    del data["replacements"]  # a plan saved before replacements existed
+    assert plan_from_json(json.dumps(data), "plan.json").replacements == ()
+
+
+@pytest.mark.parametrize(
+    ("break_it", "cause"),
+    [
+        (lambda r: r.update(operation="explode"), "'explode' is not a valid Operation"),
+        (lambda r: r.update(stage="finished"), "'finished' is not a valid Stage"),
+        (lambda r: r.pop("unplaced"), "'unplaced'"),
+        (lambda r: r.update(deletes=[{"name": NAME}]), "'namespace'"),
+        (lambda r: r.update(backup="dsroll-backup-agent"), ""),
+    ],
+)
+def test_plan_from_json_refuses_a_bad_replacement_naming_the_file(break_it: Any, cause: str) -> None:
+    data = plan_to_json(replace(sample_plan(), replacements=(a_replacement(),)))
+    break_it(data["replacements"][0])
+    with pytest.raises(InputError, match=f"^plan.json: not a valid dsroll plan: .*{cause}") as info:
+        plan_from_json(json.dumps(data), "plan.json")
+    assert info.value.file == "plan.json"
 
 
 @pytest.mark.parametrize(
