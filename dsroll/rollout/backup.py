@@ -68,7 +68,10 @@ def owned_revisions(kube: Kube, daemonset: Mapping[str, Any]) -> list[dict[str, 
     """The ControllerRevisions a DaemonSet owns."""
     meta = daemonset["metadata"]
     found = kube.list_controller_revisions(meta["namespace"], revs.selector_string(daemonset["spec"]["selector"]))
-    return [cr for cr in found if revs.owned_by(cr, meta["uid"])]
+    # listed items carry no kind of their own; saved ones must, so that `kubectl create -f` takes them
+    return [
+        {"apiVersion": "apps/v1", "kind": "ControllerRevision", **cr} for cr in found if revs.owned_by(cr, meta["uid"])
+    ]
 
 
 class Backup:

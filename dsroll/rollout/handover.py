@@ -176,6 +176,9 @@ class Handover:
         if failure:
             record = self._write(record.moved(Stage.orphaning, operation=Operation.restore, failure=failure))
             restored = self._reverse(record)
+            for result in results:  # the variant that failed is rolled back with the rest
+                if result.phase == st.Phase.rolling_back.value:
+                    result.result = Result.ROLLED_BACK
             for result in restored:
                 if result.result is Result.COMPLETE:
                     result.result = Result.ROLLED_BACK
