@@ -8,7 +8,7 @@ controller does, which these checkers were validated against, is in podwatch's d
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from e2e.podwatch import DELETED, MODIFIED, TERMINAL_PHASES, PodEvent, clock
@@ -164,34 +164,44 @@ def _workload_key(pod: PodEvent) -> str:
     return f"{controller.kind}/{controller.name}" if controller else f"Pod/{pod.name}"
 
 
-def overlaps(timeline: Timeline, *, workload: str | None = None) -> list[Overlap]:
-    """Every distinct set of pods of one workload that shared a node at once (each set once)."""
+def overlaps(
+    timeline: Timeline, *, workload: str | None = None, key: Callable[[PodEvent], str] | None = None
+) -> list[Overlap]:
+    """Every distinct set of pods of one workload that shared a node at once (each set once).
+
+    `key` says which workload a pod belongs to (default: its `dsroll.io/workload` label, else
+    its controller, else the pod itself); e.g. `lambda p: "all"` treats every pod of the
+    timeline as one workload, for pods whose labels and owners change under them.
+    """
+    of = key or _workload_key
     found: list[Overlap] = []
     seen: set[frozenset[str]] = set()
     for event, live in states(timeline):
         if event.type == DELETED or not event.node or (workload and event.workload != workload):
             continue
-        key = _workload_key(event)
+        name = of(event)
         together = tuple(
-            p
-            for p in live.values()
-            if p.node == event.node and _workload_key(p) == key and p.phase not in TERMINAL_PHASES
+            p for p in live.values() if p.node == event.node and of(p) == name and p.phase not in TERMINAL_PHASES
         )
         uids = frozenset(p.uid for p in together)
         if len(together) >= 2 and uids not in seen:
             seen.add(uids)
-            found.append(Overlap(event.time, event.seq, event.node, key, together))
+            found.append(Overlap(event.time, event.seq, event.node, name, together))
     return found
 
 
-def terminating_overlaps(timeline: Timeline, *, workload: str | None = None) -> list[Overlap]:
+def terminating_overlaps(
+    timeline: Timeline, *, workload: str | None = None, key: Callable[[PodEvent], str] | None = None
+) -> list[Overlap]:
     """Information, not a violation: a new pod beside an old one that was already terminating."""
-    return [o for o in overlaps(timeline, workload=workload) if o.active < 2]
+    return [o for o in overlaps(timeline, workload=workload, key=key) if o.active < 2]
 
 
-def assert_never_two_pods(timeline: Timeline, *, workload: str | None = None) -> None:
-    """Never two non-terminating pods of one workload on one node."""
-    bad = [o for o in overlaps(timeline, workload=workload) if o.active >= 2]
+def assert_never_two_pods(
+    timeline: Timeline, *, workload: str | None = None, key: Callable[[PodEvent], str] | None = None
+) -> None:
+    """Never two non-terminating pods of one workload on one node (`key`: see `overlaps`)."""
+    bad = [o for o in overlaps(timeline, workload=workload, key=key) if o.active >= 2]
     if bad:
         raise AssertionError(
             "two non-terminating pods of one workload on one node:\n" + "\n".join(f"  {o.describe()}" for o in bad[:5])
