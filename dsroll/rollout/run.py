@@ -250,10 +250,19 @@ def rollback_plan(
     """
     variants, targets = [], {}
     plain = to_revision is None and manifests is None
-    restores = {r.backup: replace(r, operation=Operation.restore) for r in plan.replacements if r.resumes and plain}
+    restores = {
+        r.backup: replace(
+            r,
+            operation=Operation.restore,
+            reason=f"restores {', '.join(s.name for s in r.sources)} from configmap {r.backup} (stopped at {r.stage})",
+        )
+        for r in plan.replacements
+        if r.resumes and plain
+    }
     for vp in plan.variants:
-        if any(vp.key in replacements.replaced_keys(r) for r in restores.values()):
-            variants.append(vp)
+        group = next((r for r in restores.values() if vp.key in replacements.replaced_keys(r)), None)
+        if group is not None:
+            variants.append(replace(vp, action=Action.ORPHAN_REPLACE, reason=group.reason, pending=(), steps=()))
             continue
         if vp.live.uid is None:
             continue
@@ -266,7 +275,7 @@ def rollback_plan(
             found = replacements.restore_of(kube, vp.namespace, state.replacement, vp.workload or "", vp.policy)
             if found is not None:
                 restores.setdefault(found.backup, found)
-                variants.append(replace(vp, action=Action.ORPHAN_REPLACE, reason=found.reason))
+                variants.append(replace(vp, action=Action.ORPHAN_REPLACE, reason=found.reason, pending=(), steps=()))
                 continue
         if manifests is not None:
             if vp.key not in manifests:
