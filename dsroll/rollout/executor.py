@@ -212,6 +212,7 @@ class VariantRollout:
                 state = self._write(replace(state, target_revision=self._current_revision().hash))
             return state
         current = self._current_revision()
+        recorded = read_state(self.ds)  # a variant an orphan replacement created keeps the way back
         state = new_state(
             policy,
             order,
@@ -221,6 +222,7 @@ class VariantRollout:
                 unfinished.original_strategy if unfinished else (self.ds.get("spec") or {}).get("updateStrategy")
             ),
             partition=self.plan.partition,
+            replacement=recorded.replacement if recorded else None,
         )
         what = f"revision {self.target.revision.number}" if self.target and self.target.revision else "the render"
         message = f"{self.options.operation} to {what}: {len(order)} node(s), steps {list(steps)}"
@@ -323,7 +325,7 @@ class VariantRollout:
             "node-failed", self.label, f"{failed.node} failed the health gate: {failed.reason}", daemonset=self.ds
         )
         policy = state.on_failure
-        if policy == "rollback" and state.previous_revision:
+        if policy == "rollback" and state.previous_revision and state.previous_revision != state.target_revision:
             return self._rollback(state.moved(Phase.rolling_back, failure=failure))
         if policy == "rollback" and state.replacement:
             # No revision to go back to: the old objects come back from the backup (handover.py).
