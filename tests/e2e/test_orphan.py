@@ -2,7 +2,7 @@
 
 Each test works in its own namespace on the real control plane with kwok nodes. The old
 objects are either variants dsroll created (selector change, class or workload renamed,
-class removed) or the Kubernetes documentation's `fluentd-elasticsearch` DaemonSet that
+class removed or added) or the Kubernetes documentation's `fluentd-elasticsearch` DaemonSet that
 dsroll takes over and splits into per-class variants. While the CLI hands the pods over,
 `PodWatcher` records every pod event of the namespace and `DaemonSetLog` every DaemonSet
 event; the invariants of DESIGN.md ("Cascade-orphan replacement") and docs/orphan.md are
@@ -452,9 +452,9 @@ def rollout(project: OrphanProject, *args: str) -> Run:
     return project.dsroll("rollout", "e2e", "--yes", "--events", "-o", "json", *args)
 
 
-def kill_at(project: OrphanProject, event: str, *args: str) -> Run:
-    """Start `rollout --events` and SIGKILL it as soon as it prints `event`."""
-    with project.background("rollout", "e2e", "--yes", "--events", "-o", "json", *args) as cli:
+def kill_at(project: OrphanProject, event: str, *args: str, command: str = "rollout") -> Run:
+    """Start `command --events` (`rollout`, `rollback`, ...) and SIGKILL it as soon as it prints `event`."""
+    with project.background(command, "e2e", "--yes", "--events", "-o", "json", *args) as cli:
         lines = []
         assert cli.proc.stdout is not None
         while True:
@@ -474,6 +474,19 @@ def plan_json(project: OrphanProject) -> dict[str, Any]:
     run = project.dsroll("plan", "e2e", "-o", "json")
     assert run.code == 0, str(run)
     return run.report
+
+
+def recorded(project: OrphanProject, workload: str) -> dict[str, Any]:
+    """The record of the workload's one backup ConfigMap, as the cluster has it now."""
+    (cm,) = project.configmaps(f"{BACKUP_OF}={workload}").values()
+    return dict(json.loads(cm["metadata"]["annotations"][RECORD]))
+
+
+def variant_state(project: OrphanProject, name: str) -> dict[str, Any]:
+    """The `dsroll.io/rollout` state of a live DaemonSet of the namespace."""
+    text = (project.daemonsets()[name]["metadata"].get("annotations") or {}).get(STATE)
+    assert text, f"{name} has no {STATE} annotation"
+    return dict(json.loads(text))
 
 
 def the_replacement(plan: Mapping[str, Any], workload: str) -> dict[str, Any]:
@@ -992,6 +1005,39 @@ def test_takeover_killed_then_rolled_back_restores_the_original(project: OrphanP
     assert_restored(project, setup.original)
 
 
+@pytest.mark.parametrize("kill_after", ["restore", "relabel", "adopted", "node-replaced"])
+def test_restore_killed_then_rolled_back_again_ends_with_the_original_restored(
+    project: OrphanProject, kill_after: str
+) -> None:
+    setup = take_over_setup(project)
+    nodes = sorted(setup.classes)
+    run = rollout(project)
+    assert run.code == 0, str(run)
+
+    killed = kill_at(project, kill_after, command="rollback")
+    record = recorded(project, "fluentd")
+    assert record["operation"] == "restore" and record["stage"] != "restored", f"{killed}\n{record}"
+    if kill_after == "relabel":  # half-way: some pods given back to the original's labels, some not
+        back = [p for p in project.pods() if "dsroll.io/workload" not in p["metadata"]["labels"]]
+        assert 0 < len(back) < len(nodes), f"{len(back)} of {len(nodes)} relabelled back when killed"
+        assert record["stage"] == "relabelling", record
+
+    again = project.dsroll("rollback", "e2e", "--yes", "--events", "-o", "json")
+    timeline = setup.watching.stop()
+    assert again.code == 0, f"killed after {kill_after} (stage {record['stage']}):\n{killed}\n{again}"
+    assert again.report["result"] == "complete", str(again)
+    seen = events(again)
+    assert named(seen, "restored") and not named(seen, "backup"), "the recorded restore continues; no new backup"
+    assert {e["target"] for e in named(seen, "relabel")} <= {ORIGINAL}
+    owners = {n: {f"fluentd-{c}", ORIGINAL} for n, c in setup.classes.items()}
+    checked = assert_handover(timeline, setup.watching.daemonsets, nodes=nodes, owners=owners)
+    assert checked == 2 * len(nodes)
+    assert replacements(timeline) == dict.fromkeys(nodes, 2), "replaced once by the variants, once by the restore"
+    restored = [o for o in setup.watching.daemonsets.created().values() if o["metadata"]["name"] == ORIGINAL]
+    assert len(restored) == 1 and restored[0]["spec"]["updateStrategy"]["type"] == "OnDelete", restored
+    assert_restored(project, setup.original)
+
+
 # -- a failure in the staged phase ---------------------------------------------------------
 
 
@@ -1023,6 +1069,105 @@ def test_crashing_new_version_during_takeover_restores_the_original_automaticall
     assert replacements(timeline) == {failed: 2}, "only the canary: to the new version and back"
     assert_untouched(timeline, [n for n in nodes if n != failed])
     assert_restored(project, setup.original)
+
+
+# -- the staged phase's own controls: --partition, a manual pause ----------------------------
+
+
+def test_partition_during_a_takeover_keeps_half_of_each_variant_on_the_adopted_pods(project: OrphanProject) -> None:
+    setup = take_over_setup(project)
+    classes, nodes = setup.classes, sorted(setup.classes)
+    variants = [f"fluentd-{c}" for c in ("gpu", "arm64", "general")]
+    (old,) = {p[0].revision for p in live_pods(setup.watching.pods.timeline()).values()}
+
+    run = rollout(project, "--partition", "50%")
+    setup.watching.pods.sync()
+    first = setup.watching.pods.timeline()
+    assert run.code == 0, str(run)
+    assert run.report["result"] == "partitioned", str(run)
+    assert {v["name"]: v["result"] for v in run.report["variants"] if v["name"] in variants} == dict.fromkeys(
+        variants, "partitioned"
+    ), str(run)
+    assert sorted(e["variant"].split("/")[-1] for e in named(events(run), "partitioned")) == sorted(variants)
+    assert recorded(project, "fluentd")["stage"] == "handed-over", "not complete while nodes are kept"
+    live = project.daemonsets()
+    assert set(live) == set(variants), f"{ORIGINAL} is gone, the variants adopted its pods: {sorted(live)}"
+    by_node = {p["spec"]["nodeName"]: p for p in project.pods()}
+    assert sorted(by_node) == nodes and len(project.pods()) == len(nodes)
+    kept_all: list[str] = []
+    for name in variants:
+        ds = live[name]
+        mine = sorted(n for n, c in classes.items() if f"fluentd-{c}" == name)
+        state = variant_state(project, name)
+        kept = len(mine) // 2  # 50% rounds down
+        assert (state["phase"], state["partition"], sorted(state["nodes"])) == ("partitioned", kept, mine), state
+        assert ds["spec"]["updateStrategy"]["type"] == "OnDelete", f"{name}: a partitioned variant stays OnDelete"
+        current = project.current_revision_of(ds)
+        assert current != old
+        kept_nodes = state["nodes"][len(mine) - kept :]
+        kept_all += kept_nodes
+        for node in mine:
+            pod = by_node[node]
+            owner = controller(pod)
+            assert owner is not None and owner["uid"] == ds["metadata"]["uid"], f"{name} adopted the pod on {node}"
+            want = old if node in kept_nodes else current
+            assert pod["metadata"]["labels"].get(REVISION) == want, (name, node, pod["metadata"]["labels"])
+    assert_untouched(first, kept_all)
+    assert replacements(first) == dict.fromkeys(set(nodes) - set(kept_all), 1)
+
+    rest = rollout(project)
+    timeline = setup.watching.stop()
+    assert rest.code == 0, str(rest)
+    assert rest.report["result"] == "complete", str(rest)
+    seen = events(rest)
+    assert not [e for e in seen if e["event"] in ("backup", "orphan-delete", "relabel", "created")], seen
+    assert sorted(e["node"] for e in named(seen, "node-replaced")) == sorted(kept_all), "only the kept nodes"
+    checked = assert_handover(
+        timeline, setup.watching.daemonsets, nodes=nodes, owners=forward_owners(classes, "fluentd")
+    )
+    assert checked == len(nodes)
+    assert len(setup.watching.daemonsets.created()) == len(variants), "each variant created once"
+    assert replacements(timeline) == dict.fromkeys(nodes, 1)
+    assert_rendered_state(project, "fluentd", old=[ORIGINAL], replaced=variants)
+
+
+def test_manual_pause_during_a_takeover_exits_3_and_resume_finishes(project: OrphanProject) -> None:
+    setup = take_over_setup(project, pause="manual")
+    classes, nodes = setup.classes, sorted(setup.classes)
+    variants = [f"fluentd-{c}" for c in ("gpu", "arm64", "general")]
+    first = variants[0]
+    labels = project.node_labels()
+    (canary,) = [n for n, c in classes.items() if f"fluentd-{c}" == first and labels[n].get(CANARY) == "true"]
+
+    run = project.dsroll("rollout", "e2e", "--events", "-o", "json")  # no --yes and no TTY
+    setup.watching.pods.sync()
+    waiting = setup.watching.pods.timeline()
+    assert run.code == 3, str(run)
+    assert run.report["result"] == "awaiting-approval", str(run)
+    state = variant_state(project, first)
+    assert (state["phase"], state["nodesDone"], state["nodes"][:1]) == ("awaiting-approval", 1, [canary]), state
+    assert replacements(waiting) == {canary: 1}, "only the first variant's first step"
+    assert_untouched(waiting, [n for n in nodes if n != canary])
+    assert recorded(project, "fluentd")["stage"] == "handed-over"
+    status = project.dsroll("status", "e2e", "-o", "json")
+    assert status.code == 0, str(status)
+    shown = status.report["replacements"]
+    assert (shown[0]["workload"], shown[0]["operation"], shown[0]["stage"]) == ("fluentd", "replace", "handed-over")
+
+    resumed = project.dsroll("resume", "e2e", "--yes", "--events", "-o", "json")
+    timeline = setup.watching.stop()
+    assert resumed.code == 0, str(resumed)
+    assert resumed.report["result"] == "complete", str(resumed)
+    seen = events(resumed)
+    assert not [e for e in seen if e["event"] in ("backup", "orphan-delete", "relabel", "created")], seen
+    assert canary not in {e["node"] for e in named(seen, "node-replaced")}, "the canary is not replaced again"
+    checked = assert_handover(
+        timeline, setup.watching.daemonsets, nodes=nodes, owners=forward_owners(classes, "fluentd")
+    )
+    assert checked == len(nodes)
+    assert len(setup.watching.daemonsets.created()) == len(variants), "each variant created once"
+    assert replacements(timeline) == dict.fromkeys(nodes, 1)
+    assert_rendered_state(project, "fluentd", old=[ORIGINAL], replaced=variants)
 
 
 # -- 4. a class removed: its nodes merge into the default class ------------------------------
@@ -1065,6 +1210,56 @@ def test_removed_class_merges_into_the_recreated_default_variant(project: Orphan
     assert replacements(timeline) == dict.fromkeys(classes, 1)
     live = assert_rendered_state(project, "agent", old=["agent-general", "agent-gpu"], replaced=["agent-general"])
     assert live["agent-arm64"]["metadata"]["uid"] == arm64_uid, "agent-arm64 is updated in place, not recreated"
+
+
+# -- 5. a class added: it takes its nodes from the default variant --------------------------
+
+
+def test_class_added_takes_its_nodes_from_the_default_variant_which_is_recreated(project: OrphanProject) -> None:
+    deploy(project, hw=("general",), classes=["general"])
+    watching = project.start_watching()
+    before = project.node_classes()
+    assert set(before.values()) == {"general"}, "agent-general runs on every node"
+    general_uid = project.daemonsets()["agent-general"]["metadata"]["uid"]
+    project.commit("a gpu class", hw=("gpu", "general"), classes=["gpu", "general"])
+    classes = project.node_classes()
+    nodes = sorted(classes)
+    gpu = sorted(n for n, c in classes.items() if c == "gpu")
+    general = sorted(n for n, c in classes.items() if c == "general")
+    assert gpu and general, classes
+    variants = ["agent-gpu", "agent-general"]
+
+    plan = plan_json(project)
+    found = the_replacement(plan, "agent")
+    assert found["operation"] == "replace" and "agent-gpu" in found["reason"], found
+    assert [(d["name"], d["uid"], d["managed"], sorted(d["nodes"])) for d in found["deletes"]] == [
+        ("agent-general", general_uid, True, nodes)
+    ], found
+    assert sorted(found["creates"]) == sorted(variants) and found["unplaced"] == [], found
+    assert {t: sorted(n) for t, n in found["adopts"].items()} == {"agent-gpu": gpu, "agent-general": general}, found
+    actions = {v["name"]: (v["action"], bool(v["steps"])) for v in plan["variants"]}
+    assert actions == dict.fromkeys(variants, ("orphan-replace", True)), actions
+
+    run = rollout(project)
+    timeline = watching.stop()
+    assert run.code == 0, str(run)
+    assert run.report["result"] == "complete", str(run)
+    seen = events(run)
+    assert_event_order(seen, ["backup", "orphan-delete", "orphaned", "relabel", "created", "adopted", "node-replaced"])
+    assert [e["name"] for e in named(seen, "orphan-delete")] == ["agent-general"]
+    assert sorted((e["node"], e["target"]) for e in named(seen, "relabel")) == [
+        (n, f"agent-{classes[n]}") for n in nodes
+    ], "agent-general hands its gpu-node pods to agent-gpu and the rest to its recreated self"
+    assert sorted(e["name"] for e in named(seen, "created")) == sorted(variants)
+
+    checked = assert_handover(timeline, watching.daemonsets, nodes=nodes, owners=forward_owners(classes, "agent"))
+    assert checked == len(nodes)
+    created = watching.daemonsets.created()
+    assert_created_on_delete(created, variants)
+    assert len(created) == len(variants), "agent-gpu and agent-general, each created once"
+    assert replacements(timeline) == dict.fromkeys(nodes, 1), "every node's pod is replaced exactly once"
+    live = assert_rendered_state(project, "agent", old=["agent-general"], replaced=variants)
+    assert live["agent-general"]["metadata"]["uid"] != general_uid, "agent-general is recreated"
 
 
 # -- unplaced pods -------------------------------------------------------------------------
