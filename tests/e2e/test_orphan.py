@@ -41,7 +41,7 @@ from e2e.invariants import (
     replacements,
 )
 from e2e.podwatch import DELETED, PodEvent, PodWatcher
-from e2e.test_rollout import Project, Run
+from e2e.test_rollout import Project, Run, resource_versions
 from kubernetes import client, config, watch
 
 if TYPE_CHECKING:
@@ -1074,6 +1074,25 @@ def test_crashing_new_version_during_takeover_restores_the_original_automaticall
 # -- the staged phase's own controls: --partition, a manual pause ----------------------------
 
 
+def assert_continued_as_one_run(
+    project: OrphanProject, setup: Takeover, run: Run, variants: Sequence[str]
+) -> list[dict[str, Any]]:
+    """A takeover finished by a second run: complete, no handover stage repeated, and the
+    whole as one unbroken run (each variant created once, each node replaced once). Its events."""
+    nodes = sorted(setup.classes)
+    timeline = setup.watching.stop()
+    assert run.code == 0, str(run)
+    assert run.report["result"] == "complete", str(run)
+    seen = events(run)
+    assert not [e for e in seen if e["event"] in ("backup", "orphan-delete", "relabel", "created")], seen
+    owners = forward_owners(setup.classes, "fluentd")
+    assert assert_handover(timeline, setup.watching.daemonsets, nodes=nodes, owners=owners) == len(nodes)
+    assert len(setup.watching.daemonsets.created()) == len(variants), "each variant created once"
+    assert replacements(timeline) == dict.fromkeys(nodes, 1)
+    assert_rendered_state(project, "fluentd", old=[ORIGINAL], replaced=variants)
+    return seen
+
+
 def test_partition_during_a_takeover_keeps_half_of_each_variant_on_the_adopted_pods(project: OrphanProject) -> None:
     setup = take_over_setup(project)
     classes, nodes = setup.classes, sorted(setup.classes)
@@ -1115,20 +1134,8 @@ def test_partition_during_a_takeover_keeps_half_of_each_variant_on_the_adopted_p
     assert_untouched(first, kept_all)
     assert replacements(first) == dict.fromkeys(set(nodes) - set(kept_all), 1)
 
-    rest = rollout(project)
-    timeline = setup.watching.stop()
-    assert rest.code == 0, str(rest)
-    assert rest.report["result"] == "complete", str(rest)
-    seen = events(rest)
-    assert not [e for e in seen if e["event"] in ("backup", "orphan-delete", "relabel", "created")], seen
+    seen = assert_continued_as_one_run(project, setup, rollout(project), variants)
     assert sorted(e["node"] for e in named(seen, "node-replaced")) == sorted(kept_all), "only the kept nodes"
-    checked = assert_handover(
-        timeline, setup.watching.daemonsets, nodes=nodes, owners=forward_owners(classes, "fluentd")
-    )
-    assert checked == len(nodes)
-    assert len(setup.watching.daemonsets.created()) == len(variants), "each variant created once"
-    assert replacements(timeline) == dict.fromkeys(nodes, 1)
-    assert_rendered_state(project, "fluentd", old=[ORIGINAL], replaced=variants)
 
 
 def test_manual_pause_during_a_takeover_exits_3_and_resume_finishes(project: OrphanProject) -> None:
@@ -1155,19 +1162,8 @@ def test_manual_pause_during_a_takeover_exits_3_and_resume_finishes(project: Orp
     assert (shown[0]["workload"], shown[0]["operation"], shown[0]["stage"]) == ("fluentd", "replace", "handed-over")
 
     resumed = project.dsroll("resume", "e2e", "--yes", "--events", "-o", "json")
-    timeline = setup.watching.stop()
-    assert resumed.code == 0, str(resumed)
-    assert resumed.report["result"] == "complete", str(resumed)
-    seen = events(resumed)
-    assert not [e for e in seen if e["event"] in ("backup", "orphan-delete", "relabel", "created")], seen
+    seen = assert_continued_as_one_run(project, setup, resumed, variants)
     assert canary not in {e["node"] for e in named(seen, "node-replaced")}, "the canary is not replaced again"
-    checked = assert_handover(
-        timeline, setup.watching.daemonsets, nodes=nodes, owners=forward_owners(classes, "fluentd")
-    )
-    assert checked == len(nodes)
-    assert len(setup.watching.daemonsets.created()) == len(variants), "each variant created once"
-    assert replacements(timeline) == dict.fromkeys(nodes, 1)
-    assert_rendered_state(project, "fluentd", old=[ORIGINAL], replaced=variants)
 
 
 # -- 4. a class removed: its nodes merge into the default class ------------------------------
@@ -1308,22 +1304,6 @@ def test_takeover_deletes_and_reports_only_the_pods_no_class_of_the_workload_cov
 
 
 # -- dry run ---------------------------------------------------------------------------------
-
-
-def resource_versions(project: OrphanProject) -> dict[str, str]:
-    ns = project.namespace
-    found: dict[str, str] = {}
-    kinds: dict[str, Any] = {
-        "daemonset": project.apps.list_namespaced_daemon_set,
-        "pod": project.core.list_namespaced_pod,
-        "controllerrevision": project.apps.list_namespaced_controller_revision,
-        "configmap": project.core.list_namespaced_config_map,
-        "lease": client.CoordinationV1Api(project.cluster.api_client).list_namespaced_lease,
-    }
-    for kind, list_them in kinds.items():
-        for item in list_them(ns).items:
-            found[f"{kind}/{item.metadata.name}"] = item.metadata.resource_version
-    return found
 
 
 def test_dry_run_of_an_orphan_replacement_changes_nothing(project: OrphanProject) -> None:

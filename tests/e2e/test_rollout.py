@@ -693,6 +693,7 @@ def resource_versions(project: Project) -> dict[str, str]:
         "daemonset": project.apps.list_namespaced_daemon_set,
         "pod": project.core.list_namespaced_pod,
         "controllerrevision": project.apps.list_namespaced_controller_revision,
+        "configmap": project.core.list_namespaced_config_map,
         "lease": client.CoordinationV1Api(project.cluster.api_client).list_namespaced_lease,
     }
     for kind, list_them in kinds.items():
