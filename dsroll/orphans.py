@@ -91,10 +91,10 @@ def group(
     """The sources and targets of one workload's replacement, or None when there is none.
 
     A source's pods go to the variant of their node's class; a live variant some of whose
-    nodes now belong to another variant (a class added) hands those over too. A live variant that would
-    receive pods must itself be recreated: applied in place, its controller would either
-    start second pods beside the orphans or adopt them and delete those outside its old
-    node set. So the group grows until it is closed under "receives pods from a source".
+    nodes now belong to another variant (a class added) hands those over too. A live
+    variant that would receive pods must itself be recreated: applied in place, its
+    controller would either start second pods beside the orphans or adopt them and delete
+    those outside its old node set. So the group grows until it is closed under "receives pods from a source".
     A variant no longer rendered whose nodes no variant covers is not a source: that is a
     plain prune.
     """

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,24 @@ WAIT_SECONDS = 120.0
 def controller_uid(pod: Mapping[str, Any]) -> str | None:
     refs = pod["metadata"].get("ownerReferences") or []
     return next((r.get("uid") for r in refs if r.get("controller")), None)
+
+
+def orphan_pods(kube: Kube, namespace: str, selectors: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The live pods any of ``selectors`` matches that no controller owns, by uid."""
+    found: dict[str, dict[str, Any]] = {}
+    for selector in selectors:
+        pods, _ = kube.list_pods(namespace, revs.selector_string(selector))
+        for pod in pods:
+            if controller_uid(pod) is None and not pod["metadata"].get("deletionTimestamp"):
+                found[pod["metadata"]["uid"]] = pod
+    return found
+
+
+def placement_rows(pods: Mapping[str, Mapping[str, Any]], source: str = "") -> list[tuple[str, str, str, str]]:
+    """Pods by uid as ``orphans.place`` takes them: (pod, uid, node, source)."""
+    return [
+        (p["metadata"]["name"], uid, (p.get("spec") or {}).get("nodeName") or "", source) for uid, p in pods.items()
+    ]
 
 
 class Handover:
@@ -339,18 +357,10 @@ class Handover:
     ) -> None:
         """Each orphan gets the labels of the one new owner of its node; pods that cannot be
         placed are deleted (the plan lists them)."""
-        orphans: dict[str, dict[str, Any]] = {}
-        for selector in selectors:
-            for pod in self._pods(selector):
-                meta = pod["metadata"]
-                if controller_uid(pod) is None and not meta.get("deletionTimestamp"):
-                    orphans[meta["uid"]] = pod
+        orphans = orphan_pods(self.kube, self.ns, selectors)
         nodes = {n["metadata"]["name"] for n in self.kube.list_nodes()}
         mapping = {n: node_target.get(n, fallback) for n in nodes}
-        rows = [
-            (p["metadata"]["name"], uid, (p.get("spec") or {}).get("nodeName") or "", "") for uid, p in orphans.items()
-        ]
-        for placement in place(rows, mapping, nodes, self.plan.workload):
+        for placement in place(placement_rows(orphans), mapping, nodes, self.plan.workload):
             self.lease.renew()
             pod = orphans[placement.uid]
             if placement.target is None:
@@ -388,8 +398,6 @@ class Handover:
     def _create(self, name: str, manifest: Mapping[str, Any], operation: Operation) -> None:
         """The new object, with OnDelete and its rollout state in the same request."""
         live = self.kube.get_daemonset(self.ns, name)
-        record = self.record
-        assert record is not None
         if live is not None and self._ours(live, operation):
             return  # created by an earlier run
         order = self._order(name, operation)
@@ -450,6 +458,7 @@ class Handover:
     def _staged(self, names: Sequence[str], operation: Operation) -> list[VariantResult]:
         """Each new object's pods replaced in steps by the ordinary executor."""
         results = []
+        where = {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in self.kube.list_nodes()}
         for name in names:
             live = self.kube.get_daemonset(self.ns, name)
             if live is None:
@@ -459,10 +468,9 @@ class Handover:
                 continue  # an original never deleted, or done
             base = self.variants.get(name) or self._restore_plan(name)
             pods = [p for p in self._pods(live["spec"]["selector"]) if revs.owned_by(p, live["metadata"]["uid"])]
-            where = {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in self.kube.list_nodes()}
             running = {p["spec"].get("nodeName") for p in pods if p["spec"].get("nodeName") in where}
             fresh = order_nodes({n: where[n] for n in running}, base.policy.canary_node_selector)
-            order = keep_order(state.nodes if state else base.nodes, fresh)
+            order = keep_order(state.nodes, fresh)
             vp = replace(base, action=Action.UPDATE, resumes=True, nodes=order)
             if operation is Operation.restore:
                 vp = replace(vp, manifest=None)

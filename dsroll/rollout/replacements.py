@@ -9,7 +9,7 @@ creates. A replacement recorded in the cluster and not finished is continued as 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from dsroll.orphans import (
     group,
     latest,
     place,
+    read_record,
 )
 from dsroll.plan import (
     Action,
@@ -40,8 +41,8 @@ from dsroll.plan import (
 )
 from dsroll.render import MANAGED_BY, Variant
 from dsroll.rollout import revisions as revs
-from dsroll.rollout.backup import records, saved_objects
-from dsroll.rollout.handover import controller_uid
+from dsroll.rollout.backup import configmaps_path, records, saved_objects
+from dsroll.rollout.handover import orphan_pods, placement_rows
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def fold(
     *,
     workloads: Sequence[str],
     classes: Sequence[str],
-    policy_of: Any,
+    policy_of: Callable[[str], Policy],
     partition: str | None,
 ) -> tuple[list[VariantPlan], list[ReplacementPlan]]:
     """The variant plans with every replacement's members replaced, and the replacements."""
@@ -77,7 +78,7 @@ def fold(
         rendered = [v for v in variants if v.workload == workload.name]
         if not rendered:
             continue
-        policy: Policy = policy_of(workload.name)
+        policy = policy_of(workload.name)
         observer = _Workload(kube, workload, rendered, seen, policy, partition)
         result = observer.observe()
         if result is None:
@@ -132,9 +133,10 @@ class _Workload:
         return [p for p in known if not p.terminating]
 
     def observe(self) -> tuple[ReplacementPlan, list[VariantPlan]] | None:
-        recorded = latest((cm["metadata"]["name"], rec) for cm, rec in records(self.kube, self.ns, self.workload.name))
+        found = {cm["metadata"]["name"]: (cm, rec) for cm, rec in records(self.kube, self.ns, self.workload.name)}
+        recorded = latest((name, rec) for name, (_, rec) in found.items())
         if recorded is not None and not recorded[1].finished:
-            return self._continued(*recorded)
+            return self._continued(found[recorded[0]][0], recorded[1])
         return self._fresh()
 
     # --- a new replacement ---------------------------------------------------------------
@@ -200,7 +202,8 @@ class _Workload:
 
     # --- a replacement recorded in the cluster -------------------------------------------
 
-    def _continued(self, name: str, record: Record) -> tuple[ReplacementPlan, list[VariantPlan]]:
+    def _continued(self, cm: Mapping[str, Any], record: Record) -> tuple[ReplacementPlan, list[VariantPlan]]:
+        name = cm["metadata"]["name"]
         rendered = {v.name for v in self.rendered}
         missing = [t for t in record.targets if t not in rendered]
         if record.operation is Operation.replace and missing:
@@ -208,14 +211,9 @@ class _Workload:
                 f"{self.ns}/{self.workload.name}: the orphan replacement recorded in configmap {name} creates "
                 f"{', '.join(missing)}, which is no longer rendered: render it again to finish, or `dsroll rollback`"
             )
-        cm = self.kube.request("GET", f"/api/v1/namespaces/{self.ns}/configmaps/{name}")
-        saved = saved_objects(cm)
-        rows, objects = [], {}
-        for obj in saved.values():
-            pods, _ = self.kube.list_pods(self.ns, revs.selector_string(obj["spec"]["selector"]))
-            for p in pods:
-                if controller_uid(p) is None and not p["metadata"].get("deletionTimestamp"):
-                    rows.append((p["metadata"]["name"], p["metadata"]["uid"], p["spec"].get("nodeName") or "", ""))
+        selectors = [obj["spec"]["selector"] for obj in saved_objects(cm).values()]
+        rows = placement_rows(orphan_pods(self.kube, self.ns, selectors))
+        objects = {}
         for source in record.sources:
             live = self._live(source.name)
             if live is not None:
@@ -303,17 +301,12 @@ def replaced_keys(plan: ReplacementPlan) -> set[tuple[str, str]]:
     return {(plan.namespace, s.name) for s in plan.sources} | {(plan.namespace, t) for t in plan.targets}
 
 
-def restore_of(kube: Kube, namespace: str, backup: str, workload: str, policy: Policy) -> ReplacementPlan | None:
-    """The restore of the replacement recorded in ``backup`` (None when it has no record)."""
-    cm = kube.request("GET", f"/api/v1/namespaces/{namespace}/configmaps/{backup}", allow_missing=True)
-    if cm is None:
-        return None
-    found = [rec for c, rec in records(kube, namespace, workload) if c["metadata"]["name"] == backup]
-    if not found:
-        return None
-    record = found[0]
-    if record.operation is Operation.restore and record.finished:
-        return None  # restored already: nothing of it left to undo
+def restore_of(kube: Kube, namespace: str, backup: str, workload: str) -> ReplacementPlan | None:
+    """The restore of the replacement recorded in ``backup`` (None when there is nothing to undo)."""
+    cm = kube.request("GET", f"{configmaps_path(namespace)}/{backup}", allow_missing=True)
+    record = read_record(cm) if cm is not None else None
+    if record is None or (record.operation is Operation.restore and record.finished):
+        return None  # no record, or restored already: nothing of it left to undo
     return ReplacementPlan(
         namespace=namespace,
         workload=workload,
@@ -323,5 +316,5 @@ def restore_of(kube: Kube, namespace: str, backup: str, workload: str, policy: P
         targets=record.targets,
         placements=(),
         backup=backup,
-        stage=record.stage if record.operation is Operation.restore and not record.finished else None,
+        stage=record.stage if record.operation is Operation.restore else None,
     )

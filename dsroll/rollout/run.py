@@ -272,7 +272,7 @@ def rollback_plan(
         where = f"{vp.namespace}/{vp.name}"
         state = read_state(live)
         if plain and state is not None and state.replacement and len(history) < 2:
-            found = replacements.restore_of(kube, vp.namespace, state.replacement, vp.workload or "", vp.policy)
+            found = replacements.restore_of(kube, vp.namespace, state.replacement, vp.workload or "")
             if found is not None:
                 restores.setdefault(found.backup, found)
                 variants.append(replace(vp, action=Action.ORPHAN_REPLACE, reason=found.reason, pending=(), steps=()))
