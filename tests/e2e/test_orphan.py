@@ -921,20 +921,16 @@ def test_takeover_splits_an_existing_daemonset_into_per_class_variants(project: 
     assert f"daemonset.apps/{ORIGINAL}" in created and any(n.startswith("controllerrevision.apps/") for n in created)
 
 
-def test_takeover_then_rollback_restores_the_original_daemonset(project: OrphanProject) -> None:
-    setup = take_over_setup(project)
+def assert_taken_over_then_restored(
+    project: OrphanProject, setup: Takeover, back: Run, context: str
+) -> list[dict[str, Any]]:
+    """A takeover rolled back to the end: the original recreated once, with OnDelete, every
+    pod adopted before it was replaced, every node replaced twice (by the variants, by the
+    restore), and the original's spec back. The rollback's events."""
     nodes = sorted(setup.classes)
-    run = rollout(project)
-    assert run.code == 0, str(run)
-
-    back = project.dsroll("rollback", "e2e", "--yes", "--events", "-o", "json")
     timeline = setup.watching.stop()
-    assert back.code == 0, str(back)
+    assert back.code == 0, context
     assert back.report["result"] == "complete", str(back)
-    seen = events(back)
-    assert_event_order(seen, ["restore", "orphan-delete", "orphaned", "relabel", "created", "adopted", "restored"])
-    assert {e["target"] for e in named(seen, "relabel")} == {ORIGINAL}
-    assert [e["name"] for e in named(seen, "created")] == [ORIGINAL]
     owners = {n: {f"fluentd-{c}", ORIGINAL} for n, c in setup.classes.items()}
     checked = assert_handover(timeline, setup.watching.daemonsets, nodes=nodes, owners=owners)
     assert checked == 2 * len(nodes)
@@ -942,6 +938,19 @@ def test_takeover_then_rollback_restores_the_original_daemonset(project: OrphanP
     restored = [o for o in setup.watching.daemonsets.created().values() if o["metadata"]["name"] == ORIGINAL]
     assert len(restored) == 1 and restored[0]["spec"]["updateStrategy"]["type"] == "OnDelete", restored
     assert_restored(project, setup.original)
+    return events(back)
+
+
+def test_takeover_then_rollback_restores_the_original_daemonset(project: OrphanProject) -> None:
+    setup = take_over_setup(project)
+    run = rollout(project)
+    assert run.code == 0, str(run)
+
+    back = project.dsroll("rollback", "e2e", "--yes", "--events", "-o", "json")
+    seen = assert_taken_over_then_restored(project, setup, back, str(back))
+    assert_event_order(seen, ["restore", "orphan-delete", "orphaned", "relabel", "created", "adopted", "restored"])
+    assert {e["target"] for e in named(seen, "relabel")} == {ORIGINAL}
+    assert [e["name"] for e in named(seen, "created")] == [ORIGINAL]
 
 
 # -- a killed CLI ------------------------------------------------------------------------
@@ -1023,19 +1032,10 @@ def test_restore_killed_then_rolled_back_again_ends_with_the_original_restored(
         assert record["stage"] == "relabelling", record
 
     again = project.dsroll("rollback", "e2e", "--yes", "--events", "-o", "json")
-    timeline = setup.watching.stop()
-    assert again.code == 0, f"killed after {kill_after} (stage {record['stage']}):\n{killed}\n{again}"
-    assert again.report["result"] == "complete", str(again)
-    seen = events(again)
+    context = f"killed after {kill_after} (stage {record['stage']}):\n{killed}\n{again}"
+    seen = assert_taken_over_then_restored(project, setup, again, context)
     assert named(seen, "restored") and not named(seen, "backup"), "the recorded restore continues; no new backup"
     assert {e["target"] for e in named(seen, "relabel")} <= {ORIGINAL}
-    owners = {n: {f"fluentd-{c}", ORIGINAL} for n, c in setup.classes.items()}
-    checked = assert_handover(timeline, setup.watching.daemonsets, nodes=nodes, owners=owners)
-    assert checked == 2 * len(nodes)
-    assert replacements(timeline) == dict.fromkeys(nodes, 2), "replaced once by the variants, once by the restore"
-    restored = [o for o in setup.watching.daemonsets.created().values() if o["metadata"]["name"] == ORIGINAL]
-    assert len(restored) == 1 and restored[0]["spec"]["updateStrategy"]["type"] == "OnDelete", restored
-    assert_restored(project, setup.original)
 
 
 # -- a failure in the staged phase ---------------------------------------------------------
