@@ -360,6 +360,14 @@ def _workloads(spec: EnvironmentSpec, raw: Any, file: str, namespace: str, sourc
         _check_pointers(raw, [*path, "ignoreDifferences"], file, wl.ignore_differences)
         for j, ref in enumerate(wl.replaces):
             _check_name(raw, [*path, "replaces", j, "name"], file, "replaced DaemonSet name", ref.name)
+            if ref.namespace != ns:
+                raise _fail(
+                    raw,
+                    [*path, "replaces", j, "namespace"],
+                    file,
+                    f"workload {wl.name!r} replaces {ref.namespace}/{ref.name}, but its variants live in {ns}: "
+                    "pods cannot move between namespaces",
+                )
         result.append(
             Workload(
                 name=wl.name,

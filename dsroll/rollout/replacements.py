@@ -157,12 +157,7 @@ class _Workload:
                 if live is not None:
                     objects[diff.name] = live
                     candidates.append((diff.name, live, False, "no longer rendered (class renamed or removed)", True))
-        for ref in self.workload.replaces:
-            if ref.namespace != self.ns:
-                raise InputError(
-                    f"workload {self.workload.name} replaces {ref.namespace}/{ref.name}, but its variants live in "
-                    f"{self.ns}: pods cannot move between namespaces"
-                )
+        for ref in self.workload.replaces:  # in the workload's namespace: config.py checks that
             live = None if ref.name in names or ref.name in objects else self._live(ref.name)
             if live is not None:
                 objects[ref.name] = live

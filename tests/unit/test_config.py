@@ -68,6 +68,14 @@ def test_workload_rollout_overrides_only_what_it_names() -> None:
         (("- name: agent", "- name: Agent_1"), "name: Agent_1", "not a DNS label"),
         (("operator: In", "operator: Like"), "operator: Like", "must be 'In', 'NotIn'"),
         (("operator: In, values: [arm64]", "operator: Exists, values: [arm64]"), "operator: Exists", "takes no values"),
+        (
+            (
+                'classValues: {arm64: {tag: "1.0-arm64"}}',
+                'classValues: {arm64: {tag: "1.0-arm64"}}\n    replaces:\n      - {namespace: logging, name: fluentd}',
+            ),
+            "namespace: logging",
+            "pods cannot move between namespaces",
+        ),
     ],
 )
 def test_bad_input_names_line_and_cause(edit: tuple[str, str], needle: str, message: str) -> None:
