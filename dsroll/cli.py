@@ -23,7 +23,7 @@ from dsroll.gitsource import Project, locate
 from dsroll.kube import Kube, KubeOptions
 from dsroll.nodes import classify_nodes
 from dsroll.render import RenderResult, load_environment, render_environment
-from dsroll.rendered import sync
+from dsroll.rendered import check_neighbours, sync
 from dsroll.sandbox.cli import app as sandbox_app
 
 PROG = os.environ.get("DSROLL_PROG", "dsroll")
@@ -150,9 +150,10 @@ def render(
     project, result = _render(env, namespace)
     if project.repo is not None and project.repo.bare:
         raise DsrollError(f"{project.root} is a bare repository: render needs a work tree to write to")
-    changes = sync(project.root, result, check=check)
-    output.render_result(result, changes, check=check, fmt=out.value)
-    if check and any(c.drift for c in changes):
+    synced = sync(project.root, result, check=check)
+    result = dataclasses.replace(result, warnings=(*result.warnings, *synced.warnings))
+    output.render_result(result, synced.changes, check=check, fmt=out.value)
+    if check and any(c.drift for c in synced.changes):
         raise typer.Exit(1)
 
 
@@ -188,6 +189,8 @@ def diff(
         report = dataclasses.replace(report, replacements=tuple(found))
     elif against == "git" or against.startswith("git:"):
         ref = against.partition(":")[2] or "HEAD"
+        for warning in check_neighbours(result.env, project.source):
+            output.warn(warning)
         report = against_git(result.env, result.variants, project.at(ref), ref)
     else:
         raise DsrollError(f"--against {against!r}: use live, git or git:REF")

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from dsroll import yamlio
+from dsroll import layout, yamlio
 from dsroll.classes import HardwareClass, Requirement
 from dsroll.errors import InputError
 
@@ -209,13 +209,14 @@ class Environment:
     file: str
     context: str | None
     namespace: str
-    rendered_dir: str
+    rendered_dir: str  # normalised: relative, inside the project, apart from its own folders
     classes: tuple[HardwareClass, ...]
     class_values: Mapping[str, Mapping[str, Any]]
     class_selectors: Mapping[str, Mapping[str, Any]]  # name -> {nodeSelector, matchExpressions}, for templates
     workloads: tuple[Workload, ...]
     ignore_differences: tuple[str, ...]
     rollout: RolloutPolicy
+    rendered_dir_line: int | None = None  # where renderedDir (or, for the default, metadata.name) is
 
 
 def _pydantic_error(exc: ValidationError, raw: Any, file: str) -> InputError:
@@ -384,6 +385,19 @@ def _workloads(spec: EnvironmentSpec, raw: Any, file: str, namespace: str, sourc
     return tuple(result)
 
 
+def _rendered_dir(spec: EnvironmentSpec, raw: Any, file: str) -> tuple[str, int | None]:
+    """renderedDir, normalised, with its line; render writes and removes files there, so it
+    must stay inside the project and apart from the folders the project's own files are in.
+    """
+    given = spec.rendered_dir if spec.rendered_dir is not None else f"rendered/{spec.metadata.name}"
+    line = yamlio.line_of(raw, ["renderedDir"] if spec.rendered_dir is not None else ["metadata", "name"])
+    protected = layout.protected_folders(file, [w.template for w in spec.workloads])
+    try:
+        return layout.check_rendered_dir(given, protected), line
+    except ValueError as exc:
+        raise InputError(f"renderedDir {exc}", file, line) from None
+
+
 def parse_environment(
     text: str, file: str, exists: Any = lambda _path: True, namespace_override: str | None = None
 ) -> Environment:
@@ -406,12 +420,13 @@ def parse_environment(
         _check_selector_keys(raw, ["rollout", "canaryNodeSelector"], file, list(spec.rollout.canary_node_selector))
     classes = _classes(spec, raw, file)
     workloads = _workloads(spec, raw, file, namespace, exists)
+    rendered_dir, rendered_dir_line = _rendered_dir(spec, raw, file)
     return Environment(
         name=spec.metadata.name,
         file=file,
         context=spec.cluster.context,
         namespace=namespace,
-        rendered_dir=spec.rendered_dir or f"rendered/{spec.metadata.name}",
+        rendered_dir=rendered_dir,
         classes=classes,
         class_values={c.name: c.values for c in spec.hardware_classes},
         class_selectors={
@@ -424,4 +439,5 @@ def parse_environment(
         workloads=workloads,
         ignore_differences=tuple(spec.ignore_differences),
         rollout=spec.rollout,
+        rendered_dir_line=rendered_dir_line,
     )

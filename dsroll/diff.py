@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from dsroll import yamlio
+from dsroll import layout, yamlio
 from dsroll.config import Environment
 from dsroll.errors import InputError
 from dsroll.gitsource import GitSource
@@ -254,14 +254,22 @@ def _ignores(env: Environment, workload: str | None) -> tuple[str, ...]:
 
 
 def against_git(env: Environment, variants: Sequence[Variant], old_source: GitSource, ref: str) -> DiffReport:
-    """Fresh render vs the rendered files committed at ``ref``."""
+    """Fresh render vs the rendered files committed at ``ref``.
+
+    Only files this environment's render wrote count, as for ``render``: a
+    kustomization.yaml, a README or another environment's manifest committed in the
+    folder is neither "removed" nor compared.
+    """
     committed = {}
     for path in old_source.list_files(env.rendered_dir):
-        if not path.endswith(".yaml"):
+        rel = path[len(env.rendered_dir) + 1 :]
+        if not layout.is_variant_path(rel):
             continue
-        rel = path[len(env.rendered_dir.rstrip("/")) + 1 :]
+        text = old_source.read_text(path)
+        if layout.written_for(text.partition("\n")[0]) != env.name:
+            continue
         try:
-            committed[rel] = yamlio.load_plain(old_source.read_text(path))
+            committed[rel] = yamlio.load_plain(text)
         except yaml.YAMLError as exc:
             raise InputError(f"rendered file at git {ref} is not valid YAML: {exc}", path) from None
     diffs = []

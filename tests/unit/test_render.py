@@ -215,7 +215,7 @@ def test_render_command_writes_removes_and_checks(
     monkeypatch.chdir(root)
     stale = root / "rendered/test/agents/agent-tpu.yaml"
     stale.parent.mkdir(parents=True)
-    stale.write_text("old")
+    stale.write_text("# Rendered by dsroll from templates/agent.yaml.j2 for environment test, class tpu.\nold\n")
     result = runner.invoke(app, ["render", "test"])
     assert result.exit_code == 0, result.output
     assert "removed   rendered/test/agents/agent-tpu.yaml" in result.output
@@ -225,7 +225,8 @@ def test_render_command_writes_removes_and_checks(
     assert yaml.safe_load((root / "rendered/test/agents/agent-gpu.yaml").read_text())["metadata"]["name"] == "agent-gpu"
 
     assert runner.invoke(app, ["render", "test", "--check"]).exit_code == 0
-    (root / "rendered/test/agents/agent-gpu.yaml").write_text("edited by hand\n")
+    gpu = root / "rendered/test/agents/agent-gpu.yaml"
+    gpu.write_text(gpu.read_text().replace("agent:1.0", "agent:9.9"))  # edited by hand, header kept
     before = (root / "rendered/test/agents/agent-gpu.yaml").read_text()
     check = runner.invoke(app, ["render", "test", "--check"])
     assert check.exit_code == 1
