@@ -19,6 +19,7 @@ from pydantic.alias_generators import to_camel
 from dsroll import layout, yamlio
 from dsroll.classes import HardwareClass, Requirement
 from dsroll.errors import InputError
+from dsroll.projectpath import OutsideProject, inside_project
 
 API_VERSION = "dsroll.io/v1alpha1"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -327,6 +328,18 @@ def _classes(spec: EnvironmentSpec, raw: Any, file: str) -> tuple[HardwareClass,
     return tuple(result)
 
 
+def _template_path(raw: Any, path: list[str | int], file: str, template: str, source_exists: Any) -> str:
+    """The template's project path, normalised; refused at its line if it leaves the project."""
+    try:
+        found = source_exists(inside_project(template))
+    except OutsideProject as exc:
+        message = f"template {template!r} {exc}: templates must be files inside the project"
+        raise _fail(raw, path, file, message) from None
+    if not found:
+        raise _fail(raw, path, file, f"template {template!r} not found")
+    return found if isinstance(found, str) else inside_project(template)
+
+
 def _workloads(spec: EnvironmentSpec, raw: Any, file: str, namespace: str, source_exists: Any) -> tuple[Workload, ...]:
     class_names = [c.name for c in spec.hardware_classes]
     seen: set[str] = set()
@@ -336,8 +349,7 @@ def _workloads(spec: EnvironmentSpec, raw: Any, file: str, namespace: str, sourc
         _check_unique_name(raw, [*path, "name"], file, "workload", wl.name, seen)
         ns = wl.namespace or namespace
         _check_name(raw, [*path, "namespace"], file, "namespace", ns)
-        if not source_exists(wl.template):
-            raise _fail(raw, [*path, "template"], file, f"template {wl.template!r} not found")
+        template = _template_path(raw, [*path, "template"], file, wl.template, source_exists)
         classes = wl.classes if wl.classes is not None else class_names
         for j, name in enumerate(classes):
             if name not in class_names:
@@ -372,7 +384,7 @@ def _workloads(spec: EnvironmentSpec, raw: Any, file: str, namespace: str, sourc
         result.append(
             Workload(
                 name=wl.name,
-                template=wl.template,
+                template=template,
                 namespace=ns,
                 classes=tuple(classes),
                 values=wl.values,
@@ -401,7 +413,11 @@ def _rendered_dir(spec: EnvironmentSpec, raw: Any, file: str) -> tuple[str, int 
 def parse_environment(
     text: str, file: str, exists: Any = lambda _path: True, namespace_override: str | None = None
 ) -> Environment:
-    """Validate an environment file's text; ``exists(path)`` tells if a template is there."""
+    """Validate an environment file's text.
+
+    ``exists(path)`` tells if a template is there (truthy, ideally its normalised path) and
+    raises OutsideProject if a symlink takes it out of the project (``Source.confined``).
+    """
     raw = yamlio.load(text, file)
     if not isinstance(raw, dict):
         raise InputError("an environment file must be a YAML mapping", file, getattr(raw, "line", 1))

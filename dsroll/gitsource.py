@@ -15,6 +15,9 @@ from typing import Protocol
 import git
 
 from dsroll.errors import InputError
+from dsroll.projectpath import OutsideProject, inside_project
+
+_SYMLINK_MODE = 0o120000
 
 
 class Source(Protocol):
@@ -27,6 +30,11 @@ class Source(Protocol):
     def exists(self, path: str) -> bool: ...
 
     def list_files(self, folder: str) -> list[str]: ...
+
+    def confined(self, path: str) -> str | None:
+        """``path`` normalised if a file is there, None if nothing is; OutsideProject if it
+        leaves the project, lexically or through a symlink."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,15 @@ class FsSource:
 
     def exists(self, path: str) -> bool:
         return (self.root / path).is_file()
+
+    def confined(self, path: str) -> str | None:
+        """Symlinks are followed only while they stay under the root (the file and every folder)."""
+        rel = inside_project(path)
+        root = self.root.resolve()
+        real = (root / rel).resolve()
+        if not real.is_relative_to(root):
+            raise OutsideProject("is outside the project (a symlink on its way resolves outside it)")
+        return rel if real.is_file() else None
 
     def list_files(self, folder: str) -> list[str]:
         base = self.root / folder
@@ -84,6 +101,25 @@ class GitSource:
 
     def exists(self, path: str) -> bool:
         return self._blob(path) is not None
+
+    def confined(self, path: str) -> str | None:
+        """A symlink in git objects is never followed: resolving it would mean trusting its text."""
+        rel = inside_project(path)
+        obj: object = self.commit.tree
+        walked: list[str] = []
+        for part in rel.split("/"):
+            if not isinstance(obj, git.Tree):
+                return None
+            try:
+                obj = obj / part
+            except KeyError:
+                return None
+            walked.append(part)
+            if isinstance(obj, git.Blob) and obj.mode == _SYMLINK_MODE:
+                link = "/".join(walked)
+                where = "is" if link == rel else f"passes through {link!r}, which is"
+                raise OutsideProject(f"{where} a symlink at git {self.label}, and symlinks in git are never followed")
+        return rel if isinstance(obj, git.Blob) else None
 
     def list_files(self, folder: str) -> list[str]:
         try:

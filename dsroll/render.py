@@ -7,23 +7,23 @@ clock), which is what lets ``render --check`` and ``diff --against git`` be exac
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from types import TracebackType
 from typing import Any
 
 import jinja2
 import yaml
+from jinja2.exceptions import SecurityError
 
 from dsroll import classes as algebra
 from dsroll import yamlio
 from dsroll.config import DNS_LABEL, Environment, Workload, parse_environment
 from dsroll.errors import InputError
 from dsroll.gitsource import Source
+from dsroll.projectpath import OutsideProject
+from dsroll.templating import TemplateSet, template_line
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_ENV = "dsroll.io/environment"
@@ -34,7 +34,7 @@ _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 def load_environment(source: Source, path: str, namespace: str | None = None) -> Environment:
     """Parse and validate; ``namespace`` (the -n flag) replaces the file's default namespace."""
-    return parse_environment(source.read_text(path), path, source.exists, namespace)
+    return parse_environment(source.read_text(path), path, source.confined, namespace)
 
 
 @dataclass(frozen=True)
@@ -90,83 +90,32 @@ def dump_yaml(obj: Any) -> str:
     return yamlio.dump(obj)
 
 
-def _b64encode(value: str | bytes) -> str:
-    return base64.b64encode(value.encode() if isinstance(value, str) else value).decode()
-
-
-class _SourceLoader(jinja2.BaseLoader):
-    """Finds templates beside the one being rendered, then from the project root."""
-
-    def __init__(self, source: Source, search: tuple[str, ...]) -> None:
-        self.source = source
-        self.search = search
-        self.loaded: set[str] = set()
-
-    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Any]:
-        for folder in self.search:
-            path = str(PurePosixPath(folder, template)) if folder else template
-            if self.source.exists(path):
-                self.loaded.add(path)
-                return self.source.read_text(path), path, lambda: True
-        raise jinja2.TemplateNotFound(template)
-
-
-class TemplateSet:
-    """One Jinja environment per template folder, so each template compiles once per render."""
-
-    def __init__(self, source: Source) -> None:
-        self.source = source
-        self._envs: dict[str, jinja2.Environment] = {}
-
-    def environment(self, template: str) -> jinja2.Environment:
-        folder = str(PurePosixPath(template).parent)
-        if folder not in self._envs:
-            env = jinja2.Environment(
-                loader=_SourceLoader(self.source, (folder, "") if folder != "." else ("",)),
-                undefined=jinja2.StrictUndefined,
-                keep_trailing_newline=True,
-                autoescape=False,
-                cache_size=-1,
-            )
-            env.filters["to_yaml"] = lambda v: dump_yaml(v).rstrip("\n")
-            env.filters["to_json"] = lambda v: json.dumps(v, sort_keys=True)
-            env.filters["b64encode"] = _b64encode
-            self._envs[folder] = env
-        return self._envs[folder]
-
-
-def _template_line(tb: TracebackType | None, names: set[str]) -> tuple[str, int] | None:
-    """The innermost template frame: Jinja rewrites tracebacks so frames name template lines."""
-    found = None
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename in names:
-            found = (tb.tb_frame.f_code.co_filename, tb.tb_lineno)
-        tb = tb.tb_next
-    return found
-
-
-def _render_text(templates: TemplateSet, workload: Workload, context: dict[str, Any]) -> str:
+def _render_text(templates: TemplateSet, workload: Workload, cls: str, context: dict[str, Any]) -> str:
+    """Every template failure becomes one InputError at the template's file:line, naming
+    the variant: the same template renders fine for one class and fails for another."""
     env = templates.environment(workload.template)
+    variant = f"(workload {workload.name}, class {cls})"
+
+    def fail(message: str, exc: BaseException) -> InputError:
+        where = template_line(exc.__traceback__, templates.loaded(workload.template))
+        file, line = where if where else (workload.template, None)
+        return InputError(f"{message} {variant}", file, line)
+
     try:
-        return env.get_template(PurePosixPath(workload.template).name).render(context)
+        text = env.get_template(PurePosixPath(workload.template).name).render(context)
     except jinja2.TemplateSyntaxError as exc:
         raise InputError(f"template syntax: {exc.message}", exc.filename or workload.template, exc.lineno) from None
     except jinja2.TemplateNotFound as exc:
-        raise InputError(f"template {exc.name!r} not found (included from here)", workload.template) from None
+        raise fail(f"template {exc.name!r} not found beside the template or from the project root", exc) from None
+    except OutsideProject as exc:
+        raise fail(f"{exc}: templates load only from files inside the project", exc) from None
+    except SecurityError as exc:
+        raise fail(f"template sandbox: {str(exc).rstrip('.')}", exc) from None
     except jinja2.UndefinedError as exc:
-        where = _template_line(exc.__traceback__, _loaded(env))
-        file, line = where if where else (workload.template, None)
-        raise InputError(f"undefined template variable: {exc.message}", file, line) from None
+        raise fail(f"undefined template variable: {exc.message}", exc) from None
     except Exception as exc:  # a filter or expression failed inside the template
-        where = _template_line(exc.__traceback__, _loaded(env))
-        file, line = where if where else (workload.template, None)
-        raise InputError(f"template error: {type(exc).__name__}: {exc}", file, line) from None
-
-
-def _loaded(env: jinja2.Environment) -> set[str]:
-    loader = env.loader
-    assert isinstance(loader, _SourceLoader)
-    return loader.loaded
+        raise fail(f"template error: {type(exc).__name__}: {exc}", exc) from None
+    return text
 
 
 def _selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
@@ -209,7 +158,7 @@ def render_variant(
         "env": {"name": env.name},
         "values": values,
     }
-    text = _render_text(templates, workload, context)
+    text = _render_text(templates, workload, cls, context)
     where = f"{workload.template} (class {cls})"
     try:
         manifest = _validate(yamlio.load_plain(text), where)
