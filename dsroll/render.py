@@ -8,7 +8,6 @@ clock), which is what lets ``render --check`` and ``diff --against git`` be exac
 from __future__ import annotations
 
 import base64
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -129,7 +128,7 @@ class TemplateSet:
                 cache_size=-1,
             )
             env.filters["to_yaml"] = lambda v: dump_yaml(v).rstrip("\n")
-            env.filters["to_json"] = lambda v: json.dumps(v, sort_keys=True)
+            env.filters["to_json"] = yamlio.to_json
             env.filters["b64encode"] = _b64encode
             self._envs[folder] = env
         return self._envs[folder]
