@@ -16,10 +16,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from dsroll import names
 from dsroll.classes import Requirement
 
 _QUALIFIED = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 _NODE_OPERATORS = (*_SELECTOR_OPERATORS, "Gt", "Lt")
@@ -90,7 +90,8 @@ def _strings(value: Any, path: str) -> list[str]:
 
 
 def _label_key(key: str, path: str) -> None:
-    if len(key.rpartition("/")[2]) > 63 or len(key) > 253 + 1 + 63 or not _QUALIFIED.match(key):
+    prefix, _, name = key.rpartition("/")
+    if len(name) > names.DNS_LABEL_MAX or len(prefix) > names.DNS_SUBDOMAIN_MAX or not _QUALIFIED.match(key):
         raise ManifestError(f"{path}: {key!r} is not a valid label key")
 
 
@@ -99,8 +100,11 @@ def _labels(value: Any, path: str) -> dict[str, str]:
     for key, label in labels.items():
         _label_key(key, path)
         text = _string(label, _at(path, key), required=True)
-        if len(text) > 63 or not _LABEL_VALUE.match(text):
-            raise ManifestError(f"{_at(path, key)}: {text!r} is not a label value (at most 63: A-Z, a-z, 0-9, '-_.')")
+        if not names.is_label_value(text):
+            limit = names.LABEL_VALUE_MAX
+            raise ManifestError(
+                f"{_at(path, key)}: {text!r} is not a label value (at most {limit}: A-Z, a-z, 0-9, '-_.')"
+            )
     return labels
 
 
