@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from dsroll import layout, yamlio
+from dsroll import layout, names, yamlio
 from dsroll.classes import HardwareClass, Requirement
 from dsroll.errors import InputError
 from dsroll.projectpath import OutsideProject, inside_project
@@ -258,6 +258,33 @@ def _check_unique_name(raw: Any, path: Sequence[str | int], file: str, what: str
     seen.add(name)
 
 
+def _check_variant(
+    raw: Any,
+    path: Sequence[str | int],
+    file: str,
+    environment: str,
+    pair: tuple[str, str, str],
+    variants: dict[tuple[str, str], tuple[str, str]],
+) -> None:
+    """Every name the variant generates fits the API server's limits, and no other
+    (workload, class) pair renders the same DaemonSet: one would overwrite the other."""
+    namespace, workload, cls = pair
+    problem = names.variant_problem(environment, workload, cls)
+    if problem:
+        raise _fail(raw, path, file, f"workload {workload!r} class {cls!r}: {problem}")
+    key = (namespace, names.variant_name(workload, cls))
+    if key in variants:
+        other_workload, other_cls = variants[key]
+        raise _fail(
+            raw,
+            path,
+            file,
+            f"workload {workload!r} class {cls!r} and workload {other_workload!r} class {other_cls!r} "
+            f"both render DaemonSet {key[0]}/{key[1]}",
+        )
+    variants[key] = (workload, cls)
+
+
 def _check_selector_keys(raw: Any, path: list[str | int], file: str, keys: Sequence[str]) -> None:
     for key in keys:
         if not _LABEL_KEY.match(key):
@@ -343,6 +370,7 @@ def _template_path(raw: Any, path: list[str | int], file: str, template: str, so
 def _workloads(spec: EnvironmentSpec, raw: Any, file: str, namespace: str, source_exists: Any) -> tuple[Workload, ...]:
     class_names = [c.name for c in spec.hardware_classes]
     seen: set[str] = set()
+    variants: dict[tuple[str, str], tuple[str, str]] = {}
     result = []
     for i, wl in enumerate(spec.workloads):
         path: list[str | int] = ["workloads", i]
@@ -359,7 +387,8 @@ def _workloads(spec: EnvironmentSpec, raw: Any, file: str, namespace: str, sourc
                     file,
                     f"workload {wl.name!r} names unknown class {name!r} (known: {', '.join(class_names)})",
                 )
-            _check_name(raw, [*path, "name"], file, "variant name", f"{wl.name}-{name}")
+            where: list[str | int] = [*path, "classes", j] if wl.classes is not None else [*path, "name"]
+            _check_variant(raw, where, file, spec.metadata.name, (ns, wl.name, name), variants)
         if len(set(classes)) != len(classes):
             raise _fail(raw, [*path, "classes"], file, f"workload {wl.name!r} lists a class twice")
         for name in wl.class_values:

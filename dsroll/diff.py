@@ -271,7 +271,8 @@ def against_git(env: Environment, variants: Sequence[Variant], old_source: GitSo
         try:
             committed[rel] = yamlio.load_plain(text)
         except yaml.YAMLError as exc:
-            raise InputError(f"rendered file at git {ref} is not valid YAML: {exc}", path) from None
+            line, problem = yamlio.problem_at(exc)
+            raise InputError(f"rendered file at git {ref}: {problem}", path, line) from None
     diffs = []
     for variant in variants:
         old = normalise(committed.pop(variant.path, None))

@@ -11,7 +11,6 @@ labels, and models the record kept in the backup ConfigMap; ``rollout/handover.p
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -20,6 +19,7 @@ from typing import Any
 
 from dsroll.classes import Requirement
 from dsroll.errors import ClusterError
+from dsroll.names import backup_name as backup_name  # where replacements and plans find it
 from dsroll.render import LABEL_CLASS, LABEL_ENV, LABEL_WORKLOAD, MANAGED_BY
 from dsroll.rollout.state import camel_json, now_iso, snake_fields
 
@@ -55,12 +55,6 @@ class Stage(StrEnum):
 
 
 FINISHED_STAGES = frozenset({Stage.complete, Stage.restored})
-
-
-def backup_name(workload: str, source_uids: Iterable[str]) -> str:
-    """Deterministic in what is replaced, so a plan can name it and a resumed run finds it."""
-    digest = hashlib.sha1(",".join(sorted(source_uids)).encode()).hexdigest()[:8]
-    return f"dsroll-backup-{workload[:200]}-{digest}"
 
 
 # --- who hands pods to whom -----------------------------------------------------------

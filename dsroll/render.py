@@ -7,7 +7,6 @@ clock), which is what lets ``render --check`` and ``diff --against git`` be exac
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -18,10 +17,11 @@ import yaml
 from jinja2.exceptions import SecurityError
 
 from dsroll import classes as algebra
-from dsroll import yamlio
-from dsroll.config import DNS_LABEL, Environment, Workload, parse_environment
+from dsroll import names, yamlio
+from dsroll.config import Environment, Workload, parse_environment
 from dsroll.errors import InputError
 from dsroll.gitsource import Source
+from dsroll.manifest import ManifestError, check_daemonset
 from dsroll.projectpath import OutsideProject
 from dsroll.templating import TemplateSet, template_line
 
@@ -29,7 +29,6 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_ENV = "dsroll.io/environment"
 LABEL_WORKLOAD = "dsroll.io/workload"
 LABEL_CLASS = "dsroll.io/class"
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
 def load_environment(source: Source, path: str, namespace: str | None = None) -> Environment:
@@ -118,36 +117,6 @@ def _render_text(templates: TemplateSet, workload: Workload, cls: str, context: 
     return text
 
 
-def _selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    reqs = [algebra.Requirement(k, "In", (str(v),)) for k, v in (selector.get("matchLabels") or {}).items()]
-    for expr in selector.get("matchExpressions") or []:
-        reqs.append(algebra.Requirement(expr["key"], expr["operator"], tuple(expr.get("values") or ())))
-    return all(r.matches(labels) for r in reqs)
-
-
-def _validate(manifest: Any, where: str) -> dict[str, Any]:
-    def bad(message: str) -> InputError:
-        return InputError(f"rendered DaemonSet: {message}", where)
-
-    if not isinstance(manifest, dict):
-        raise bad("the template must render one YAML mapping")
-    if manifest.get("apiVersion") != "apps/v1" or manifest.get("kind") != "DaemonSet":
-        raise bad(
-            f"must be apiVersion apps/v1, kind DaemonSet, not {manifest.get('apiVersion')} {manifest.get('kind')}"
-        )
-    spec = manifest.get("spec")
-    if not isinstance(spec, dict) or not isinstance(spec.get("template"), dict):
-        raise bad("spec.template is missing")
-    pod = spec["template"].get("spec")
-    if not isinstance(pod, dict) or not isinstance(pod.get("containers"), list) or not pod["containers"]:
-        raise bad("spec.template.spec.containers needs at least one container")
-    if pod.get("restartPolicy", "Always") != "Always":
-        raise bad(f"spec.template.spec.restartPolicy must be Always (or unset), not {pod['restartPolicy']}")
-    if "selector" in spec and not isinstance(spec["selector"], dict):
-        raise bad("spec.selector must be a mapping")
-    return manifest
-
-
 def render_variant(
     env: Environment, workload: Workload, cls: str, templates: TemplateSet, class_terms: list[algebra.Term]
 ) -> Variant:
@@ -159,25 +128,22 @@ def render_variant(
         "values": values,
     }
     text = _render_text(templates, workload, cls, context)
-    where = f"{workload.template} (class {cls})"
+    where = f"{workload.template} (workload {workload.name}, class {cls})"
     try:
-        manifest = _validate(yamlio.load_plain(text), where)
+        manifest = check_daemonset(yamlio.load_plain(text))
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at rendered line {mark.line + 1}" if mark else ""
-        raise InputError(f"template output is not valid YAML{at}: {getattr(exc, 'problem', exc)}", where) from None
-    name = f"{workload.name}-{cls}"
-    if not DNS_LABEL.match(name) or len(name) > 63:
-        raise InputError(f"variant name {name!r} is not a DNS label of at most 63 characters", env.file)
-    if not _LABEL_VALUE.match(env.name) or len(env.name) > 63:
-        raise InputError(f"environment name {env.name!r} is not a valid label value", env.file)
+        line, problem = yamlio.problem_at(exc)
+        at = f"rendered line {line}: " if line else ""
+        kind = "" if isinstance(exc, yamlio.ContentError) else "not valid YAML: "
+        raise InputError(f"{at}{kind}{problem}", where) from None
+    except ManifestError as exc:
+        raise InputError(f"rendered DaemonSet: {exc}", where) from None
+    name = names.variant_name(workload.name, cls)
     ours = {MANAGED_BY: "dsroll", LABEL_ENV: env.name, LABEL_WORKLOAD: workload.name, LABEL_CLASS: cls}
     spec = manifest["spec"]
     pod_meta = spec["template"].setdefault("metadata", {}) or {}
     spec["template"]["metadata"] = pod_meta
     own_selector = spec.get("selector") or {}
-    if own_selector and not _selector_matches(own_selector, pod_meta.get("labels") or {}):
-        raise InputError("rendered DaemonSet: spec.selector does not match spec.template.metadata.labels", where)
     meta = manifest.setdefault("metadata", {}) or {}
     manifest["metadata"] = meta
     meta["name"] = name

@@ -13,7 +13,6 @@ project's ``Source`` under the one path rule of ``projectpath``.
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Callable, Iterable
 from pathlib import PurePosixPath
 from types import TracebackType
@@ -187,7 +186,7 @@ class TemplateSet:
                 cache_size=-1,
             )
             env.filters["to_yaml"] = lambda v: yamlio.dump(v).rstrip("\n")
-            env.filters["to_json"] = lambda v: json.dumps(v, sort_keys=True)
+            env.filters["to_json"] = yamlio.to_json
             env.filters["b64encode"] = _b64encode
             for name, function in list(env.filters.items()):
                 env.filters[name] = _sized(name, function)

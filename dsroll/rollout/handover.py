@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from dsroll import names
 from dsroll.errors import ClusterError
 from dsroll.kube import Kube
 from dsroll.orphans import (
@@ -96,7 +97,7 @@ class Handover:
         self.backup_dir = backup_dir
         self.ns = plan.namespace
         self.label = f"{plan.namespace}/{plan.workload}"
-        self.lease = Lease(kube, plan.namespace, f"replace-{plan.workload}")
+        self.lease = Lease(kube, plan.namespace, names.replacement_lease_subject(plan.workload))
         self.backup = Backup(kube, plan.namespace, plan.backup)
         self.record: Record | None = None
 

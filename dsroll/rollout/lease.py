@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dsroll import names
 from dsroll.errors import ClusterError, DsrollError
 from dsroll.kube import Kube
 
@@ -59,7 +60,7 @@ class Lease:
     def __init__(self, kube: Kube, namespace: str, variant: str) -> None:
         self.kube = kube
         self.namespace = namespace
-        self.name = f"dsroll-{variant}"
+        self.name = names.lease_name(variant)
         self.variant = variant
         self.holder = holder_identity()
         self.path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"

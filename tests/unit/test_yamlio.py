@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,7 +20,7 @@ scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**63), max_value=2**63),
-    st.floats(allow_nan=False),
+    st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=20),
     st.sampled_from(["true", "no", "1.0", "0x1F", "~", "null", "- a", "a: b", "#x", "'q'", 'd"q', "x\ny", " lead"]),
 )
@@ -78,3 +79,58 @@ def test_example_manifests_dump_the_same_with_or_without_libyaml() -> None:
                 width=1000,
             )
             assert yamlio.dump(variant.manifest) == pure, variant.name
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "problem"),
+    [
+        ("a: 1\nb:\n  c: 2\n  c: 3\n", 4, "duplicate key 'c'"),
+        ("base: &b {a: 1}\nm:\n  <<: *b\n  x: 1\n  x: 2\n", 5, "duplicate key 'x'"),
+        ("d: 2024-01-01\n", 1, "2024-01-01 reads as a YAML timestamp, which JSON cannot hold: quote it"),
+        ("x:\n  b: !!binary aGk=\n", 2, "tag !!binary is not allowed"),
+        ("s: !!set {a: null}\n", 1, "tag !!set is not allowed"),
+        ("o: !!omap [a: 1]\n", 1, "tag !!omap is not allowed"),
+        ("x: !custom 1\n", 1, "tag !custom is not allowed"),
+        ("f: .nan\n", 1, ".nan is not a finite number"),
+        ("f: -.inf\n", 1, "-.inf is not a finite number"),
+        ("k: {1: a}\n", 1, "key 1 is not a string: quote it"),
+        ("on: true\n", 1, "key on is not a string: quote it"),
+    ],
+)
+def test_load_plain_refuses_what_json_cannot_hold(text: str, line: int, problem: str) -> None:
+    with pytest.raises(yamlio.ContentError) as info:
+        yamlio.load_plain(text)
+    assert yamlio.problem_at(info.value)[0] == line
+    assert problem in yamlio.problem_at(info.value)[1]
+
+
+def test_load_plain_keeps_merge_keys_and_refuses_runaway_aliases() -> None:
+    assert yamlio.load_plain("b: &b {a: 1, b: 2}\nm: {<<: *b, b: 3}\n") == {
+        "b": {"a": 1, "b": 2},
+        "m": {"a": 1, "b": 3},
+    }
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8)
+    )
+    with pytest.raises(yamlio.ContentError, match="aliases expand"):
+        yamlio.load_plain(laughs)
+    with pytest.raises(yamlio.ContentError, match="alias that contains itself"):
+        yamlio.load_plain("x: &a [*a]\n")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text() | st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3))
+def test_to_json_reads_back_as_the_same_value_on_any_line(value: Any) -> None:
+    for line in ("k: {}\n", "- {}\n", "k: [{}]\n", "a: {{b: {}}}\n"):
+        text = line.format(yamlio.to_json(value))
+        parsed = yamlio.load_plain(text)
+        assert parsed == _expected(line, value)
+
+
+def _expected(line: str, value: Any) -> Any:
+    return {
+        "k: {}\n": {"k": value},
+        "- {}\n": [value],
+        "k: [{}]\n": {"k": [value]},
+        "a: {{b: {}}}\n": {"a": {"b": value}},
+    }[line]
