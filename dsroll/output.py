@@ -21,7 +21,7 @@ from dsroll.orphans import Operation, ReplacementPlan
 from dsroll.plan import Plan, plan_to_json
 from dsroll.render import RenderResult
 from dsroll.rendered import FileChange
-from dsroll.rollout.run import RunSummary
+from dsroll.rollout.outcome import RunSummary
 
 # Piped output is never cut to 80 columns: like kubectl, a table is as wide as its content.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 400)
