@@ -23,6 +23,7 @@ from dsroll.diff import DiffReport, against_git, against_live
 from dsroll.errors import BAD_INPUT, DsrollError, exits
 from dsroll.gitsource import Project, locate
 from dsroll.kube import Kube, KubeOptions
+from dsroll.masking import compile_mask
 from dsroll.nodes import classify_nodes
 from dsroll.render import RenderResult, load_environment, render_environment
 from dsroll.rendered import sync
@@ -195,6 +196,13 @@ def diff(
             "or git:REF (the rendered files committed at REF).",
         ),
     ] = "live",
+    show_secrets: Annotated[
+        bool,
+        typer.Option(
+            "--show-secrets",
+            help="Show the values of env entries whose name matches the environment's maskEnv (masked as ***).",
+        ),
+    ] = False,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
     namespace: NamespaceOpt = None,
@@ -205,17 +213,18 @@ def diff(
 ) -> None:
     """Compare a fresh render with git or the live cluster. Exit 0 no difference, 1 differences, 2 error."""
     project, result = _render(env, namespace)
+    mask = None if show_secrets else compile_mask(result.env.mask_env)
     report: DiffReport
     if against == "live":
         kube = _connect(kubeconfig, context, as_user, as_group, request_timeout, result.env.context)
-        report = against_live(result.env, result.variants, kube)
+        report = against_live(result.env, result.variants, kube, mask=mask)
         from dsroll.rollout.run import replacements_for_diff
 
         found = replacements_for_diff(kube, result.env, result.variants, report)
         report = dataclasses.replace(report, replacements=tuple(found))
     elif against == "git" or against.startswith("git:"):
         ref = against.partition(":")[2] or "HEAD"
-        report = against_git(result.env, result.variants, project.at(ref), ref)
+        report = against_git(result.env, result.variants, project.at(ref), ref, mask)
     else:
         raise DsrollError(f"--against {against!r}: use live, git or git:REF")
     output.diff_report(report, fmt=out.value)

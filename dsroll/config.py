@@ -19,6 +19,7 @@ from pydantic.alias_generators import to_camel
 from dsroll import yamlio
 from dsroll.classes import HardwareClass, Requirement
 from dsroll.errors import InputError
+from dsroll.masking import DEFAULT_MASK_ENV, compile_mask
 
 API_VERSION = "dsroll.io/v1alpha1"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -184,6 +185,7 @@ class EnvironmentSpec(_Model):
     workloads: list[WorkloadSpec]
     ignore_differences: list[str] = Field(default_factory=list)
     rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
+    mask_env: str = DEFAULT_MASK_ENV  # env names whose values diff shows as *** ("" masks none)
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,7 @@ class Environment:
     workloads: tuple[Workload, ...]
     ignore_differences: tuple[str, ...]
     rollout: RolloutPolicy
+    mask_env: str = DEFAULT_MASK_ENV
 
 
 def _pydantic_error(exc: ValidationError, raw: Any, file: str) -> InputError:
@@ -402,6 +405,10 @@ def parse_environment(
     if spec.cluster.namespace:
         _check_name(raw, ["cluster", "namespace"], file, "namespace", spec.cluster.namespace)
     _check_pointers(raw, ["ignoreDifferences"], file, spec.ignore_differences)
+    try:
+        compile_mask(spec.mask_env)
+    except re.error as exc:
+        raise _fail(raw, ["maskEnv"], file, f"maskEnv: {spec.mask_env!r} is not a regular expression: {exc}") from None
     if spec.rollout.canary_node_selector:
         _check_selector_keys(raw, ["rollout", "canaryNodeSelector"], file, list(spec.rollout.canary_node_selector))
     classes = _classes(spec, raw, file)
@@ -424,4 +431,5 @@ def parse_environment(
         workloads=workloads,
         ignore_differences=tuple(spec.ignore_differences),
         rollout=spec.rollout,
+        mask_env=spec.mask_env,
     )
