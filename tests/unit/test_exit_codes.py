@@ -21,6 +21,8 @@ from dsroll.rollout import run as core
 from dsroll.rollout.lease import LockHeld
 from dsroll.rollout.outcome import Result, RunOptions, VariantResult
 from dsroll.rollout.reporter import Reporter
+from dsroll.rollout.revisions import Revision
+from dsroll.rollout.state import Operation, Phase, RolloutState
 
 runner = CliRunner()
 
@@ -233,3 +235,32 @@ def test_an_interrupted_run_prints_its_summary_then_exits_5(
     data = json.loads(last)
     assert (data["result"], data["exitCode"]) == ("interrupted", 5)
     assert [v["result"] for v in data["variants"]] == ["complete", "interrupted"]
+
+
+# --- running an interrupted rollback again ------------------------------------------------
+
+
+def a_state(operation: Operation, phase: Phase) -> RolloutState:
+    return RolloutState(
+        operation, phase, "aaa", "bbb", (1, 2), 0, ("n1", "n2"), 1, "0", "5m", 0, "rollback", None, "me"
+    )
+
+
+HISTORY = [Revision(1, "aaa", "ds-aaa", "", None, {}), Revision(2, "bbb", "ds-bbb", "", None, {})]
+
+
+def test_a_rollback_cut_off_goes_on_to_where_it_was_going() -> None:
+    found = core._unfinished_rollback(a_state(Operation.rollback, Phase.progressing), HISTORY)
+    assert found is not None and found.hash == "aaa"
+
+
+@pytest.mark.parametrize(
+    ("operation", "phase"),
+    [
+        (Operation.rollout, Phase.progressing),
+        (Operation.rollback, Phase.rolled_back),
+        (Operation.rollback, Phase.complete),
+    ],
+)
+def test_only_an_unfinished_rollback_is_continued(operation: Operation, phase: Phase) -> None:
+    assert core._unfinished_rollback(a_state(operation, phase), HISTORY) is None
