@@ -1,26 +1,29 @@
 """The typer app: flags → one core call → output. No decisions live here.
 
 Exit codes (README.md, "Exit codes"): 0 success / no difference, 1 differences or
-drift, 2 bad input or any error (nothing applied).
+drift, 2 bad input or an error before anything was applied, 5 interrupted after
+something was applied, 70 internal error (a bug). ``Guarded.invoke`` is the one place
+that turns exceptions into exit codes, for every command including ``sandbox``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
-from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
-from dsroll import output
+from dsroll import crash, output
 from dsroll.diff import DiffReport, against_git, against_live
-from dsroll.errors import DsrollError
+from dsroll.errors import BAD_INPUT, DsrollError, exits
 from dsroll.gitsource import Project, locate
 from dsroll.kube import Kube, KubeOptions
+from dsroll.masking import compile_mask
 from dsroll.nodes import classify_nodes
 from dsroll.render import RenderResult, load_environment, render_environment
 from dsroll.rendered import check_neighbours, sync
@@ -28,7 +31,36 @@ from dsroll.sandbox.cli import app as sandbox_app
 
 PROG = os.environ.get("DSROLL_PROG", "dsroll")
 
+
+class Guarded(TyperGroup):
+    """Every command runs inside ``invoke``: the one place exceptions become exit codes.
+
+    A ``DsrollError`` is one line and its ``exit_code``; typer's own exits, usage errors
+    and Ctrl-C (130) pass through; anything else is a bug: exit 70, one line, and the
+    traceback in a file (and on stderr with ``--debug`` or ``DSROLL_DEBUG=1``).
+    """
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (TyperException, typer.Exit, typer.Abort):
+            raise
+        except DsrollError as exc:
+            output.error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except Exception as exc:
+            if ctx.params.get("debug") or _env_debug():
+                output.err.print(crash.format_traceback(exc), markup=False, highlight=False, end="")
+            output.err.print(crash.describe(exc, crash.save_traceback(exc)), markup=False, style="bold red")
+            raise typer.Exit(crash.EXIT_CODE) from None
+
+
+def _env_debug() -> bool:
+    return os.environ.get("DSROLL_DEBUG", "").lower() in ("1", "true", "yes", "on")
+
+
 app = typer.Typer(
+    cls=Guarded,
     name=PROG,
     help=(
         "GitOps rollouts for DaemonSets: one variant per hardware class, rendered from Jinja2 templates, "
@@ -40,6 +72,20 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(sandbox_app, name="sandbox", help="A local Kubernetes cluster (real control plane, kwok nodes).")
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar="DSROLL_DEBUG",
+            help="On an internal error (exit 70), print the traceback to stderr too.",
+        ),
+    ] = False,
+) -> None:
+    """Options for every command (``dsroll --debug render dev``); ``Guarded`` reads them."""
 
 
 class OutputFormat(StrEnum):
@@ -94,22 +140,6 @@ TimeoutOpt = Annotated[
 ]
 OutputOpt = Annotated[OutputFormat, typer.Option("-o", "--output", help="Output format.")]
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _errors_to_exit(fn: F) -> F:
-    """Every DsrollError becomes one line on stderr and its exit code, in one place."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except DsrollError as exc:
-            output.error(str(exc))
-            raise typer.Exit(exc.exit_code) from None
-
-    return wrapper  # type: ignore[return-value]
-
 
 def _render(env_arg: str, namespace: str | None) -> tuple[Project, RenderResult]:
     project = locate(env_arg)
@@ -130,8 +160,7 @@ def _connect(
     return kube
 
 
-@app.command()
-@_errors_to_exit
+@app.command(epilog=exits("1 drift (--check)", BAD_INPUT))
 def render(
     env: EnvArg,
     check: Annotated[
@@ -157,8 +186,7 @@ def render(
         raise typer.Exit(1)
 
 
-@app.command()
-@_errors_to_exit
+@app.command(epilog=exits("1 differences", BAD_INPUT))
 def diff(
     env: EnvArg,
     against: Annotated[
@@ -169,6 +197,13 @@ def diff(
             "or git:REF (the rendered files committed at REF).",
         ),
     ] = "live",
+    show_secrets: Annotated[
+        bool,
+        typer.Option(
+            "--show-secrets",
+            help="Show the values of env entries whose name matches the environment's maskEnv (masked as ***).",
+        ),
+    ] = False,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
     namespace: NamespaceOpt = None,
@@ -179,10 +214,11 @@ def diff(
 ) -> None:
     """Compare a fresh render with git or the live cluster. Exit 0 no difference, 1 differences, 2 error."""
     project, result = _render(env, namespace)
+    mask = None if show_secrets else compile_mask(result.env.mask_env)
     report: DiffReport
     if against == "live":
         kube = _connect(kubeconfig, context, as_user, as_group, request_timeout, result.env.context)
-        report = against_live(result.env, result.variants, kube)
+        report = against_live(result.env, result.variants, kube, mask=mask)
         from dsroll.rollout.run import replacements_for_diff
 
         found = replacements_for_diff(kube, result.env, result.variants, report)
@@ -191,7 +227,7 @@ def diff(
         ref = against.partition(":")[2] or "HEAD"
         for warning in check_neighbours(result.env, project.source):
             output.warn(warning)
-        report = against_git(result.env, result.variants, project.at(ref), ref)
+        report = against_git(result.env, result.variants, project.at(ref), ref, mask)
     else:
         raise DsrollError(f"--against {against!r}: use live, git or git:REF")
     output.diff_report(report, fmt=out.value)
@@ -199,8 +235,7 @@ def diff(
         raise typer.Exit(1)
 
 
-@app.command()
-@_errors_to_exit
+@app.command(epilog=exits(BAD_INPUT))
 def nodes(
     env: EnvArg,
     kubeconfig: KubeconfigOpt = None,

@@ -1,8 +1,10 @@
 """The rollout commands: plan, rollout, status, history, pause, resume, abort, rollback.
 
 Same shape as ``cli.py``: flags → one core call (``dsroll.rollout.run``) → output.
-Exit codes: 0 done, 1 failed (rolled back, stopped or aborted), 2 bad input,
-3 paused waiting for approval, 4 another rollout holds the lock.
+Exit codes: 0 done, 1 failed (rolled back, stopped or aborted), 2 bad input or an error
+before anything was applied, 3 paused waiting for approval, 4 another rollout holds the
+lock, 5 interrupted after something was applied (the summary is still printed; running
+again continues), 70 internal error (``cli.Guarded``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from rich.prompt import Confirm
 
 from dsroll import output
 from dsroll.cli import (
+    PROG,
     AsGroupOpt,
     AsOpt,
     ContextOpt,
@@ -27,11 +30,10 @@ from dsroll.cli import (
     OutputOpt,
     TimeoutOpt,
     _connect,
-    _errors_to_exit,
     _render,
     app,
 )
-from dsroll.errors import InputError
+from dsroll.errors import BAD_INPUT, InputError, Interrupted, exits
 from dsroll.gitsource import Project
 from dsroll.kube import Kube
 from dsroll.plan import Plan, parse_steps, plan_from_json, plan_to_json, resolve_partition
@@ -95,10 +97,14 @@ def _run(
     events: bool,
     yes: bool,
     dry_run: bool,
+    again: str,
     prune: bool = False,
     targets: dict | None = None,
 ) -> None:
-    """Show the plan, confirm on a TTY, execute, print the summary, exit with its code."""
+    """Show the plan, confirm on a TTY, execute, print the summary, exit with its code.
+
+    ``again`` is the command (after the program name) that continues an interrupted run.
+    """
     if out is OutputFormat.text or dry_run:
         if out is OutputFormat.json:
             summary = core.RunSummary(plan.environment, options.operation.value, [], kube.requests, 0, dry_run=True)
@@ -119,6 +125,11 @@ def _run(
     finally:
         reporter.close()
     output.run_summary(summary, fmt=out.value, compact=events)
+    if summary.interruption is not None:
+        raise Interrupted(
+            f"interrupted after changes were applied: {summary.interruption}; state is saved in the cluster: "
+            f"run '{PROG} {again}' to continue"
+        )
     raise typer.Exit(summary.exit_code)
 
 
@@ -141,8 +152,7 @@ def _prepare(
     return project, result, kube
 
 
-@app.command()
-@_errors_to_exit
+@app.command(epilog=exits(BAD_INPUT))
 def plan(
     env: EnvArg,
     workload: WorkloadOpt = None,
@@ -174,8 +184,9 @@ def plan(
     output.plan_view(the_plan, fmt=out.value)
 
 
-@app.command()
-@_errors_to_exit
+@app.command(
+    epilog=exits("1 rolled back or stopped", BAD_INPUT, "3 paused", "4 locked", "5 interrupted (resume continues)")
+)
 def rollout(
     env: EnvArg,
     workload: WorkloadOpt = None,
@@ -221,11 +232,12 @@ def rollout(
             kube, result.env, result.variants, scope, partition=partition, steps=step_specs, commit=commit
         )
     options = _options(kube, commit, yes=yes, steps=step_specs)
-    _run(kube, the_plan, options, out=out, events=events, yes=yes, dry_run=dry_run, prune=prune)
+    _run(kube, the_plan, options, out=out, events=events, yes=yes, dry_run=dry_run, again=f"resume {env}", prune=prune)
 
 
-@app.command()
-@_errors_to_exit
+@app.command(
+    epilog=exits("1 rolled back or stopped", BAD_INPUT, "3 paused", "4 locked", "5 interrupted (resume continues)")
+)
 def resume(
     env: EnvArg,
     workload: WorkloadOpt = None,
@@ -247,11 +259,10 @@ def resume(
     commit = _commit(project, allow_dirty, False)
     the_plan = core.observe(kube, result.env, result.variants, scope, commit=commit)
     options = _options(kube, commit, approve=True, yes=yes)
-    _run(kube, the_plan, options, out=out, events=events, yes=True, dry_run=False)
+    _run(kube, the_plan, options, out=out, events=events, yes=True, dry_run=False, again=f"resume {env}")
 
 
-@app.command()
-@_errors_to_exit
+@app.command(epilog=exits("1 failed", BAD_INPUT, "4 locked", "5 interrupted (rollback again continues)"))
 def rollback(
     env: EnvArg,
     workload: WorkloadOpt = None,
@@ -283,7 +294,8 @@ def rollback(
     the_plan, targets = core.rollback_plan(kube, base, to_revision=to_revision, manifests=manifests)
     commit = source.commit.hexsha if to_git is not None else None
     options = _options(kube, commit, operation=Operation.rollback, yes=yes)
-    _run(kube, the_plan, options, out=out, events=events, yes=yes, dry_run=dry_run, targets=targets)
+    again = f"rollback {env}" + (f" --to-git {to_git}" if to_git else "")
+    _run(kube, the_plan, options, out=out, events=events, yes=yes, dry_run=dry_run, again=again, targets=targets)
 
 
 def _variants(env: str, namespace: str | None, workload: list[str] | None, cls: list[str] | None) -> RenderResult:
@@ -293,8 +305,7 @@ def _variants(env: str, namespace: str | None, workload: list[str] | None, cls: 
     return RenderResult(result.env, tuple(scope.select(result.variants)), result.warnings)
 
 
-@app.command()
-@_errors_to_exit
+@app.command(epilog=exits(BAD_INPUT))
 def status(
     env: EnvArg,
     workload: WorkloadOpt = None,
@@ -314,8 +325,7 @@ def status(
     output.status_view(result.env.name, core.status(kube, result.variants), fmt=out.value, replacements=found)
 
 
-@app.command()
-@_errors_to_exit
+@app.command(epilog=exits(BAD_INPUT))
 def history(
     env: EnvArg,
     workload: WorkloadOpt = None,
@@ -341,8 +351,7 @@ def _request(action: str, env: str, namespace: str | None, workload: list[str] |
     output.request_view(core.request(kube, result.variants, action, core.who(kube)), fmt=out.value)
 
 
-@app.command()
-@_errors_to_exit
+@app.command(epilog=exits(BAD_INPUT))
 def pause(
     env: EnvArg,
     workload: WorkloadOpt = None,
@@ -359,8 +368,7 @@ def pause(
     _request("pause", env, namespace, workload, cls, (kubeconfig, context, as_user, as_group, request_timeout), out)
 
 
-@app.command()
-@_errors_to_exit
+@app.command(epilog=exits(BAD_INPUT))
 def abort(
     env: EnvArg,
     workload: WorkloadOpt = None,

@@ -19,6 +19,7 @@ from pydantic.alias_generators import to_camel
 from dsroll import layout, names, yamlio
 from dsroll.classes import HardwareClass, Requirement
 from dsroll.errors import InputError
+from dsroll.masking import DEFAULT_MASK_ENV, compile_mask
 from dsroll.projectpath import OutsideProject, inside_project
 
 API_VERSION = "dsroll.io/v1alpha1"
@@ -185,6 +186,7 @@ class EnvironmentSpec(_Model):
     workloads: list[WorkloadSpec]
     ignore_differences: list[str] = Field(default_factory=list)
     rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
+    mask_env: str = DEFAULT_MASK_ENV  # env names whose values diff shows as *** ("" masks none)
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,7 @@ class Environment:
     ignore_differences: tuple[str, ...]
     rollout: RolloutPolicy
     rendered_dir_line: int | None = None  # where renderedDir (or, for the default, metadata.name) is
+    mask_env: str = DEFAULT_MASK_ENV
 
 
 def _pydantic_error(exc: ValidationError, raw: Any, file: str) -> InputError:
@@ -461,6 +464,10 @@ def parse_environment(
     if spec.cluster.namespace:
         _check_name(raw, ["cluster", "namespace"], file, "namespace", spec.cluster.namespace)
     _check_pointers(raw, ["ignoreDifferences"], file, spec.ignore_differences)
+    try:
+        compile_mask(spec.mask_env)
+    except re.error as exc:
+        raise _fail(raw, ["maskEnv"], file, f"maskEnv: {spec.mask_env!r} is not a regular expression: {exc}") from None
     if spec.rollout.canary_node_selector:
         _check_selector_keys(raw, ["rollout", "canaryNodeSelector"], file, list(spec.rollout.canary_node_selector))
     classes = _classes(spec, raw, file)
@@ -485,4 +492,5 @@ def parse_environment(
         ignore_differences=tuple(spec.ignore_differences),
         rollout=spec.rollout,
         rendered_dir_line=rendered_dir_line,
+        mask_env=spec.mask_env,
     )

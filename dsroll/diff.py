@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -21,6 +22,7 @@ from dsroll.config import Environment
 from dsroll.errors import InputError
 from dsroll.gitsource import GitSource
 from dsroll.kube import Kube
+from dsroll.masking import mask_pair
 from dsroll.render import LABEL_ENV, MANAGED_BY, Variant, dump_yaml
 
 _SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink")
@@ -66,6 +68,7 @@ class VariantDiff:
     ignored: int
     diff: str
     note: str | None = None
+    masked: int = 0  # env values shown as *** in ``diff`` (masking.py)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -79,6 +82,7 @@ class VariantDiff:
             "changedPaths": list(self.changed_paths),
             "ignoredDifferences": self.ignored,
             "note": self.note,
+            "maskedValues": self.masked,
             "diff": self.diff,
         }
 
@@ -103,6 +107,7 @@ class DiffReport:
             key = v.change.value if v.change in (Change.ADDED, Change.REMOVED, Change.UNCHANGED) else "changed"
             counts[key] += 1
         counts["ignoredDifferences"] = sum(v.ignored for v in self.variants)
+        counts["maskedValues"] = sum(v.masked for v in self.variants)
         return counts
 
     def to_json(self) -> dict[str, Any]:
@@ -218,18 +223,25 @@ def compare(
     labels: tuple[str, str],
     ignore: Sequence[str] = (),
     note: str | None = None,
+    mask: re.Pattern[str] | None = None,
 ) -> VariantDiff:
-    """Diff two normalised objects (None: absent) after removing ignored fields."""
+    """Diff two normalised objects (None: absent) after removing ignored fields.
+
+    The change is judged on the real values; with ``mask``, the text shows matching env
+    values as ``***`` (and one that changed as ``*** (changed)``).
+    """
     old_n, new_n = copy.deepcopy(old), copy.deepcopy(new)
     ignored = strip_ignored(old_n, new_n, ignore)
     change = classify(old_n, new_n)
     some = new_n or old_n or {}
     meta = some.get("metadata") or {}
     obj_labels = meta.get("labels") or {}
+    # Unchanged objects show no text, so nothing of theirs is masked (or counted).
+    old_shown, new_shown, masked = mask_pair(old_n, new_n, mask if change is not Change.UNCHANGED else None)
     text = "".join(
         difflib.unified_diff(
-            dump_yaml(old_n).splitlines(keepends=True) if old_n is not None else [],
-            dump_yaml(new_n).splitlines(keepends=True) if new_n is not None else [],
+            dump_yaml(old_shown).splitlines(keepends=True) if old_shown is not None else [],
+            dump_yaml(new_shown).splitlines(keepends=True) if new_shown is not None else [],
             fromfile=f"{labels[0]}/{meta.get('namespace')}/{meta.get('name')}",
             tofile=f"{labels[1]}/{meta.get('namespace')}/{meta.get('name')}",
         )
@@ -245,6 +257,7 @@ def compare(
         ignored=ignored,
         diff=text,
         note=note,
+        masked=masked,
     )
 
 
@@ -253,8 +266,14 @@ def _ignores(env: Environment, workload: str | None) -> tuple[str, ...]:
     return (*env.ignore_differences, *own)
 
 
-def against_git(env: Environment, variants: Sequence[Variant], old_source: GitSource, ref: str) -> DiffReport:
-    """Fresh render vs the rendered files committed at ``ref``.
+def against_git(
+    env: Environment,
+    variants: Sequence[Variant],
+    old_source: GitSource,
+    ref: str,
+    mask: re.Pattern[str] | None = None,
+) -> DiffReport:
+    """Fresh render vs the rendered files committed at ``ref``; ``mask``: env values shown as ***.
 
     Only files this environment's render wrote count, as for ``render``: a
     kustomization.yaml, a README or another environment's manifest committed in the
@@ -282,11 +301,12 @@ def against_git(env: Environment, variants: Sequence[Variant], old_source: GitSo
                 normalise(variant.manifest),
                 labels=(f"git:{ref}", "rendered"),
                 ignore=_ignores(env, variant.workload),
+                mask=mask,
             )
         )
     for old_obj in committed.values():
         if isinstance(old_obj, dict):
-            diffs.append(compare(normalise(old_obj), None, labels=(f"git:{ref}", "rendered")))
+            diffs.append(compare(normalise(old_obj), None, labels=(f"git:{ref}", "rendered"), mask=mask))
     ordered = tuple(sorted(diffs, key=lambda d: (d.namespace, d.name)))
     return DiffReport(env.name, f"git:{ref}", ordered, commit=old_source.commit.hexsha)
 
@@ -316,11 +336,12 @@ def against_live(
     variants: Sequence[Variant],
     kube: Kube,
     live_objects: Mapping[tuple[str, str], dict[str, Any] | None] | None = None,
+    mask: re.Pattern[str] | None = None,
 ) -> DiffReport:
     """Fresh render, normalised by a server-side dry-run apply, vs the cluster.
 
     ``live_objects`` are the variants' DaemonSets (None: not there) when the caller has
-    read them already.
+    read them already; ``mask``: env values shown as ***.
     """
     diffs = []
     wanted = {v.key for v in variants}
@@ -337,13 +358,14 @@ def against_live(
                 labels=("live", "rendered"),
                 ignore=_ignores(env, variant.workload),
                 note=note,
+                mask=mask,
             )
         )
     selector = f"{MANAGED_BY}=dsroll,{LABEL_ENV}={env.name}"
     for live in kube.list_daemonsets(selector):
         meta = live["metadata"]
         if (meta["namespace"], meta["name"]) not in wanted:
-            diffs.append(compare(normalise(live), None, labels=("live", "rendered")))
+            diffs.append(compare(normalise(live), None, labels=("live", "rendered"), mask=mask))
     return DiffReport(
         env.name,
         "live",

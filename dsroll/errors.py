@@ -1,6 +1,17 @@
-"""One exception hierarchy; the CLI maps each class to an exit code in one place."""
+"""One exception hierarchy; the CLI maps each class to an exit code in one place.
+
+Anything else that escapes a command is a bug in dsroll and exits 70 (``cli.py``), so a
+CI job never mistakes a crash for "differences found" (1) or "nothing was applied" (2).
+"""
 
 from __future__ import annotations
+
+BAD_INPUT = "2 bad input or a cluster error (nothing applied)"
+
+
+def exits(*codes: str) -> str:
+    """A command's --help epilog: what each of its exit codes means, 70 (a bug) last for all."""
+    return "Exit codes: " + ", ".join(("0 done", *codes, "70 internal error (a bug; --debug shows it)")) + "."
 
 
 class DsrollError(Exception):
@@ -29,3 +40,13 @@ class ClusterError(DsrollError):
 
 class SandboxError(DsrollError):
     """The local sandbox cluster could not be built or started."""
+
+
+class Interrupted(DsrollError):
+    """The cluster failed (or the run was stopped) after this run had changed something.
+
+    The rollout state was written to the cluster before each act, so running again
+    continues; exit 5 tells CI that, unlike 2, the cluster is no longer as it was.
+    """
+
+    exit_code = 5

@@ -75,12 +75,25 @@ _retry_transient = retry(
 )
 
 
+#: Requests that change nothing a rollout is about: the lock, Events, "who am I".
+_BOOKKEEPING = re.compile(r"^/apis/coordination\.k8s\.io/|/events$|/selfsubject\w+$")
+
+
+def _changes_cluster(method: str, path: str, query: list[tuple[str, str]]) -> bool:
+    """Whether a request that succeeded changed the workloads or their recorded state."""
+    if method in ("GET", "HEAD") or ("dryRun", "All") in query:
+        return False
+    return not _BOOKKEEPING.search(path)
+
+
 class WatchExpired(Exception):
     """The watch's resourceVersion is too old (410 Gone): relist and watch again."""
 
 
 class Kube:
-    """A connected client. ``requests`` counts HTTP requests made, for benchmarks."""
+    """A connected client. ``requests`` counts HTTP requests made, for benchmarks;
+    ``writes`` counts those that succeeded and changed the cluster, so that a run that
+    fails can tell "nothing was applied" (exit 2) from "interrupted half-way" (exit 5)."""
 
     def __init__(self, options: KubeOptions, default_context: str | None = None) -> None:
         self.timeout = parse_request_timeout(options.request_timeout)
@@ -109,6 +122,7 @@ class Kube:
             self.api.set_default_header("Impersonate-Group", options.as_group)
         self.api.user_agent = "dsroll/0.1"
         self.requests = 0
+        self.writes = 0
         self._counting = threading.Lock()  # deletes of a batch run concurrently
 
     @staticmethod
@@ -140,6 +154,9 @@ class Kube:
         response.read()
         if not 200 <= response.status <= 299:
             raise ApiException.from_response(http_resp=response, body=None, data=None)
+        if _changes_cluster(method, path, query):
+            with self._counting:
+                self.writes += 1
         return json.loads(response.data) if response.data else None
 
     def watch(

@@ -21,7 +21,7 @@ from dsroll.orphans import Operation, ReplacementPlan
 from dsroll.plan import Plan, plan_to_json
 from dsroll.render import RenderResult
 from dsroll.rendered import FileChange
-from dsroll.rollout.run import RunSummary
+from dsroll.rollout.outcome import RunSummary
 
 # Piped output is never cut to 80 columns: like kubectl, a table is as wide as its content.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 400)
@@ -126,9 +126,11 @@ def diff_report(report: DiffReport, *, fmt: str) -> None:
                 out.print(f"  {target} step {number}: {_nodes_text(nodes) or 'nothing to replace'}", markup=False)
     s = report.summary()
     ignored = f", {s['ignoredDifferences']} ignored difference(s)" if s["ignoredDifferences"] else ""
+    masked = f", {s['maskedValues']} env value(s) masked (--show-secrets shows them)" if s["maskedValues"] else ""
     out.print(
         f"{len(report.variants)} variants against {report.against}: {s['added']} added, {s['removed']} removed, "
-        f"{s['changed']} changed, {s['unchanged']} unchanged{ignored}"
+        f"{s['changed']} changed, {s['unchanged']} unchanged{ignored}{masked}",
+        markup=False,
     )
 
 

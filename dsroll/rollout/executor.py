@@ -395,6 +395,10 @@ class VariantRollout:
         self.reporter.emit(phase.value, self.label, f"{phase.value} on request", daemonset=self.ds)
         return self._result(Result.PAUSED if phase is Phase.paused else Result.ABORTED, state)
 
+    def interrupted(self, cause: str) -> VariantResult:
+        """How far this variant got when the run was cut off (its state is in the cluster)."""
+        return self._result(Result.INTERRUPTED, message=cause)
+
     def _result(
         self,
         result: Result,

@@ -6,7 +6,7 @@ Values only; ``executor.py`` produces them and ``output.py`` shows them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -24,11 +24,14 @@ class Result(StrEnum):
     ABORTED = "aborted"
     FAILED = "failed"
     SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"  # the cluster failed after this run changed something
 
     @property
     def exit_code(self) -> int:
         if self in (Result.COMPLETE, Result.PARTITIONED, Result.SKIPPED):
             return 0
+        if self is Result.INTERRUPTED:
+            return 5
         return 3 if self in (Result.AWAITING_APPROVAL, Result.PAUSED) else 1
 
 
@@ -80,6 +83,52 @@ class VariantResult:
             "nodesTotal": self.nodes_total,
             "failure": self.failure,
             "message": self.message,
+        }
+
+
+@dataclass
+class RunSummary:
+    """What a whole run did, variant by variant: the summary printed at its end."""
+
+    environment: str
+    operation: str
+    results: list[VariantResult]
+    api_requests: int
+    elapsed: float
+    dry_run: bool = False
+    replacements: list[dict[str, Any]] = field(default_factory=list)
+    interruption: str | None = None  # why the run stopped after changing the cluster
+
+    @property
+    def result(self) -> str:
+        if self.dry_run:
+            return "dry-run"
+        if self.interruption is not None:
+            return Result.INTERRUPTED.value
+        stopped = next((r for r in self.results if r.result.exit_code != 0), None)
+        if stopped is not None:
+            return stopped.result.value
+        if any(r.result is Result.PARTITIONED for r in self.results):
+            return Result.PARTITIONED.value
+        return Result.COMPLETE.value
+
+    @property
+    def exit_code(self) -> int:
+        if self.interruption is not None:
+            return Result.INTERRUPTED.exit_code
+        return next((r.result.exit_code for r in self.results if r.result.exit_code != 0), 0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "environment": self.environment,
+            "operation": self.operation,
+            "result": self.result,
+            "exitCode": self.exit_code,
+            "apiRequests": self.api_requests,
+            "elapsedSeconds": round(self.elapsed, 2),
+            "variants": [r.to_json() for r in self.results],
+            "replacements": self.replacements,
+            "interruption": self.interruption,
         }
 
 

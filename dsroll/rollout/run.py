@@ -11,7 +11,7 @@ import getpass
 import json
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dsroll import orphans
@@ -38,9 +38,19 @@ from dsroll.rollout import revisions as revs
 from dsroll.rollout.executor import VariantRollout
 from dsroll.rollout.handover import Handover
 from dsroll.rollout.lease import Lease
-from dsroll.rollout.outcome import Result, RunOptions, Target, VariantResult
+from dsroll.rollout.outcome import Result, RunOptions, RunSummary, Target, VariantResult
 from dsroll.rollout.reporter import Reporter
-from dsroll.rollout.state import ANNOTATION, FINISHED, REQUEST_ANNOTATION, Phase, now_iso, read_request, read_state
+from dsroll.rollout.state import (
+    ANNOTATION,
+    FINISHED,
+    REQUEST_ANNOTATION,
+    Phase,
+    RolloutState,
+    now_iso,
+    read_request,
+    read_state,
+)
+from dsroll.rollout.state import Operation as RolloutOperation
 
 
 @dataclass(frozen=True)
@@ -150,44 +160,6 @@ def observe(
     return Plan(env.name, kube.context, kube.server or "", commit, tuple(planned), tuple(found))
 
 
-@dataclass
-class RunSummary:
-    environment: str
-    operation: str
-    results: list[VariantResult]
-    api_requests: int
-    elapsed: float
-    dry_run: bool = False
-    replacements: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def result(self) -> str:
-        if self.dry_run:
-            return "dry-run"
-        stopped = next((r for r in self.results if r.result.exit_code != 0), None)
-        if stopped is not None:
-            return stopped.result.value
-        if any(r.result is Result.PARTITIONED for r in self.results):
-            return Result.PARTITIONED.value
-        return Result.COMPLETE.value
-
-    @property
-    def exit_code(self) -> int:
-        return next((r.result.exit_code for r in self.results if r.result.exit_code != 0), 0)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "environment": self.environment,
-            "operation": self.operation,
-            "result": self.result,
-            "exitCode": self.exit_code,
-            "apiRequests": self.api_requests,
-            "elapsedSeconds": round(self.elapsed, 2),
-            "variants": [r.to_json() for r in self.results],
-            "replacements": self.replacements,
-        }
-
-
 def execute(
     kube: Kube,
     plan: Plan,
@@ -200,36 +172,63 @@ def execute(
     """Run every variant's plan in order; stop at the first that does not finish.
 
     The members of an orphan replacement run together, as one handover, where the first
-    of them comes in the plan.
+    of them comes in the plan. An error that would say "nothing was applied" (exit 2), or
+    Ctrl-C, once this run has changed the cluster, ends the run as interrupted instead:
+    the summary says how far it got, and running again continues from the state recorded
+    in the cluster.
     """
     results: list[VariantResult] = []
     handed: set[str] = set()
     done: list[dict[str, Any]] = []
     by_name = {vp.name: vp for vp in plan.variants}
-    for vp in plan.variants:
-        if vp.action is Action.UNCHANGED or (vp.action is Action.PRUNE and not prune):
-            if vp.action is Action.PRUNE:
-                reporter.emit("skipped", f"{vp.namespace}/{vp.name}", "no longer rendered; --prune deletes it")
-            continue
-        group = next((g for g in plan.replacements if vp.key in replacements.replaced_keys(g)), None)
-        if group is not None:
-            if group.backup in handed:
+    writes = kube.writes
+    in_flight: list[VariantPlan] = []
+    rollout: VariantRollout | None = None
+    try:
+        for vp in plan.variants:
+            if vp.action is Action.UNCHANGED or (vp.action is Action.PRUNE and not prune):
+                if vp.action is Action.PRUNE:
+                    reporter.emit("skipped", f"{vp.namespace}/{vp.name}", "no longer rendered; --prune deletes it")
                 continue
-            handed.add(group.backup)
-            members = {t: by_name[t] for t in group.targets if t in by_name}
-            runner = Handover(
-                kube, group, members, options, reporter, policy=vp.policy, environment=plan.environment,
-                backup_dir=options.backup_dir or backup.default_backup_dir(),
-            )  # fmt: skip
-            results.extend(runner.run())
-            done.append(runner.summary())
-        elif vp.action is Action.ORPHAN_REPLACE:
-            raise InputError(f"{vp.namespace}/{vp.name}: {vp.reason}, but the plan holds no replacement for it")
+            group = next((g for g in plan.replacements if vp.key in replacements.replaced_keys(g)), None)
+            if group is not None:
+                if group.backup in handed:
+                    continue
+                handed.add(group.backup)
+                members = {t: by_name[t] for t in group.targets if t in by_name}
+                runner = Handover(
+                    kube, group, members, options, reporter, policy=vp.policy, environment=plan.environment,
+                    backup_dir=options.backup_dir or backup.default_backup_dir(),
+                )  # fmt: skip
+                in_flight, rollout = list(members.values()) or [vp], None
+                try:
+                    results.extend(runner.run())
+                finally:
+                    done.append(runner.summary())
+            elif vp.action is Action.ORPHAN_REPLACE:
+                raise InputError(f"{vp.namespace}/{vp.name}: {vp.reason}, but the plan holds no replacement for it")
+            else:
+                target = (targets or {}).get(vp.key) or (Target(manifest=vp.manifest) if vp.applies else None)
+                in_flight, rollout = [vp], VariantRollout(kube, vp, options, reporter, target)
+                results.append(rollout.run())
+            in_flight, rollout = [], None
+            if results and results[-1].result.exit_code != 0:
+                break
+    except (DsrollError, KeyboardInterrupt) as exc:
+        refused = isinstance(exc, KeyboardInterrupt) or exc.exit_code == InputError.exit_code
+        if not refused or kube.writes == writes:
+            raise
+        cause = "stopped by Ctrl-C" if isinstance(exc, KeyboardInterrupt) else str(exc)
+        for vp in in_flight:
+            reporter.emit("interrupted", f"{vp.namespace}/{vp.name}", cause)
+        if rollout is not None:
+            results.append(rollout.interrupted(cause))
         else:
-            target = (targets or {}).get(vp.key) or (Target(manifest=vp.manifest) if vp.applies else None)
-            results.append(VariantRollout(kube, vp, options, reporter, target).run())
-        if results and results[-1].result.exit_code != 0:
-            break
+            results.extend(VariantResult(vp.namespace, vp.name, vp.action.value, Result.INTERRUPTED, message=cause)
+                           for vp in in_flight)  # fmt: skip
+        return RunSummary(
+            plan.environment, options.operation.value, results, kube.requests, reporter.elapsed, False, done, cause
+        )
     return RunSummary(plan.environment, options.operation.value, results, kube.requests, reporter.elapsed, False, done)
 
 
@@ -285,6 +284,8 @@ def rollback_plan(
         else:
             if to_revision is not None:
                 revision = revs.by_number(history, to_revision, where)
+            elif continued := _unfinished_rollback(state, history):
+                revision = continued  # a rollback cut off half-way goes on to where it was going
             elif state is not None and not state.finished and state.previous_revision:
                 revision = next((r for r in history if r.hash == state.previous_revision), None) or revs.previous(
                     history, where
@@ -302,6 +303,13 @@ def rollback_plan(
         variants.append(replace(vp, action=Action.UPDATE, reason=reason, pending=pending, steps=steps, applies=True))
         targets[vp.key] = target
     return replace(plan, variants=tuple(variants), replacements=tuple(restores.values())), targets
+
+
+def _unfinished_rollback(state: RolloutState | None, history: Sequence[revs.Revision]) -> revs.Revision | None:
+    """The target of a ``rollback`` that did not finish (its previous revision is the one it left)."""
+    if state is None or state.finished or state.operation is not RolloutOperation.rollback:
+        return None
+    return next((r for r in history if r.hash == state.target_revision), None)
 
 
 # --- status, history, pause/abort -----------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from dsroll.errors import SandboxError
+from dsroll.errors import SandboxError, exits
 from dsroll.sandbox.nodes import DEFAULT_CLASSES
 
 app = typer.Typer(
@@ -34,7 +34,7 @@ def _progress(message: str) -> None:
     typer.echo(message, err=True)
 
 
-@app.command()
+@app.command(epilog=exits("2 could not build or start it"))
 def up(
     name: NameOpt = "default",
     nodes: Annotated[int, typer.Option("--nodes", min=0, help="Number of fake (kwok) nodes.")] = 12,
@@ -67,7 +67,7 @@ def up(
     typer.echo(f"stop it with: dsroll sandbox down --name {shlex.quote(info.name)}")
 
 
-@app.command()
+@app.command(epilog=exits("2 could not stop it"))
 def down(name: NameOpt = "default") -> None:
     """Stop every process of a sandbox and delete its state."""
     try:
@@ -79,7 +79,7 @@ def down(name: NameOpt = "default") -> None:
     typer.echo(f"sandbox {name!r} {'stopped and removed' if existed else 'was not running'}")
 
 
-@app.command()
+@app.command(epilog=exits("1 not running", "2 bad input"))
 def status(
     name: NameOpt = "default",
     output: Annotated[str, typer.Option("-o", "--output", help="text or json")] = "text",
@@ -112,7 +112,7 @@ def status(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(epilog=exits("2 the build failed"))
 def build() -> None:
     """Build (once) and cache the sandbox's binaries; print where they are."""
     from dsroll.sandbox.build import cache_root, ensure_binaries

@@ -48,7 +48,14 @@ def by_name(report: dict) -> dict[str, dict]:  # type: ignore[type-arg]
 def test_no_difference_exits_0(repo: Path) -> None:
     code, report = diff_json("--against", "git")
     assert code == 0
-    assert report["summary"] == {"added": 0, "removed": 0, "changed": 0, "unchanged": 3, "ignoredDifferences": 0}
+    assert report["summary"] == {
+        "added": 0,
+        "removed": 0,
+        "changed": 0,
+        "unchanged": 3,
+        "ignoredDifferences": 0,
+        "maskedValues": 0,
+    }
     assert report["commit"] == git(repo, "rev-parse", "HEAD")
 
 

@@ -53,6 +53,7 @@ workloads:
         (Result.ROLLED_BACK, 1),
         (Result.ABORTED, 1),
         (Result.FAILED, 1),
+        (Result.INTERRUPTED, 5),
     ],
 )
 def test_result_exit_codes_are_the_documented_ones(result: Result, code: int) -> None:
@@ -60,7 +61,7 @@ def test_result_exit_codes_are_the_documented_ones(result: Result, code: int) ->
 
 
 def test_every_result_has_an_exit_code() -> None:
-    assert {r.exit_code for r in Result} == {0, 1, 3}
+    assert {r.exit_code for r in Result} == {0, 1, 3, 5}
 
 
 # --- _fit: saved steps on a changed node count -----------------------------------------
@@ -228,8 +229,9 @@ def test_run_summary_json_is_the_documented_shape() -> None:
         "elapsedSeconds",
         "variants",
         "replacements",
+        "interruption",
     ]
-    assert data["replacements"] == []
+    assert data["replacements"] == [] and data["interruption"] is None
     assert (data["result"], data["exitCode"], data["apiRequests"], data["elapsedSeconds"]) == ("paused", 3, 42, 3.14)
     assert [v["result"] for v in data["variants"]] == ["complete", "paused"]
     assert {"name", "namespace", "action", "phase", "targetRevision", "previousRevision"} <= set(data["variants"][0])
