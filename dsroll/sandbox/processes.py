@@ -207,13 +207,17 @@ def stop(components: Iterable[Component], grace_seconds: float = 10.0) -> list[s
     pending = _wait_gone(items, grace_seconds, 0.1)
     for comp in pending:
         _signal_group(comp, signal.SIGKILL)
-    # Children a component may have started share its group: kill any survivor.
-    for comp in items:
-        if comp.start_ticks >= 0 and start_ticks(comp.pid) in (None, comp.start_ticks):
-            for pid in _group_members(comp.pid):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
+    # Children a component may have started share its group: kill any survivor, and wait
+    # until the group is empty (a killed child takes a moment to die after its leader).
+    groups = [c.pid for c in items if c.start_ticks >= 0 and start_ticks(c.pid) in (None, c.start_ticks)]
+    for pgid in groups:
+        for pid in _group_members(pgid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
     survivors = _wait_gone(items, 5, 0.05)
+    deadline = time.monotonic() + 5
+    while any(_group_members(pgid) for pgid in groups) and time.monotonic() < deadline:
+        time.sleep(0.02)
     # Our own children (when up and down run in one process, as in pytest) must be
     # reaped. A Go process shows state Z as soon as its main thread exits but can only
     # be waited for once all its threads have: poll briefly instead of one try.
