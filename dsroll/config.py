@@ -19,6 +19,7 @@ from pydantic.alias_generators import to_camel
 from dsroll import yamlio
 from dsroll.classes import HardwareClass, Requirement
 from dsroll.errors import InputError
+from dsroll.messages import shown, validation_error
 
 API_VERSION = "dsroll.io/v1alpha1"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -218,28 +219,6 @@ class Environment:
     rollout: RolloutPolicy
 
 
-def _pydantic_error(exc: ValidationError, raw: Any, file: str) -> InputError:
-    err = exc.errors()[0]
-    loc = [p for p in err["loc"] if not (isinstance(p, str) and "[" in p)]
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-    line = yamlio.line_of(raw, loc)
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        message = f"unknown key {loc[-1]!r}" + (f" in {where.rsplit('.', 1)[0]}" if "." in where else "")
-    elif kind == "missing":
-        message = f"{where}: required key missing"
-    elif kind == "literal_error":
-        message = f"{where}: {err['msg'].replace('Input should be', 'must be')}, not {err['input']!r}"
-    elif kind == "value_error":
-        message = f"{where}: {err['ctx']['error']!s}"
-    else:
-        message = f"{where}: {err['msg'].replace('Input should be', 'must be')}"
-        if kind.endswith("_type") and not isinstance(err["input"], dict | list):
-            message += f", not {type(err['input']).__name__} {err['input']!r}"
-    extra = len(exc.errors()) - 1
-    return InputError(message + (f" (and {extra} more)" if extra else ""), file, line)
-
-
 def _fail(raw: Any, path: Sequence[str | int], file: str, message: str) -> InputError:
     return InputError(message, file, yamlio.line_of(raw, path))
 
@@ -389,12 +368,14 @@ def parse_environment(
 ) -> Environment:
     """Validate an environment file's text; ``exists(path)`` tells if a template is there."""
     raw = yamlio.load(text, file)
+    if raw is None:
+        raise InputError("empty: an environment file is a YAML mapping (apiVersion, kind, metadata, …)", file)
     if not isinstance(raw, dict):
-        raise InputError("an environment file must be a YAML mapping", file, getattr(raw, "line", 1))
+        raise InputError(f"an environment file is a YAML mapping, not {shown(raw)}", file, getattr(raw, "line", 1))
     try:
         spec = EnvironmentSpec.model_validate(raw)
     except ValidationError as exc:
-        raise _pydantic_error(exc, raw, file) from None
+        raise validation_error(exc, EnvironmentSpec, raw, file) from None
     _check_name(raw, ["metadata", "name"], file, "environment name", spec.metadata.name)
     namespace = namespace_override or spec.cluster.namespace or "default"
     if namespace_override and not DNS_LABEL.match(namespace_override):
