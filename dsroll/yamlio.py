@@ -114,11 +114,15 @@ class _Loader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> PosDict:
-    loader.flatten_mapping(node)
+    """Keys are strings and unique; keys merged in with ``<<`` are overridden by the mapping's own."""
+    written = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
+    loader.flatten_mapping(node)  # merged pairs first, then the written ones
+    merged = len(node.value) - written
     result = PosDict()
     result.line = node.start_mark.line + 1
     result.key_lines = {}
-    for key_node, value_node in node.value:
+    own: set[str] = set()
+    for i, (key_node, value_node) in enumerate(node.value):
         if not isinstance(key_node, yaml.ScalarNode):
             kind = "list" if isinstance(key_node, yaml.SequenceNode) else "mapping"
             raise loader.fail(f"a {kind} cannot be a key: keys are strings", key_node.start_mark)
@@ -126,8 +130,10 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> PosDict:
         if not isinstance(key, str):
             written = f"key {shorten(key_node.value)}" if key_node.value else "an empty key"
             raise loader.fail(f"{written} is read as {_kind(key)}, but keys are strings: quote it", key_node.start_mark)
-        if key in result:
-            raise loader.fail(f"duplicate key {key!r}", key_node.start_mark)
+        if i >= merged:
+            if key in own:
+                raise loader.fail(f"duplicate key {shorten(key)!r}", key_node.start_mark)
+            own.add(key)
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_lines[key] = key_node.start_mark.line + 1
     return result
