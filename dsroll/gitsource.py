@@ -84,7 +84,10 @@ class FsSource:
         return decode(data, path)
 
     def exists(self, path: str) -> bool:
-        return (self.root / path).is_file()
+        try:
+            return (self.root / path).is_file()
+        except OSError:  # a name the file system cannot hold (too long, …) names no file
+            return False
 
     def list_files(self, folder: str) -> list[str]:
         base = self.root / folder

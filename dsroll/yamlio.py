@@ -13,6 +13,7 @@ PyYAML has it (the PyPI wheels do) and build the dump's node tree directly: a re
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,6 +42,7 @@ MAX_DEPTH = 50  # mappings and lists inside each other; the examples need 5
 MAX_NODES = 100_000  # values, keys and containers once aliases are expanded
 MAX_TEXT = 10 * 2**20  # characters of scalars once aliases are expanded
 MAX_NUMBER = 100  # characters of one number: converting longer ones costs quadratic time
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _REFUSED_TAGS = {"binary": "bytes", "set": "a set", "omap": "an ordered map", "pairs": "a list of pairs"}
 
 
@@ -91,6 +93,11 @@ class _Loader(yaml.SafeLoader):
         node = super().compose_node(parent, index)
         self._depth -= 1
         if isinstance(node, yaml.ScalarNode):
+            surrogate = _SURROGATE.search(node.value)
+            if surrogate:  # only an escape makes one ("\ud800"); no file can be written with it
+                raise self.fail(
+                    f"\\u{ord(surrogate[0]):04x} is not a character (a lone UTF-16 surrogate)", node.start_mark
+                )
             size = _Size(1, len(node.value), 0)
         else:
             children = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair]

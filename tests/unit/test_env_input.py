@@ -124,6 +124,7 @@ CASES = [  # (file content, words of the message, line marker or None)
     (in_values(b"\n      r: &r [*r]"), "alias *r refers to a mapping or list that contains it", b"r: &r"),
     (in_values(b"\n      c0: &c0 [x]" + CHAIN), "nests values more than 50 levels deep", b"c46:"),
     (in_values(b"\n      bell: \x07"), "character U+0007 is not allowed", b"bell:"),
+    (in_values(b'\n      tag2: "1\\ud961\\udebc"'), "\\ud961 is not a character", b"tag2:"),
     (DEV.replace(b"metadata: {name: dev}", b"metadata: {name: dev"), "invalid YAML", b"cluster: {"),
 ]
 
