@@ -20,6 +20,7 @@ from dsroll import layout, names, yamlio
 from dsroll.classes import HardwareClass, Requirement
 from dsroll.errors import InputError
 from dsroll.masking import DEFAULT_MASK_ENV, compile_mask
+from dsroll.messages import shown, validation_error
 from dsroll.projectpath import OutsideProject, inside_project
 
 API_VERSION = "dsroll.io/v1alpha1"
@@ -221,28 +222,6 @@ class Environment:
     rollout: RolloutPolicy
     rendered_dir_line: int | None = None  # where renderedDir (or, for the default, metadata.name) is
     mask_env: str = DEFAULT_MASK_ENV
-
-
-def _pydantic_error(exc: ValidationError, raw: Any, file: str) -> InputError:
-    err = exc.errors()[0]
-    loc = [p for p in err["loc"] if not (isinstance(p, str) and "[" in p)]
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-    line = yamlio.line_of(raw, loc)
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        message = f"unknown key {loc[-1]!r}" + (f" in {where.rsplit('.', 1)[0]}" if "." in where else "")
-    elif kind == "missing":
-        message = f"{where}: required key missing"
-    elif kind == "literal_error":
-        message = f"{where}: {err['msg'].replace('Input should be', 'must be')}, not {err['input']!r}"
-    elif kind == "value_error":
-        message = f"{where}: {err['ctx']['error']!s}"
-    else:
-        message = f"{where}: {err['msg'].replace('Input should be', 'must be')}"
-        if kind.endswith("_type") and not isinstance(err["input"], dict | list):
-            message += f", not {type(err['input']).__name__} {err['input']!r}"
-    extra = len(exc.errors()) - 1
-    return InputError(message + (f" (and {extra} more)" if extra else ""), file, line)
 
 
 def _fail(raw: Any, path: Sequence[str | int], file: str, message: str) -> InputError:
@@ -451,12 +430,14 @@ def parse_environment(
     raises OutsideProject if a symlink takes it out of the project (``Source.confined``).
     """
     raw = yamlio.load(text, file)
+    if raw is None:
+        raise InputError("empty: an environment file is a YAML mapping (apiVersion, kind, metadata, …)", file)
     if not isinstance(raw, dict):
-        raise InputError("an environment file must be a YAML mapping", file, getattr(raw, "line", 1))
+        raise InputError(f"an environment file is a YAML mapping, not {shown(raw)}", file, getattr(raw, "line", 1))
     try:
         spec = EnvironmentSpec.model_validate(raw)
     except ValidationError as exc:
-        raise _pydantic_error(exc, raw, file) from None
+        raise validation_error(exc, EnvironmentSpec, raw, file) from None
     _check_name(raw, ["metadata", "name"], file, "environment name", spec.metadata.name)
     namespace = namespace_override or spec.cluster.namespace or "default"
     if namespace_override and not DNS_LABEL.match(namespace_override):

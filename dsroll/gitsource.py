@@ -7,6 +7,7 @@ clone, reading git objects and never checking anything out.
 
 from __future__ import annotations
 
+import codecs
 import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -18,6 +19,44 @@ from dsroll.errors import InputError
 from dsroll.projectpath import OutsideProject, inside_project
 
 _SYMLINK_MODE = 0o120000
+
+MAX_FILE_BYTES = 2**20
+"""The largest environment file, template or rendered manifest dsroll reads: hand-written
+files are a few KiB, and a DaemonSet larger than this is refused by most API servers."""
+
+_FOREIGN_BOMS = (  # UTF-32 LE first: its mark begins with UTF-16 LE's
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+
+
+def check_size(size: int, path: str) -> None:
+    if size > MAX_FILE_BYTES:
+        raise InputError(f"larger than {MAX_FILE_BYTES // 2**20} MiB, the limit for a file dsroll reads", path)
+
+
+def decode(data: bytes, path: str) -> str:
+    """The text of a project file, which must be UTF-8; a UTF-8 byte-order mark is dropped, line ends are "\\n".
+
+    Files arrive in pull requests, so anything else is bad input with its line, never a
+    traceback: YAML and Jinja are then only ever given text they can report on.
+    """
+    check_size(len(data), path)
+    for bom, encoding in _FOREIGN_BOMS:
+        if data.startswith(bom):
+            raise InputError(f"encoded as {encoding} (byte-order mark {bom.hex()}): save it as UTF-8", path, 1)
+    data = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at line {line})", path, line) from None
+    if "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        raise InputError("contains a NUL byte: a text file has none (UTF-16 without a byte-order mark?)", path, line)
+    return text.replace("\r\n", "\n").replace("\r", "\n")  # the same text from a Windows checkout
 
 
 class Source(Protocol):
@@ -46,12 +85,17 @@ class FsSource:
 
     def read_text(self, path: str) -> str:
         try:
-            return (self.root / path).read_text()
+            with (self.root / path).open("rb") as file:
+                data = file.read(MAX_FILE_BYTES + 1)  # no more: the size alone refuses it
         except OSError as exc:
             raise InputError(f"cannot read {path}: {exc.strerror}") from None
+        return decode(data, path)
 
     def exists(self, path: str) -> bool:
-        return (self.root / path).is_file()
+        try:
+            return (self.root / path).is_file()
+        except OSError:  # a name the file system cannot hold (too long, …) names no file
+            return False
 
     def confined(self, path: str) -> str | None:
         """Symlinks are followed only while they stay under the root (the file and every folder)."""
@@ -97,7 +141,8 @@ class GitSource:
         blob = self._blob(path)
         if blob is None:
             raise InputError(f"{path} does not exist at git {self.label}")
-        return blob.data_stream.read().decode()
+        check_size(blob.size, path)  # before reading it
+        return decode(blob.data_stream.read(), path)
 
     def exists(self, path: str) -> bool:
         return self._blob(path) is not None

@@ -102,6 +102,8 @@ def _render_text(templates: TemplateSet, workload: Workload, cls: str, context: 
 
     try:
         text = env.get_template(PurePosixPath(workload.template).name).render(context)
+    except InputError:  # a template file that cannot be read: already one line with its file
+        raise
     except jinja2.TemplateSyntaxError as exc:
         raise InputError(f"template syntax: {exc.message}", exc.filename or workload.template, exc.lineno) from None
     except jinja2.TemplateNotFound as exc:

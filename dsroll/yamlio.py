@@ -40,24 +40,124 @@ class PosList(list[Any]):
     item_lines: list[int]
 
 
+# Limits of a hand-written file. Every later step (pydantic, deep merge, Jinja) copies
+# what an alias shares, so these count the data as if every alias were written out.
+MAX_DEPTH = 50  # mappings and lists inside each other; the examples need 5
+MAX_NODES = 100_000  # values, keys and containers once aliases are expanded
+MAX_TEXT = 10 * 2**20  # characters of scalars once aliases are expanded
+MAX_NUMBER = 100  # characters of one number: converting longer ones costs quadratic time
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_REFUSED_TAGS = {"binary": "bytes", "set": "a set", "omap": "an ordered map", "pairs": "a list of pairs"}
+
+
+class _Size:
+    """An expanded subtree: how many nodes, how many scalar characters, how deep."""
+
+    __slots__ = ("depth", "nodes", "text")
+
+    def __init__(self, nodes: int, text: int, depth: int) -> None:
+        self.nodes, self.text, self.depth = nodes, text, depth
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader whose containers carry positions; the file name is for errors."""
+    """SafeLoader whose containers carry positions, refusing what a plain data file has no use for.
+
+    Composing is where sizes are cheap to know: PyYAML hands an alias the node its anchor
+    composed, so each node's expanded size is computed once, bottom-up, and an alias adds
+    its target's size to the running total instead of being walked again.
+    """
 
     filename = "<string>"
 
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._sizes: dict[int, _Size] = {}
+        self._total = _Size(0, 0, 0)
+
+    def fail(self, message: str, mark: yaml.Mark | None) -> InputError:
+        return InputError(message, self.filename, mark.line + 1 if mark else None)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            size = self._sizes.get(id(node))
+            if size is None:
+                raise self.fail(f"alias *{event.anchor} refers to a mapping or list that contains it", event.start_mark)
+            if self._depth + size.depth > MAX_DEPTH:
+                raise self.fail(
+                    f"alias *{event.anchor} nests values more than {MAX_DEPTH} levels deep", event.start_mark
+                )
+            self._add(size, f"alias *{event.anchor} makes", event.start_mark)
+            return node
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise self.fail(f"values nested more than {MAX_DEPTH} levels deep", event.start_mark)
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        if isinstance(node, yaml.ScalarNode):
+            surrogate = _SURROGATE.search(node.value)
+            if surrogate:  # only an escape makes one ("\ud800"); no file can be written with it
+                raise self.fail(
+                    f"\\u{ord(surrogate[0]):04x} is not a character (a lone UTF-16 surrogate)", node.start_mark
+                )
+            size = _Size(1, len(node.value), 0)
+        else:
+            children = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair]
+            sizes = [self._sizes[id(child)] for child in children]
+            size = _Size(
+                1 + sum(s.nodes for s in sizes),
+                sum(s.text for s in sizes),
+                1 + max((s.depth for s in sizes), default=0),
+            )
+        self._sizes[id(node)] = size
+        self._add(_Size(1, size.text if isinstance(node, yaml.ScalarNode) else 0, 0), "the file has", node.start_mark)
+        return node
+
+    def _add(self, size: _Size, what: str, mark: yaml.Mark) -> None:
+        self._total.nodes += size.nodes
+        self._total.text += size.text
+        if self._total.nodes > MAX_NODES:
+            raise self.fail(f"{what} more than {MAX_NODES:,} values with aliases expanded", mark)
+        if self._total.text > MAX_TEXT:
+            raise self.fail(f"{what} more than {MAX_TEXT // 2**20} MiB of text with aliases expanded", mark)
+
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> PosDict:
-    loader.flatten_mapping(node)
+    """Keys are strings and unique; keys merged in with ``<<`` are overridden by the mapping's own."""
+    written = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
+    loader.flatten_mapping(node)  # merged pairs first, then the written ones
+    merged = len(node.value) - written
     result = PosDict()
     result.line = node.start_mark.line + 1
     result.key_lines = {}
-    for key_node, value_node in node.value:
+    own: set[str] = set()
+    for i, (key_node, value_node) in enumerate(node.value):
+        if not isinstance(key_node, yaml.ScalarNode):
+            kind = "list" if isinstance(key_node, yaml.SequenceNode) else "mapping"
+            raise loader.fail(f"a {kind} cannot be a key: keys are strings", key_node.start_mark)
         key = loader.construct_object(key_node, deep=True)
-        if key in result:
-            raise InputError(f"duplicate key {key!r}", loader.filename, key_node.start_mark.line + 1)
+        if not isinstance(key, str):
+            written = f"key {shorten(key_node.value)}" if key_node.value else "an empty key"
+            raise loader.fail(f"{written} is read as {_kind(key)}, but keys are strings: quote it", key_node.start_mark)
+        if i >= merged:
+            if key in own:
+                raise loader.fail(f"duplicate key {shorten(key)!r}", key_node.start_mark)
+            own.add(key)
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_lines[key] = key_node.start_mark.line + 1
     return result
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a " + type(value).__name__
 
 
 def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> PosList:
@@ -67,21 +167,71 @@ def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> PosList:
     return result
 
 
+def _construct_number(loader: _Loader, node: yaml.ScalarNode) -> Any:
+    if len(node.value) > MAX_NUMBER:
+        raise loader.fail(f"a number of more than {MAX_NUMBER} characters: quote it if it is text", node.start_mark)
+    if node.tag.endswith(":int"):
+        return loader.construct_yaml_int(node)
+    return loader.construct_yaml_float(node)
+
+
+def _construct_timestamp(loader: _Loader, node: yaml.ScalarNode) -> str:
+    """A date stays the text it was written as: templates print it, nothing computes with it."""
+    return str(node.value)
+
+
+def _refuse_tag(loader: _Loader, node: yaml.Node) -> Any:
+    what = _REFUSED_TAGS[node.tag.rsplit(":", 1)[-1]]
+    raise loader.fail(
+        f"!!{node.tag.rsplit(':', 1)[-1]} ({what}) is not allowed here: "
+        "use strings, numbers, booleans, null, lists and mappings",
+        node.start_mark,
+    )
+
+
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_number)
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_number)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+for _tag in _REFUSED_TAGS:
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse_tag)
 
 
 def load(text: str, filename: str) -> Any:
-    """Parse one YAML document; a syntax error becomes an InputError at its line."""
-    loader_cls = type("_FileLoader", (_Loader,), {"filename": filename})
+    """Parse one YAML document; every problem becomes an InputError at its line.
+
+    Empty input gives None. Nothing but InputError leaves this function for any text.
+    """
+    loader = None
     try:
-        return yaml.load(text, Loader=loader_cls)
+        loader = _Loader(text)  # checks every character already
+        loader.filename = filename
+        return loader.get_single_data()
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise InputError(f"invalid YAML: character U+{exc.character:04X} is not allowed", filename, line) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        raise InputError(f"invalid YAML: {exc.problem or exc.context}", filename, line) from None
+        if exc.problem == "but found another document":
+            raise InputError("a second YAML document ('---'): the file must be exactly one", filename, line) from None
+        raise InputError(f"invalid YAML: {_one_line(exc.problem or exc.context)}", filename, line) from None
     except yaml.YAMLError as exc:
-        raise InputError(f"invalid YAML: {exc}", filename) from None
+        raise InputError(f"invalid YAML: {_one_line(str(exc))}", filename) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _one_line(text: str | None) -> str:
+    return " ".join((text or "").split())
+
+
+def shorten(text: str, limit: int = 40) -> str:
+    """User text quoted in a message: one line, and short enough to read."""
+    flat = _one_line(text) if "\n" in text or "\r" in text else text
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def line_of(root: Any, path: Sequence[str | int]) -> int | None:

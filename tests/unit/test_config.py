@@ -59,14 +59,18 @@ def test_workload_rollout_overrides_only_what_it_names() -> None:
     [
         (("cluster: {namespace: agents}", "cluster: {namespace: agents, zone: x}"), "cluster:", "unknown key 'zone'"),
         (("    values: {image", "    colour: blue\n    values: {image"), "colour: blue", "unknown key 'colour'"),
-        (("kind: Environment", "kind: Enviroment"), "kind:", "kind: must be 'Environment'"),
-        (("- name: gpu", "- name: 7"), "name: 7", "hardwareClasses[0].name: must be a valid string"),
+        (("kind: Environment", "kind: Enviroment"), "kind:", "kind: must be Environment, not 'Enviroment'"),
+        (("- name: gpu", "- name: 7"), "name: 7", "hardwareClasses[0].name: must be a string, not the number 7"),
         (("- name: arm64", "- name: gpu"), "- name: gpu\n    match", "duplicate hardware class 'gpu'"),
         (("    default: true", "    default: true\n  - {name: other, default: true}"), "name: other", "two default"),
         (("values: {image", "classes: [gpu, tpu]\n    values: {image"), "classes: [gpu, tpu]", "unknown class 'tpu'"),
         (("classValues: {arm64", "classValues: {tpu"), "classValues", "classValues names class 'tpu'"),
         (("- name: agent", "- name: Agent_1"), "name: Agent_1", "not a DNS label"),
-        (("operator: In", "operator: Like"), "operator: Like", "must be 'In', 'NotIn'"),
+        (
+            ("operator: In", "operator: Like"),
+            "operator: Like",
+            "must be one of In, NotIn, Exists, DoesNotExist, Gt, Lt, not 'Like'",
+        ),
         (("operator: In, values: [arm64]", "operator: Exists, values: [arm64]"), "operator: Exists", "takes no values"),
         (
             (
@@ -117,7 +121,7 @@ def test_class_without_selector_must_be_default() -> None:
         ("readyTimeout: 0", "readyTimeout"),
         ("maxUnavailable: 0", "must be at least 1"),
         ('maxUnavailable: "120%"', "percentage from 1% to 100%"),
-        ("onFailure: retry", "must be 'rollback', 'pause' or 'abort'"),
+        ("onFailure: retry", "must be one of rollback, pause, abort, not 'retry'"),
         ("minReadySeconds: -3", "cannot be negative"),
     ],
 )
