@@ -23,6 +23,8 @@ from typing import Any
 ENVIRONMENTS = "environments"
 TEMPLATES = "templates"
 _ALWAYS_PROTECTED = {ENVIRONMENTS: "the environment files", TEMPLATES: "the templates", ".git": "git's own files"}
+NAME_MAX = 255  # bytes in one file or folder name (Linux, macOS, Windows)
+PATH_MAX = 1024  # bytes in a whole renderedDir: well under every system's limit with the files below it
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Env and class names are DNS labels (no comma, dot or space), so the last match is the header's own.
 _HEADER = re.compile(
@@ -54,7 +56,13 @@ def normalise(path: str) -> str:
             parts.append(part)
     if not parts:
         raise ValueError(f"{path!r} is the project root: name a folder inside it, like rendered/<env>")
-    return "/".join(parts)
+    long = next((p for p in parts if len(p.encode("utf-8", "surrogatepass")) > NAME_MAX), None)
+    if long is not None:
+        raise ValueError(f"has a folder name of {len(long)} characters: file systems allow {NAME_MAX} bytes a name")
+    joined = "/".join(parts)
+    if len(joined.encode("utf-8", "surrogatepass")) > PATH_MAX:
+        raise ValueError(f"is {len(joined)} characters long: keep it under {PATH_MAX} bytes")
+    return joined
 
 
 def overlaps(a: str, b: str) -> bool:

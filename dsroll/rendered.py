@@ -220,6 +220,15 @@ def sync(root: Path, result: RenderResult, *, check: bool, source: Source | None
     Every target is checked before the first file is written, so a refusal writes
     nothing. ``source`` lists the other environment files (default: the working tree).
     """
+    try:
+        return _sync(root, result, check=check, source=source)
+    except OSError as exc:  # a name the file system refuses, a full disk, no permission
+        where = Path(exc.filename) if exc.filename else root / result.env.rendered_dir
+        shown = _rel(root, where) if where.is_relative_to(root) else str(where)
+        raise InputError(f"cannot write {shown}: {exc.strerror or exc}", result.env.file) from None
+
+
+def _sync(root: Path, result: RenderResult, *, check: bool, source: Source | None) -> Synced:
     env = result.env
     warnings = check_neighbours(env, source or FsSource(root))
     _check_folder(root, env)

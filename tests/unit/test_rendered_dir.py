@@ -93,6 +93,8 @@ def refused(root: Path, *args: str) -> str:
         ("Templates/out", "overlaps templates/"),
         (".git", "is .git/"),
         ("a\\b", "backslash"),
+        ("x" * 300, "file systems allow 255 bytes a name"),
+        ("/".join(["abcdefgh"] * 150), "keep it under 1024 bytes"),
     ],
 )
 def test_a_renderedDir_outside_its_own_folder_is_refused_at_its_line(
@@ -354,3 +356,20 @@ def test_a_header_is_recognised_only_as_render_writes_it() -> None:
     )
     assert layout.written_for("# rendered by dsroll from t for environment prod, class gpu.") is None
     assert layout.written_for("kind: DaemonSet") is None
+
+
+def test_a_file_system_error_while_writing_is_one_line_naming_the_file(
+    project: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = project()
+
+    def full(*_args: object, **_kwargs: object) -> None:
+        raise OSError(28, "No space left on device", str(root / "rendered/test/agents/agent-gpu.yaml"))
+
+    monkeypatch.setattr("dsroll.rendered.write_atomically", full)
+    result = runner.invoke(app, ["render", "test"])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: environments/test.yaml: cannot write rendered/test/agents/agent-gpu.yaml: No space left on device"
+    ]
