@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from dsroll.errors import InputError
+from dsroll.labels import HOSTNAME_LABEL
 
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")
 _OPPOSITE = {"In": "NotIn", "NotIn": "In", "Exists": "DoesNotExist", "DoesNotExist": "Exists"}
@@ -36,7 +37,7 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _GO_INT = re.compile(r"[+-]?[0-9]+")
 # Exists OR DoesNotExist on any key: the only way to say "every node" in nodeSelectorTerms,
 # where an empty term matches no node at all.
-_EVERY_NODE_KEY = "kubernetes.io/hostname"
+_EVERY_NODE_KEY = HOSTNAME_LABEL
 
 
 def _parse_int(value: str) -> int | None:

@@ -250,7 +250,7 @@ def nodes(
     project = locate(env)
     environment = load_environment(project.source, project.env_path, namespace)
     kube = _connect(kubeconfig, context, as_user, as_group, request_timeout, environment.context)
-    output.nodes_report(classify_nodes(environment, kube.list_nodes()), fmt=out.value)
+    output.nodes_report(classify_nodes(environment, kube.nodes.list()), fmt=out.value)
 
 
 from dsroll import cli_rollout as _rollout_commands  # noqa: E402,F401  (registers its commands on `app`)

@@ -13,24 +13,32 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from dsroll import layout, yamlio
-from dsroll.config import Environment
 from dsroll.errors import InputError
-from dsroll.gitsource import GitSource
-from dsroll.kube import Kube
+from dsroll.labels import (
+    LABEL_CLASS,
+    LABEL_ENV,
+    LABEL_WORKLOAD,
+    LAST_APPLIED_ANNOTATION,
+    MANAGED_BY,
+    MANAGER,
+    ROLLOUT_ANNOTATION,
+    TEMPLATE_GENERATION_ANNOTATION,
+)
 from dsroll.masking import mask_pair
-from dsroll.render import LABEL_ENV, MANAGED_BY, Variant, dump_yaml
+
+if TYPE_CHECKING:  # the adapters are passed in; this module loads no client, git or template engine
+    from dsroll.config import Environment
+    from dsroll.gitsource import GitSource
+    from dsroll.kube import Kube
+    from dsroll.render import Variant
 
 _SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink")
-_SERVER_ANNOTATIONS = (
-    "deprecated.daemonset.template.generation",
-    "kubectl.kubernetes.io/last-applied-configuration",
-    "dsroll.io/rollout",
-)
+_SERVER_ANNOTATIONS = (TEMPLATE_GENERATION_ANNOTATION, LAST_APPLIED_ANNOTATION, ROLLOUT_ANNOTATION)
 
 
 class Change(StrEnum):
@@ -240,8 +248,8 @@ def compare(
     old_shown, new_shown, masked = mask_pair(old_n, new_n, mask if change is not Change.UNCHANGED else None)
     text = "".join(
         difflib.unified_diff(
-            dump_yaml(old_shown).splitlines(keepends=True) if old_shown is not None else [],
-            dump_yaml(new_shown).splitlines(keepends=True) if new_shown is not None else [],
+            yamlio.dump(old_shown).splitlines(keepends=True) if old_shown is not None else [],
+            yamlio.dump(new_shown).splitlines(keepends=True) if new_shown is not None else [],
             fromfile=f"{labels[0]}/{meta.get('namespace')}/{meta.get('name')}",
             tofile=f"{labels[1]}/{meta.get('namespace')}/{meta.get('name')}",
         )
@@ -250,8 +258,8 @@ def compare(
     return VariantDiff(
         namespace=str(meta.get("namespace")),
         name=str(meta.get("name")),
-        workload=obj_labels.get("dsroll.io/workload"),
-        cls=obj_labels.get("dsroll.io/class"),
+        workload=obj_labels.get(LABEL_WORKLOAD),
+        cls=obj_labels.get(LABEL_CLASS),
         change=change,
         changed_paths=paths,
         ignored=ignored,
@@ -314,7 +322,7 @@ def against_git(
 def _desired_live(kube: Kube, variant: Variant, live: dict[str, Any] | None) -> tuple[dict[str, Any], str | None]:
     """What the server would store if the variant were applied, without storing it."""
     manifest = copy.deepcopy(dict(variant.manifest))
-    if live is None and not kube.namespace_exists(variant.namespace):
+    if live is None and not kube.namespaces.exists(variant.namespace):
         return (
             manifest,
             f"namespace {variant.namespace} does not exist yet: shown as rendered, not server-normalised",
@@ -323,12 +331,12 @@ def _desired_live(kube: Kube, variant: Variant, live: dict[str, Any] | None) -> 
     if live is not None and (live.get("spec") or {}).get("selector") != rendered_selector:
         manifest["spec"]["selector"] = live["spec"]["selector"]
         try:
-            desired = kube.apply(manifest, dry_run=True)
+            desired = kube.daemonsets.apply(manifest, dry_run=True)
         except InputError:
             return dict(variant.manifest), "selector change: shown as rendered, not server-normalised"
         desired["spec"]["selector"] = rendered_selector
         return desired, None
-    return kube.apply(manifest, dry_run=True), None
+    return kube.daemonsets.apply(manifest, dry_run=True), None
 
 
 def against_live(
@@ -349,7 +357,7 @@ def against_live(
         if live_objects is not None and variant.key in live_objects:
             live = live_objects[variant.key]
         else:
-            live = kube.get_daemonset(variant.namespace, variant.name)
+            live = kube.daemonsets.get(variant.namespace, variant.name)
         desired, note = _desired_live(kube, variant, live)
         diffs.append(
             compare(
@@ -361,8 +369,8 @@ def against_live(
                 mask=mask,
             )
         )
-    selector = f"{MANAGED_BY}=dsroll,{LABEL_ENV}={env.name}"
-    for live in kube.list_daemonsets(selector):
+    selector = f"{MANAGED_BY}={MANAGER},{LABEL_ENV}={env.name}"
+    for live in kube.daemonsets.list(selector):
         meta = live["metadata"]
         if (meta["namespace"], meta["name"]) not in wanted:
             diffs.append(compare(normalise(live), None, labels=("live", "rendered"), mask=mask))

@@ -23,6 +23,8 @@ import hashlib
 import re
 from collections.abc import Iterable
 
+from dsroll.labels import LABEL_CLASS, LABEL_ENV, LABEL_WORKLOAD
+
 DNS_LABEL_MAX = 63
 """RFC 1123 label: namespaces, workload, class and environment names, variant names."""
 DNS_SUBDOMAIN_MAX = 253
@@ -78,7 +80,7 @@ def variant_problem(environment: str, workload: str, cls: str) -> str | None:
             f"variant name {variant!r} ({len(variant)} characters) is not a DNS label "
             f"(lowercase a-z, 0-9, '-', at most {VARIANT_NAME_MAX})"
         )
-    labels = {"dsroll.io/environment": environment, "dsroll.io/workload": workload, "dsroll.io/class": cls}
+    labels = {LABEL_ENV: environment, LABEL_WORKLOAD: workload, LABEL_CLASS: cls}
     for key, value in labels.items():
         if not is_label_value(value):
             return f"label {key}={value!r} is not a label value (at most {LABEL_VALUE_MAX}: A-Z, a-z, 0-9, '-_.')"

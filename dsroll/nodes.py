@@ -8,8 +8,7 @@ from typing import Any
 
 from dsroll.classes import admission_terms, classify, terms_match
 from dsroll.config import Environment
-
-ZONE_LABEL = "topology.kubernetes.io/zone"
+from dsroll.labels import ZONE_LABEL
 
 
 @dataclass(frozen=True)

@@ -19,18 +19,9 @@ from typing import Any
 
 from dsroll.classes import Requirement
 from dsroll.errors import ClusterError
+from dsroll.labels import IDENTITY, RECORD_ANNOTATION, TEMPLATE_GENERATION
 from dsroll.names import backup_name as backup_name  # where replacements and plans find it
-from dsroll.render import LABEL_CLASS, LABEL_ENV, LABEL_WORKLOAD, MANAGED_BY
 from dsroll.rollout.state import camel_json, now_iso, snake_fields
-
-#: On the backup ConfigMap: the workload whose replacement it records.
-BACKUP_LABEL = "dsroll.io/backup-of"
-#: On the backup ConfigMap: the replacement's progress (JSON, see ``Record``).
-RECORD_ANNOTATION = "dsroll.io/replacement"
-#: Labels that say "a dsroll variant": removed from pods handed back to an object without them.
-IDENTITY = (MANAGED_BY, LABEL_ENV, LABEL_WORKLOAD, LABEL_CLASS)
-#: Set by the DaemonSet controller; a stale value would make a new owner count the pod as updated.
-TEMPLATE_GENERATION = "pod-template-generation"
 
 
 class Operation(StrEnum):

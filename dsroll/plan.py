@@ -20,12 +20,11 @@ from typing import Any
 from dsroll.config import RolloutPolicy
 from dsroll.diff import Change, VariantDiff
 from dsroll.errors import InputError
+from dsroll.labels import REVISION_LABEL, ZONE_LABEL
 from dsroll.orphans import ReplacementPlan
 from dsroll.rollout.state import Phase, RolloutState
 
-ZONE_LABEL = "topology.kubernetes.io/zone"
 _DECIMAL = re.compile(r"[0-9]+")
-REVISION_LABEL = "controller-revision-hash"
 
 
 class Action(StrEnum):

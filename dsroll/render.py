@@ -21,14 +21,10 @@ from dsroll import names, yamlio
 from dsroll.config import Environment, Workload, parse_environment
 from dsroll.errors import InputError
 from dsroll.gitsource import Source
+from dsroll.labels import LABEL_CLASS, LABEL_ENV, LABEL_WORKLOAD, MANAGED_BY, MANAGER
 from dsroll.manifest import ManifestError, check_daemonset
 from dsroll.projectpath import OutsideProject
 from dsroll.templating import TemplateSet, template_line
-
-MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_ENV = "dsroll.io/environment"
-LABEL_WORKLOAD = "dsroll.io/workload"
-LABEL_CLASS = "dsroll.io/class"
 
 
 def load_environment(source: Source, path: str, namespace: str | None = None) -> Environment:
@@ -141,7 +137,7 @@ def render_variant(
     except ManifestError as exc:
         raise InputError(f"rendered DaemonSet: {exc}", where) from None
     name = names.variant_name(workload.name, cls)
-    ours = {MANAGED_BY: "dsroll", LABEL_ENV: env.name, LABEL_WORKLOAD: workload.name, LABEL_CLASS: cls}
+    ours = {MANAGED_BY: MANAGER, LABEL_ENV: env.name, LABEL_WORKLOAD: workload.name, LABEL_CLASS: cls}
     spec = manifest["spec"]
     pod_meta = spec["template"].setdefault("metadata", {}) or {}
     spec["template"]["metadata"] = pod_meta

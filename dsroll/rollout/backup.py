@@ -17,16 +17,24 @@ from typing import Any
 
 from dsroll import yamlio
 from dsroll.kube import Kube
-from dsroll.orphans import BACKUP_LABEL, RECORD_ANNOTATION, Record, read_record
-from dsroll.render import LABEL_ENV, MANAGED_BY
+from dsroll.labels import (
+    BACKUP_LABEL,
+    LABEL_ENV,
+    MANAGED_BY,
+    MANAGER,
+    RECORD_ANNOTATION,
+    REQUEST_ANNOTATION,
+    ROLLOUT_ANNOTATION,
+    TEMPLATE_GENERATION_ANNOTATION,
+)
+from dsroll.orphans import Record, read_record
 from dsroll.rollout import revisions as revs
-from dsroll.rollout import state as st
 
 DAEMONSETS, REVISIONS = "daemonsets.yaml", "controllerrevisions.yaml"
 #: Set by the API server; a recreated object must not carry them.
 _SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "deletionTimestamp",
                   "deletionGracePeriodSeconds", "selfLink", "finalizers")  # fmt: skip
-_SERVER_ANNOTATIONS = ("deprecated.daemonset.template.generation", st.ANNOTATION, st.REQUEST_ANNOTATION)
+_SERVER_ANNOTATIONS = (TEMPLATE_GENERATION_ANNOTATION, ROLLOUT_ANNOTATION, REQUEST_ANNOTATION)
 
 
 def default_backup_dir() -> Path:
@@ -37,15 +45,10 @@ def default_backup_dir() -> Path:
     return Path(state) / "dsroll" / "backups"
 
 
-def configmaps_path(namespace: str) -> str:
-    return f"/api/v1/namespaces/{namespace}/configmaps"
-
-
 def records(kube: Kube, namespace: str, workload: str) -> list[tuple[dict[str, Any], Record]]:
     """Every replacement recorded for a workload in a namespace: (ConfigMap, record)."""
-    found = kube.request("GET", configmaps_path(namespace), query={"labelSelector": f"{BACKUP_LABEL}={workload}"})
     out = []
-    for cm in found.get("items") or []:
+    for cm in kube.configmaps.list(namespace, f"{BACKUP_LABEL}={workload}"):
         record = read_record(cm)
         if record is not None:
             out.append((cm, record))
@@ -67,7 +70,7 @@ def as_list(objects: Sequence[Mapping[str, Any]]) -> str:
 def owned_revisions(kube: Kube, daemonset: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The ControllerRevisions a DaemonSet owns."""
     meta = daemonset["metadata"]
-    found = kube.list_controller_revisions(meta["namespace"], revs.selector_string(daemonset["spec"]["selector"]))
+    found = kube.revisions.list(meta["namespace"], revs.selector_string(daemonset["spec"]["selector"]))
     # listed items carry no kind of their own; saved ones must, so that `kubectl create -f` takes them
     return [
         {"apiVersion": "apps/v1", "kind": "ControllerRevision", **cr} for cr in found if revs.owned_by(cr, meta["uid"])
@@ -79,13 +82,12 @@ class Backup:
         self.kube = kube
         self.namespace = namespace
         self.name = name
-        self.path = f"{configmaps_path(namespace)}/{name}"
         self.objects: dict[str, dict[str, Any]] = {}
         self.revisions: list[dict[str, Any]] = []
 
     def load(self) -> Record | None:
         """The record, with the saved objects; None when there is no backup yet."""
-        cm = self.kube.request("GET", self.path, allow_missing=True)
+        cm = self.kube.configmaps.get(self.namespace, self.name)
         if cm is None:
             return None
         self.objects = saved_objects(cm)
@@ -93,7 +95,7 @@ class Backup:
         return read_record(cm)
 
     def write(self, record: Record) -> Record:
-        self.kube.patch(self.path, {"metadata": {"annotations": {RECORD_ANNOTATION: record.to_json()}}})
+        self.kube.configmaps.annotate(self.namespace, self.name, {RECORD_ANNOTATION: record.to_json()})
         return record
 
     def create(
@@ -108,14 +110,13 @@ class Backup:
         """The local file, then the ConfigMap with the record's first stage."""
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_text(as_list([*objects, *history]))
-        labels = {BACKUP_LABEL: record.workload, MANAGED_BY: "dsroll", LABEL_ENV: environment}
-        body = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": self.name, "labels": labels, "annotations": {RECORD_ANNOTATION: record.to_json()}},
-            "data": {DAEMONSETS: as_list(objects), REVISIONS: as_list(history)},
-        }
-        self.kube.request("POST", configmaps_path(self.namespace), body=body)
+        self.kube.configmaps.create(
+            self.namespace,
+            self.name,
+            labels={BACKUP_LABEL: record.workload, MANAGED_BY: MANAGER, LABEL_ENV: environment},
+            annotations={RECORD_ANNOTATION: record.to_json()},
+            data={DAEMONSETS: as_list(objects), REVISIONS: as_list(history)},
+        )
         self.objects = {obj["metadata"]["name"]: obj for obj in objects}
         self.revisions = list(history)
 

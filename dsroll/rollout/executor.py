@@ -17,6 +17,7 @@ from typing import Any
 from dsroll.config import parse_duration
 from dsroll.errors import ClusterError
 from dsroll.kube import Kube
+from dsroll.labels import REQUEST_ANNOTATION, ROLLOUT_ANNOTATION
 from dsroll.plan import Action, Policy, VariantPlan, resolve_max_unavailable, resolve_steps
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.health import Gate
@@ -25,8 +26,6 @@ from dsroll.rollout.outcome import NodeFailed, Result, RunOptions, Stopped, Targ
 from dsroll.rollout.replace import Replacement
 from dsroll.rollout.reporter import Reporter
 from dsroll.rollout.state import (
-    ANNOTATION,
-    REQUEST_ANNOTATION,
     Failure,
     Operation,
     Phase,
@@ -49,9 +48,8 @@ class VariantRollout:
         self.reporter = reporter
         self.target = target
         self.ns, self.name = plan.namespace, plan.name
-        self.path = f"/apis/apps/v1/namespaces/{self.ns}/daemonsets/{self.name}"
         self.label = f"{self.ns}/{self.name}"
-        self.lease = Lease(kube, self.ns, self.name)
+        self.lease = Lease(kube.leases, self.ns, self.name)
         self.ds: dict[str, Any] = {}
         self.state: RolloutState | None = None
         self._written_at = 0.0
@@ -71,12 +69,12 @@ class VariantRollout:
         if action is Action.CREATE:
             return self._create()
         if action is Action.IN_PLACE:
-            self.ds = self.kube.apply(self._manifest(), dry_run=False)
+            self.ds = self.kube.daemonsets.apply(self._manifest(), dry_run=False)
             self._record_commit()
             self.reporter.emit("complete", self.label, "applied in place (no pod restarts)", daemonset=self.ds)
             return self._result(Result.COMPLETE)
         if action is Action.PRUNE:
-            self.kube.request("DELETE", self.path, allow_missing=True)
+            self.kube.daemonsets.delete(self.ns, self.name)
             self.reporter.emit("pruned", self.label, "deleted: no longer rendered")
             return self._result(Result.COMPLETE)
         self.ds = self._get()
@@ -94,17 +92,17 @@ class VariantRollout:
     # --- cluster reads and writes ------------------------------------------------------
 
     def _get(self) -> dict[str, Any]:
-        ds = self.kube.request("GET", self.path, allow_missing=True)
+        ds = self.kube.daemonsets.get(self.ns, self.name)
         if ds is None:
             raise ClusterError(f"daemonset {self.label} disappeared during the rollout")
         return ds
 
     def _write(self, state: RolloutState, *, clear_request: bool = False) -> RolloutState:
         """Record the state before acting on it; the answer carries any pause/abort request."""
-        annotations: dict[str, Any] = {ANNOTATION: state.to_json()}
+        annotations: dict[str, str | None] = {ROLLOUT_ANNOTATION: state.to_json()}
         if clear_request:
             annotations[REQUEST_ANNOTATION] = None
-        self.ds = self.kube.patch(self.path, {"metadata": {"annotations": annotations}})
+        self.ds = self.kube.daemonsets.annotate(self.ns, self.name, annotations)
         self.state = state
         self._written_at = time.monotonic()
         return state
@@ -125,7 +123,9 @@ class VariantRollout:
         return True, read_request(self.ds)
 
     def _replace(self, state: RolloutState, wanted: Sequence[str], step: int, steps: int) -> RolloutState:
-        replacement = Replacement(self.kube, self.ns, self.label, self.gate, self.lease, self.reporter, self._record)
+        replacement = Replacement(
+            self.kube.pods, self.ns, self.label, self.gate, self.lease, self.reporter, self._record
+        )
         return replacement.run(self.ds, state, wanted, step, steps)
 
     def _manifest(self, state: RolloutState | None = None) -> dict[str, Any]:
@@ -133,12 +133,11 @@ class VariantRollout:
         manifest = manifest or copy.deepcopy(dict(self.plan.manifest or {}))
         if state is not None:
             manifest["spec"]["updateStrategy"] = dict(ON_DELETE)
-            manifest["metadata"].setdefault("annotations", {})[ANNOTATION] = state.to_json()
+            manifest["metadata"].setdefault("annotations", {})[ROLLOUT_ANNOTATION] = state.to_json()
         return manifest
 
     def _watch_daemonset(self) -> Informer:
-        query = {"fieldSelector": f"metadata.name={self.name}"}
-        return Informer(self.kube, f"/apis/apps/v1/namespaces/{self.ns}/daemonsets", query)
+        return Informer(self.kube.daemonsets.collection(self.ns, field_selector=f"metadata.name={self.name}"))
 
     def _wait_observed(self, timeout: float = 60) -> None:
         """Until the controller has seen the latest spec (and so recorded its revision)."""
@@ -166,7 +165,7 @@ class VariantRollout:
     # --- create --------------------------------------------------------------------
 
     def _create(self) -> VariantResult:
-        self.ds = self.kube.apply(self._manifest(), dry_run=False)
+        self.ds = self.kube.daemonsets.apply(self._manifest(), dry_run=False)
         self.reporter.emit("start", self.label, "created; waiting for its pods", daemonset=self.ds)
         deadline, seen = time.monotonic() + self.gate.ready_timeout, -1
         with self._watch_daemonset() as watch:
@@ -240,16 +239,14 @@ class VariantRollout:
         if self.target is not None and self.target.revision is not None:
             self._restore_template(self.target.revision.template, state)
         else:
-            self.ds = self.kube.apply(self._manifest(state), dry_run=False)
+            self.ds = self.kube.daemonsets.apply(self._manifest(state), dry_run=False)
         self.state = state
 
     def _restore_template(self, template: Mapping[str, Any], state: RolloutState) -> None:
-        ops = [
-            {"op": "replace", "path": "/spec/template", "value": template},
-            {"op": "replace", "path": "/spec/updateStrategy", "value": ON_DELETE},
-            {"op": "add", "path": "/metadata/annotations/" + ANNOTATION.replace("/", "~1"), "value": state.to_json()},
-        ]
-        self.ds = self.kube.patch(self.path, ops, kind="json")
+        self.ds = self.kube.daemonsets.set_strategy(
+            self.ns, self.name, template=template, update_strategy=ON_DELETE,
+            annotations={ROLLOUT_ANNOTATION: state.to_json()},
+        )  # fmt: skip
 
     def _steps(self, state: RolloutState) -> VariantResult:
         cap = state.cap
@@ -371,11 +368,9 @@ class VariantRollout:
         wanted = (manifest.get("spec") or {}).get("updateStrategy") if phase is Phase.complete else None
         strategy = wanted or state.original_strategy or {"type": "RollingUpdate"}
         state = state.moved(phase, in_flight=(), nodes_done=len(state.nodes))
-        ops = [
-            {"op": "replace", "path": "/spec/updateStrategy", "value": strategy},
-            {"op": "add", "path": "/metadata/annotations/" + ANNOTATION.replace("/", "~1"), "value": state.to_json()},
-        ]
-        self.ds = self.kube.patch(self.path, ops, kind="json")
+        self.ds = self.kube.daemonsets.set_strategy(
+            self.ns, self.name, update_strategy=strategy, annotations={ROLLOUT_ANNOTATION: state.to_json()}
+        )
         self.state = state
         if phase is Phase.rolled_back:
             failure = state.failure

@@ -21,6 +21,7 @@ from typing import Any
 from dsroll import names
 from dsroll.errors import ClusterError
 from dsroll.kube import Kube
+from dsroll.labels import ROLLOUT_ANNOTATION
 from dsroll.orphans import (
     Operation,
     Placement,
@@ -60,7 +61,7 @@ def orphan_pods(kube: Kube, namespace: str, selectors: Iterable[Mapping[str, Any
     """The live pods any of ``selectors`` matches that no controller owns, by uid."""
     found: dict[str, dict[str, Any]] = {}
     for selector in selectors:
-        pods, _ = kube.list_pods(namespace, revs.selector_string(selector))
+        pods, _ = kube.pods.list(namespace, revs.selector_string(selector))
         for pod in pods:
             if controller_uid(pod) is None and not pod["metadata"].get("deletionTimestamp"):
                 found[pod["metadata"]["uid"]] = pod
@@ -97,7 +98,7 @@ class Handover:
         self.backup_dir = backup_dir
         self.ns = plan.namespace
         self.label = f"{plan.namespace}/{plan.workload}"
-        self.lease = Lease(kube, plan.namespace, names.replacement_lease_subject(plan.workload))
+        self.lease = Lease(kube.leases, plan.namespace, names.replacement_lease_subject(plan.workload))
         self.backup = Backup(kube, plan.namespace, plan.backup)
         self.record: Record | None = None
 
@@ -113,9 +114,6 @@ class Handover:
             "deleted": [s.name for s in record.sources] if record else [],
             "created": list(record.targets) if record else [],
         }
-
-    def _ds_path(self, name: str) -> str:
-        return f"/apis/apps/v1/namespaces/{self.ns}/daemonsets/{name}"
 
     # --- entry ---------------------------------------------------------------------
 
@@ -148,7 +146,7 @@ class Handover:
         also holds the record: nothing is deleted before both exist."""
         objects = []
         for ref in self.plan.sources:
-            live = self.kube.get_daemonset(ref.namespace, ref.name)
+            live = self.kube.daemonsets.get(ref.namespace, ref.name)
             if live is None or live["metadata"]["uid"] != ref.uid:
                 raise ClusterError(f"daemonset {ref.namespace}/{ref.name} changed since the plan; nothing was deleted")
             objects.append(live)
@@ -224,7 +222,7 @@ class Handover:
             record = self._write(record.moved(Stage.orphaning))
             current = {}
             for name in dict.fromkeys([*record.targets, *originals]):
-                live = self.kube.get_daemonset(self.ns, name)
+                live = self.kube.daemonsets.get(self.ns, name)
                 if live is not None and not self._ours(live, Operation.restore):
                     current[name] = live["metadata"]["uid"]
             self._orphan(current)
@@ -261,7 +259,7 @@ class Handover:
     def _failed_target(self, record: Record) -> str | None:
         """A new object whose staged rollout failed with onFailure rollback: why, else None."""
         for name in record.targets:
-            state = st.read_state(self.kube.get_daemonset(self.ns, name))
+            state = st.read_state(self.kube.daemonsets.get(self.ns, name))
             if state and state.replacement == self.plan.backup and state.phase is st.Phase.rolling_back:
                 return f"{state.failure.node}: {state.failure.reason}" if state.failure else "failed"
         return None
@@ -277,7 +275,7 @@ class Handover:
         vp = self.variants.get(name)
         if vp is not None and vp.manifest is not None:
             return vp.manifest["spec"]["selector"]
-        live = self.kube.get_daemonset(self.ns, name)
+        live = self.kube.daemonsets.get(self.ns, name)
         return live["spec"]["selector"] if live else None
 
     # --- the stages ------------------------------------------------------------------
@@ -296,22 +294,16 @@ class Handover:
         }
         selectors = {name: (obj.get("spec") or {}).get("selector") for name, obj in self.backup.objects.items()}
         for name, uid in uids.items():
-            live = self.kube.get_daemonset(self.ns, name)
+            live = self.kube.daemonsets.get(self.ns, name)
             if live is not None and live["metadata"]["uid"] == uid:
                 selectors[name] = live["spec"]["selector"]
                 history.update(
                     {cr["metadata"]["name"]: cr["metadata"]["uid"] for cr in owned_revisions(self.kube, live)}
                 )
-            body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Orphan",
-                    "preconditions": {"uid": uid}}  # fmt: skip
-            try:
-                self.kube.request("DELETE", self._ds_path(name), body=body, allow_missing=True)
-            except ClusterError as exc:
-                if exc.status != 409:  # 409: a new object of that name, the old one is gone
-                    raise
+            self.kube.daemonsets.delete(self.ns, name, uid, orphan=True)  # False: gone, or a namesake now
             self.reporter.emit("orphan-delete", self.label, f"deleting {name} with propagationPolicy Orphan", name=name)
         gone = set(uids.values())
-        informer = Informer(self.kube, f"/apis/apps/v1/namespaces/{self.ns}/daemonsets", {})
+        informer = Informer(self.kube.daemonsets.collection(self.ns))
         deadline, seen = time.monotonic() + WAIT_SECONDS, -1
         with informer:
             while {ds["metadata"]["uid"] for ds in informer.snapshot()} & gone:
@@ -326,18 +318,12 @@ class Handover:
             self._until(lambda s=selector, u=uid: not [p for p in self._pods(s) if revs.owned_by(p, u)],
                         f"pods of {name} still have an owner reference")  # fmt: skip
         for name, uid in history.items():
-            body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid}}
-            try:
-                path = f"/apis/apps/v1/namespaces/{self.ns}/controllerrevisions/{name}"
-                self.kube.request("DELETE", path, body=body, allow_missing=True)
-            except ClusterError as exc:
-                if exc.status != 409:
-                    raise
+            self.kube.revisions.delete(self.ns, name, uid)
         whose = "its" if len(uids) == 1 else "their"
         self.reporter.emit("orphaned", self.label, f"{', '.join(uids) or 'nothing'} deleted; {whose} pods are orphans")
 
     def _pods(self, selector: Mapping[str, Any]) -> list[dict[str, Any]]:
-        pods, _ = self.kube.list_pods(self.ns, revs.selector_string(selector))
+        pods, _ = self.kube.pods.list(self.ns, revs.selector_string(selector))
         return pods
 
     def _until(self, done: Callable[[], bool], what: str) -> None:
@@ -359,7 +345,7 @@ class Handover:
         """Each orphan gets the labels of the one new owner of its node; pods that cannot be
         placed are deleted (the plan lists them)."""
         orphans = orphan_pods(self.kube, self.ns, selectors)
-        nodes = {n["metadata"]["name"] for n in self.kube.list_nodes()}
+        nodes = {n["metadata"]["name"] for n in self.kube.nodes.list()}
         mapping = {n: node_target.get(n, fallback) for n in nodes}
         for placement in place(placement_rows(orphans), mapping, nodes, self.plan.workload):
             self.lease.renew()
@@ -378,12 +364,7 @@ class Handover:
 
     def _patch_pod(self, placement: Placement, labels: Mapping[str, str | None]) -> bool:
         """Relabel exactly this pod (its uid in the patch is a precondition); False when it is gone."""
-        body = {"metadata": {"uid": placement.uid, "labels": dict(labels)}}
-        try:
-            self.kube.patch(f"/api/v1/namespaces/{self.ns}/pods/{placement.pod}", body)
-        except ClusterError as exc:
-            if exc.status not in (404, 409):
-                raise
+        if not self.kube.pods.relabel(self.ns, placement.pod, placement.uid, labels):
             self.reporter.emit(
                 "gone", self.label, f"{placement.pod} is gone; its node gets a new pod", pod=placement.pod
             )
@@ -391,14 +372,14 @@ class Handover:
         return True
 
     def _drop(self, placement: Placement) -> None:
-        self.kube.delete_pod(self.ns, placement.pod, placement.uid)
+        self.kube.pods.delete(self.ns, placement.pod, placement.uid)
         message = f"{placement.pod}: {placement.reason}; deleted (no variant of {self.plan.workload} takes it)"
         self.reporter.emit("unplaced", self.label, message, pod=placement.pod, node=placement.node,
                            reason=placement.reason, handling="deleted")  # fmt: skip
 
     def _create(self, name: str, manifest: Mapping[str, Any], operation: Operation) -> None:
         """The new object, with OnDelete and its rollout state in the same request."""
-        live = self.kube.get_daemonset(self.ns, name)
+        live = self.kube.daemonsets.get(self.ns, name)
         if live is not None and self._ours(live, operation):
             return  # created by an earlier run
         order = self._order(name, operation)
@@ -417,11 +398,11 @@ class Handover:
         )
         body = copy.deepcopy(dict(manifest))
         body["spec"]["updateStrategy"] = dict(ON_DELETE)
-        body["metadata"].setdefault("annotations", {})[st.ANNOTATION] = state.to_json()
+        body["metadata"].setdefault("annotations", {})[ROLLOUT_ANNOTATION] = state.to_json()
         if operation is Operation.replace:
-            created = self.kube.apply(body, dry_run=False)
+            created = self.kube.daemonsets.apply(body, dry_run=False)
         else:
-            created = self.kube.request("POST", f"/apis/apps/v1/namespaces/{self.ns}/daemonsets", body=body)
+            created = self.kube.daemonsets.create(self.ns, body)
         self.reporter.emit("created", self.label, f"created {name} with updateStrategy OnDelete: it adopts the pods",
                            daemonset=created, name=name)  # fmt: skip
 
@@ -431,7 +412,7 @@ class Handover:
             return vp.nodes
         record = self.record
         assert record is not None
-        nodes = {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in self.kube.list_nodes()}
+        nodes = self.kube.nodes.labels()
         source = next(s for s in record.sources if s.name == name)
         mine = {n: lb for n, lb in nodes.items() if n in source.nodes or len(record.sources) == 1}
         return order_nodes(mine, self.policy.canary_node_selector)
@@ -439,7 +420,7 @@ class Handover:
     def _wait_adopted(self, owners: Mapping[str, Mapping[str, Any]]) -> None:
         """Until every pod each new object's selector matches is owned by it."""
         for name, manifest in owners.items():
-            live = self.kube.get_daemonset(self.ns, name)
+            live = self.kube.daemonsets.get(self.ns, name)
             if live is None:
                 raise ClusterError(f"daemonset {self.ns}/{name} disappeared after it was created")
             uid, selector = live["metadata"]["uid"], manifest["spec"]["selector"]
@@ -448,7 +429,7 @@ class Handover:
                 pods = [p for p in self._pods(selector) if not p["metadata"].get("deletionTimestamp")]
                 if not all(controller_uid(p) == uid for p in pods):
                     return False
-                ds = self.kube.get_daemonset(self.ns, name) or {}
+                ds = self.kube.daemonsets.get(self.ns, name) or {}
                 status, generation = ds.get("status") or {}, (ds.get("metadata") or {}).get("generation", 1)
                 return status.get("observedGeneration", 0) >= generation
 
@@ -459,9 +440,9 @@ class Handover:
     def _staged(self, names: Sequence[str], operation: Operation) -> list[VariantResult]:
         """Each new object's pods replaced in steps by the ordinary executor."""
         results = []
-        where = {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in self.kube.list_nodes()}
+        where = self.kube.nodes.labels()
         for name in names:
-            live = self.kube.get_daemonset(self.ns, name)
+            live = self.kube.daemonsets.get(self.ns, name)
             if live is None:
                 raise ClusterError(f"daemonset {self.ns}/{name} disappeared during the replacement")
             state = st.read_state(live)

@@ -18,7 +18,7 @@ from typing import Any
 
 from dsroll import names
 from dsroll.errors import ClusterError, DsrollError
-from dsroll.kube import Kube
+from dsroll.kube.protocols import LeasesApi
 
 LEASE_SECONDS = 30
 RENEW_EVERY = 10.0
@@ -57,13 +57,12 @@ def _holder_gone(holder: str) -> bool:
 
 
 class Lease:
-    def __init__(self, kube: Kube, namespace: str, variant: str) -> None:
-        self.kube = kube
+    def __init__(self, leases: LeasesApi, namespace: str, variant: str) -> None:
+        self.leases = leases
         self.namespace = namespace
         self.name = names.lease_name(variant)
         self.variant = variant
         self.holder = holder_identity()
-        self.path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
         self._renewed = 0.0
         self._object: dict[str, Any] | None = None
 
@@ -77,11 +76,10 @@ class Lease:
 
     def acquire(self) -> None:
         now = time.time()
-        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": self.name}}
-        existing = self.kube.request("GET", f"{self.path}/{self.name}", allow_missing=True)
+        existing = self.leases.get(self.namespace, self.name)
         try:
             if existing is None:
-                self._object = self.kube.request("POST", self.path, body={**body, "spec": self._spec(now)})
+                self._object = self.leases.create(self.namespace, self.name, self._spec(now))
             else:
                 self._take_over(existing, now)
         except ClusterError as exc:
@@ -106,7 +104,7 @@ class Lease:
                 f"it expires {renewed + duration - now:.0f}s after its last renewal"
             )
         existing["spec"] = self._spec(now)
-        self._object = self.kube.request("PUT", f"{self.path}/{self.name}", body=existing)
+        self._object = self.leases.replace(self.namespace, existing)
 
     def renew(self, force: bool = False) -> None:
         now = time.time()
@@ -114,7 +112,7 @@ class Lease:
             return
         self._object["spec"] = self._spec(now, self._object["spec"].get("acquireTime"))
         try:
-            self._object = self.kube.request("PUT", f"{self.path}/{self.name}", body=self._object)
+            self._object = self.leases.replace(self.namespace, self._object)
         except ClusterError as exc:
             if exc.status == 409:
                 raise LockHeld(f"{self.variant}: lost the lock {self.name} to another rollout") from None
@@ -124,8 +122,6 @@ class Lease:
     def release(self) -> None:
         if self._object is None:
             return
-        uid = self._object["metadata"]["uid"]
-        body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid}}
         with contextlib.suppress(ClusterError):  # else it expires by itself
-            self.kube.request("DELETE", f"{self.path}/{self.name}", body=body, allow_missing=True)
+            self.leases.delete(self.namespace, self.name, self._object["metadata"]["uid"])
         self._object = None

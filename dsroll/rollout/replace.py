@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from dsroll.kube import Kube
+from dsroll.kube.protocols import PodsApi
 from dsroll.plan import PodView, pods_by_node
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.health import Gate, Outcome, assess, is_ready
@@ -39,9 +39,9 @@ class _Track:
 
 class Replacement:
     def __init__(
-        self, kube: Kube, namespace: str, label: str, gate: Gate, lease: Lease, reporter: Reporter, record: Recorder
+        self, pods: PodsApi, namespace: str, label: str, gate: Gate, lease: Lease, reporter: Reporter, record: Recorder
     ) -> None:
-        self.kube = kube
+        self.pods = pods
         self.ns = namespace
         self.label = label
         self.gate = gate
@@ -60,10 +60,9 @@ class Replacement:
         tracking: dict[str, _Track] = {}
         stopping: str | None = None
         blocked = False
-        query = {"labelSelector": selector}
         pending: list[Future[bool]] = []
         cache: dict[tuple[str, str], PodView] = {}
-        informer = Informer(self.kube, f"/api/v1/namespaces/{self.ns}/pods", query)
+        informer = Informer(self.pods.collection(self.ns, label_selector=selector))
         with informer, ThreadPoolExecutor(max_workers=8, thread_name_prefix="delete") as pool:
             seen = -1
             while True:
@@ -153,7 +152,7 @@ class Replacement:
         """Delete old pods without waiting for the answers: the loop goes on watching, and
         ``_check_deletes`` raises the first delete that failed."""
         for pod in pods:
-            pending.append(pool.submit(self.kube.delete_pod, self.ns, pod.name, pod.uid))
+            pending.append(pool.submit(self.pods.delete, self.ns, pod.name, pod.uid))
 
     @staticmethod
     def _check_deletes(pending: list[Future[bool]]) -> None:

@@ -17,6 +17,7 @@ from dsroll.config import Environment, Workload
 from dsroll.diff import Change, DiffReport
 from dsroll.errors import InputError
 from dsroll.kube import Kube
+from dsroll.labels import LABEL_CLASS, LABEL_WORKLOAD, MANAGED_BY, MANAGER
 from dsroll.orphans import (
     Candidate,
     Operation,
@@ -39,9 +40,9 @@ from dsroll.plan import (
     plan_steps,
     resolve_partition,
 )
-from dsroll.render import MANAGED_BY, Variant
+from dsroll.render import Variant
 from dsroll.rollout import revisions as revs
-from dsroll.rollout.backup import configmaps_path, records, saved_objects
+from dsroll.rollout.backup import records, saved_objects
 from dsroll.rollout.handover import orphan_pods, placement_rows
 
 
@@ -121,14 +122,14 @@ class _Workload:
 
     def _live(self, name: str) -> dict[str, Any] | None:
         key = (self.ns, name)
-        return self.seen.lives[key] if key in self.seen.lives else self.kube.get_daemonset(self.ns, name)
+        return self.seen.lives[key] if key in self.seen.lives else self.kube.daemonsets.get(self.ns, name)
 
     def _pods(self, live: Mapping[str, Any]) -> list[PodView]:
         """The live pods ``live`` owns (read by ``observe`` already, for the variants it planned)."""
         meta = live["metadata"]
         known = self.seen.pods.get((self.ns, meta["name"]))
         if known is None:
-            pods, _ = self.kube.list_pods(self.ns, revs.selector_string(live["spec"]["selector"]))
+            pods, _ = self.kube.pods.list(self.ns, revs.selector_string(live["spec"]["selector"]))
             known = [PodView.of(p) for p in pods if revs.owned_by(p, meta["uid"])]
         return [p for p in known if not p.terminating]
 
@@ -179,7 +180,7 @@ class _Workload:
                 name,
                 objects[name]["metadata"]["uid"],
                 tuple(sorted(nodes[name])),
-                (objects[name]["metadata"].get("labels") or {}).get(MANAGED_BY) == "dsroll",
+                (objects[name]["metadata"].get("labels") or {}).get(MANAGED_BY) == MANAGER,
             )
             for name in found.sources
         )
@@ -273,8 +274,8 @@ class _Workload:
                 VariantPlan(
                     namespace=self.ns,
                     name=source.name,
-                    workload=labels.get("dsroll.io/workload", self.workload.name),
-                    cls=labels.get("dsroll.io/class"),
+                    workload=labels.get(LABEL_WORKLOAD, self.workload.name),
+                    cls=labels.get(LABEL_CLASS),
                     action=Action.ORPHAN_REPLACE,
                     reason=f"deleted (propagationPolicy Orphan); its pods go to {', '.join(gone_to) or 'no variant'}",
                     changed_paths=(),
@@ -298,7 +299,7 @@ def replaced_keys(plan: ReplacementPlan) -> set[tuple[str, str]]:
 
 def restore_of(kube: Kube, namespace: str, backup: str, workload: str) -> ReplacementPlan | None:
     """The restore of the replacement recorded in ``backup`` (None when there is nothing to undo)."""
-    cm = kube.request("GET", f"{configmaps_path(namespace)}/{backup}", allow_missing=True)
+    cm = kube.configmaps.get(namespace, backup)
     record = read_record(cm) if cm is not None else None
     if record is None or (record.operation is Operation.restore and record.finished):
         return None  # no record, or restored already: nothing of it left to undo

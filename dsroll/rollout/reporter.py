@@ -83,7 +83,7 @@ class Reporter:
         if event in _K8S_EVENTS and daemonset is not None and self.kube is not None:
             reason, warning = _K8S_EVENTS[event]
             try:
-                self.kube.create_event(daemonset, reason, message, warning=warning)
+                self.kube.events.create(daemonset, reason, message, warning=warning)
             except DsrollError as exc:  # an Event is a courtesy; the rollout goes on
                 print(f"warning: could not record Event {reason}: {exc}", file=sys.stderr)
 

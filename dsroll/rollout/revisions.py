@@ -9,8 +9,7 @@ from typing import Any
 
 from dsroll.errors import InputError
 from dsroll.kube import Kube
-from dsroll.plan import REVISION_LABEL
-from dsroll.rollout.state import COMMIT_ANNOTATION
+from dsroll.labels import COMMIT_ANNOTATION, REVISION_LABEL
 
 
 def selector_string(selector: Mapping[str, Any]) -> str:
@@ -52,7 +51,7 @@ def revisions(kube: Kube, daemonset: Mapping[str, Any]) -> list[Revision]:
     """The DaemonSet's revisions, oldest first."""
     meta = daemonset["metadata"]
     found = []
-    for cr in kube.list_controller_revisions(meta["namespace"], selector_string(daemonset["spec"]["selector"])):
+    for cr in kube.revisions.list(meta["namespace"], selector_string(daemonset["spec"]["selector"])):
         if not owned_by(cr, meta["uid"]):
             continue
         template = copy.deepcopy((cr.get("data") or {}).get("spec", {}).get("template") or {})
@@ -92,7 +91,4 @@ def previous(revs: list[Revision], where: str) -> Revision:
 def record_commit(kube: Kube, namespace: str, revision: Revision, commit: str | None) -> None:
     """Remember which git commit first produced a revision (shown by `history`)."""
     if commit and revision.commit is None:
-        kube.patch(
-            f"/apis/apps/v1/namespaces/{namespace}/controllerrevisions/{revision.name}",
-            {"metadata": {"annotations": {COMMIT_ANNOTATION: commit}}},
-        )
+        kube.revisions.annotate(namespace, revision.name, {COMMIT_ANNOTATION: commit})

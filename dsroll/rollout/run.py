@@ -20,6 +20,7 @@ from dsroll.config import Environment
 from dsroll.diff import Change, DiffReport, against_live
 from dsroll.errors import DsrollError, InputError
 from dsroll.kube import Kube
+from dsroll.labels import REQUEST_ANNOTATION, ROLLOUT_ANNOTATION
 from dsroll.orphans import Operation
 from dsroll.plan import (
     Action,
@@ -41,9 +42,7 @@ from dsroll.rollout.lease import Lease
 from dsroll.rollout.outcome import Result, RunOptions, RunSummary, Target, VariantResult
 from dsroll.rollout.reporter import Reporter
 from dsroll.rollout.state import (
-    ANNOTATION,
     FINISHED,
-    REQUEST_ANNOTATION,
     Phase,
     RolloutState,
     now_iso,
@@ -85,7 +84,7 @@ def _policy(env: Environment, workload: str | None, steps: Sequence[str] | None)
 
 def _observe_pods(kube: Kube, live: Mapping[str, Any]) -> tuple[list[PodView], str | None]:
     meta = live["metadata"]
-    pods, _ = kube.list_pods(meta["namespace"], revs.selector_string(live["spec"]["selector"]))
+    pods, _ = kube.pods.list(meta["namespace"], revs.selector_string(live["spec"]["selector"]))
     owned = [p for p in pods if revs.owned_by(p, meta["uid"])]
     current = revs.current(revs.revisions(kube, live))
     return [PodView.of(p) for p in owned], current.hash if current else None
@@ -93,7 +92,7 @@ def _observe_pods(kube: Kube, live: Mapping[str, Any]) -> tuple[list[PodView], s
 
 def _nodes(kube: Kube, env: Environment) -> tuple[dict[str, dict[str, str]], dict[str, str | None]]:
     """Every node's labels, and the class each belongs to."""
-    labels = {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in kube.list_nodes()}
+    labels = kube.nodes.labels()
     return labels, {name: classify(env.classes, lb)[1] for name, lb in labels.items()}
 
 
@@ -124,7 +123,7 @@ def observe(
     """Plan the scoped variants of ``env`` from live state."""
     scope.check(env)
     chosen = scope.select(variants)
-    lives = {v.key: kube.get_daemonset(v.namespace, v.name) for v in chosen}
+    lives = {v.key: kube.daemonsets.get(v.namespace, v.name) for v in chosen}
     report = against_live(env, chosen, kube, lives)
     labels, winners = _nodes(kube, env)
     manifests = {v.key: v.manifest for v in chosen}
@@ -134,7 +133,7 @@ def observe(
         if diff.change is Change.REMOVED and not scope.admits(diff.workload, diff.cls):
             continue
         key = (diff.namespace, diff.name)
-        live = lives[key] if key in lives else kube.get_daemonset(diff.namespace, diff.name)
+        live = lives[key] if key in lives else kube.daemonsets.get(diff.namespace, diff.name)
         pods, current = _observe_pods(kube, live) if live else ([], None)
         lives[key], owned[key] = live, pods
         planned.append(
@@ -265,7 +264,7 @@ def rollback_plan(
             continue
         if vp.live.uid is None:
             continue
-        live = kube.get_daemonset(vp.namespace, vp.name)
+        live = kube.daemonsets.get(vp.namespace, vp.name)
         assert live is not None
         history = revs.revisions(kube, live)
         where = f"{vp.namespace}/{vp.name}"
@@ -318,7 +317,7 @@ def _unfinished_rollback(state: RolloutState | None, history: Sequence[revs.Revi
 def status(kube: Kube, variants: Sequence[Variant]) -> list[dict[str, Any]]:
     rows = []
     for variant in variants:
-        live = kube.get_daemonset(variant.namespace, variant.name)
+        live = kube.daemonsets.get(variant.namespace, variant.name)
         row: dict[str, Any] = {"namespace": variant.namespace, "name": variant.name, "deployed": live is not None}
         if live is not None:
             pods, current = _observe_pods(kube, live)
@@ -367,7 +366,7 @@ def replacement_status(kube: Kube, variants: Sequence[Variant]) -> list[dict[str
 def history(kube: Kube, variants: Sequence[Variant]) -> list[dict[str, Any]]:
     rows = []
     for variant in variants:
-        live = kube.get_daemonset(variant.namespace, variant.name)
+        live = kube.daemonsets.get(variant.namespace, variant.name)
         found = revs.revisions(kube, live) if live else []
         current = revs.current(found)
         rows.append(
@@ -386,19 +385,18 @@ def request(kube: Kube, variants: Sequence[Variant], action: str, by: str) -> li
     """`pause` / `abort`: ask the running rollout, or mark the saved state when none runs."""
     rows = []
     for variant in variants:
-        live = kube.get_daemonset(variant.namespace, variant.name)
+        live = kube.daemonsets.get(variant.namespace, variant.name)
         state = read_state(live)
         row = {"namespace": variant.namespace, "name": variant.name, "action": action}
-        path = f"/apis/apps/v1/namespaces/{variant.namespace}/daemonsets/{variant.name}"
         if state is None or state.phase in FINISHED:
             rows.append({**row, "result": "none", "message": "no rollout in progress"})
             continue
-        lease = Lease(kube, variant.namespace, variant.name)
+        lease = Lease(kube.leases, variant.namespace, variant.name)
         try:
             lease.acquire()
         except DsrollError:
             ask = json.dumps({"action": action, "by": by, "at": now_iso()})
-            kube.patch(path, {"metadata": {"annotations": {REQUEST_ANNOTATION: ask}}})
+            kube.daemonsets.annotate(variant.namespace, variant.name, {REQUEST_ANNOTATION: ask})
             message = f"asked the running rollout to {action} after the batch in flight"
             rows.append({**row, "result": "requested", "message": message})
             continue
@@ -408,7 +406,8 @@ def request(kube: Kube, variants: Sequence[Variant], action: str, by: str) -> li
                 rows.append({**row, "result": "none", "message": f"already stopped (phase {state.phase})"})
                 continue
             moved = state.moved(phase, in_flight=())
-            kube.patch(path, {"metadata": {"annotations": {ANNOTATION: moved.to_json(), REQUEST_ANNOTATION: None}}})
+            annotations = {ROLLOUT_ANNOTATION: moved.to_json(), REQUEST_ANNOTATION: None}
+            kube.daemonsets.annotate(variant.namespace, variant.name, annotations)
             rows.append({**row, "result": phase.value, "message": f"marked {phase.value} (no rollout was running)"})
         finally:
             lease.release()
@@ -421,7 +420,7 @@ def moved_since(kube: Kube, saved: Plan) -> list[str]:
         return [f"the plan was made against {saved.server}, this is {kube.server}"]
     found = []
     for vp in saved.variants:
-        live = kube.get_daemonset(vp.namespace, vp.name)
+        live = kube.daemonsets.get(vp.namespace, vp.name)
         pods, current = _observe_pods(kube, live) if live else ([], None)
         meta = (live or {}).get("metadata") or {}
         nodes = tuple(sorted(pods_by_node(pods)))

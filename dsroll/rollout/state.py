@@ -15,10 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from dsroll.errors import ClusterError
-
-ANNOTATION = "dsroll.io/rollout"
-REQUEST_ANNOTATION = "dsroll.io/rollout-request"
-COMMIT_ANNOTATION = "dsroll.io/commit"
+from dsroll.labels import REQUEST_ANNOTATION, ROLLOUT_ANNOTATION
 
 
 class Phase(StrEnum):
@@ -110,13 +107,15 @@ class RolloutState:
             data["failure"] = Failure(**failure) if failure else None
             return cls(**data)
         except (ValueError, TypeError, KeyError) as exc:
-            raise ClusterError(f"{where}: annotation {ANNOTATION} is not a dsroll rollout state ({exc})") from None
+            raise ClusterError(
+                f"{where}: annotation {ROLLOUT_ANNOTATION} is not a dsroll rollout state ({exc})"
+            ) from None
 
 
 def read_state(daemonset: dict[str, Any] | None) -> RolloutState | None:
     if not daemonset:
         return None
-    text = (daemonset["metadata"].get("annotations") or {}).get(ANNOTATION)
+    text = (daemonset["metadata"].get("annotations") or {}).get(ROLLOUT_ANNOTATION)
     if not text:
         return None
     meta = daemonset["metadata"]

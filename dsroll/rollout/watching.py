@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from dsroll.errors import DsrollError
-from dsroll.kube import Kube, WatchExpired
+from dsroll.kube import WatchExpired
+from dsroll.kube.protocols import Watchable
 
 
 class Informer:
-    def __init__(
-        self, kube: Kube, path: str, query: Mapping[str, str] | None = None, watch_seconds: float = 45
-    ) -> None:
-        self.kube = kube
-        self.path = path
-        self.query = dict(query or {})
+    def __init__(self, source: Watchable, watch_seconds: float = 45) -> None:
+        self.source = source
         self.watch_seconds = watch_seconds
         self._items: dict[str, dict[str, Any]] = {}
         self._rv = ""
@@ -34,7 +30,7 @@ class Informer:
 
     def __enter__(self) -> Informer:
         self._relist()
-        self._thread = threading.Thread(target=self._follow, name=f"watch {self.path}", daemon=True)
+        self._thread = threading.Thread(target=self._follow, name=f"watch {self.source}", daemon=True)
         self._thread.start()
         return self
 
@@ -42,10 +38,10 @@ class Informer:
         self._stopped.set()
 
     def _relist(self) -> None:
-        result = self.kube.request("GET", self.path, query=self.query)
+        items, resource_version = self.source.list()
         with self._changed:
-            self._items = {item["metadata"]["uid"]: item for item in result.get("items") or []}
-            self._rv = str(result["metadata"].get("resourceVersion", ""))
+            self._items = {item["metadata"]["uid"]: item for item in items}
+            self._rv = resource_version
             self._generation += 1
             self._changed.notify_all()
 
@@ -57,9 +53,7 @@ class Informer:
                 if relist:
                     self._relist()
                     relist = False
-                for kind, obj in self.kube.watch(
-                    self.path, resource_version=self._rv, query=self.query, timeout=self.watch_seconds
-                ):
+                for kind, obj in self.source.watch(self._rv, self.watch_seconds):
                     if self._stopped.is_set():
                         return
                     with self._changed:

@@ -95,12 +95,12 @@ def test_longest_accepted_variant_name_is_taken_by_the_server_and_one_more_is_re
     k8s_cluster.kubectl("apply", "--server-side", "--field-manager=dsroll", "-f", str(rendered))
 
     kube = Kube(KubeOptions(kubeconfig=kubeconfig, context=k8s_cluster.context))
-    lease = Lease(kube, namespace, variant)
+    lease = Lease(kube.leases, namespace, variant)
     lease.acquire()
     assert get_json(k8s_cluster, "-n", namespace, "get", "lease", names.lease_name(variant))["metadata"]["name"] == (
         f"dsroll-{variant}"
     )
-    replacement = Lease(kube, namespace, names.replacement_lease_subject(longest))
+    replacement = Lease(kube.leases, namespace, names.replacement_lease_subject(longest))
     replacement.acquire()
     backup = names.backup_name(longest, ["0b7d8c3e-0000-4000-8000-000000000000"])
     k8s_cluster.kubectl("-n", namespace, "create", "configmap", backup)

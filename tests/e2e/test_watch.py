@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from dsroll import kube as adapter
 from dsroll.kube import Kube, KubeOptions, WatchExpired
 from dsroll.rollout.watching import Informer
 
@@ -212,7 +213,7 @@ def test_informer_relists_when_its_resource_version_expired(kube: Kube, fresh_co
     path, api_version = fresh_collection.path, fresh_collection.api_version
     for name in ("a", "b", "c"):
         create_probe(kube, path, api_version, name)
-    with RelistCountingInformer(kube, path, watch_seconds=1) as informer:
+    with RelistCountingInformer(adapter.Collection(kube, path), watch_seconds=1) as informer:
         truth = server_state(kube, path)
         wait_until(informer, lambda items: state(items) == truth)
         before = {item["metadata"]["uid"]: item for item in informer.snapshot()}
@@ -286,7 +287,9 @@ def test_informer_follows_configmap_events_in_order_and_wait_wakes_on_them(kube:
     def configmap(name: str, value: str) -> dict[str, Any]:
         return {"metadata": {"name": name, "labels": labels}, "data": {"value": value}}
 
-    with Informer(kube, path, query={"labelSelector": f"dsroll.io/e2e-watch={token}"}, watch_seconds=5) as informer:
+    with Informer(
+        adapter.Collection(kube, path, {"labelSelector": f"dsroll.io/e2e-watch={token}"}), watch_seconds=5
+    ) as informer:
         assert informer.snapshot() == []
         start = informer.generation
 

@@ -18,12 +18,18 @@ from hypothesis import strategies as st
 
 from dsroll import orphans
 from dsroll.errors import ClusterError
-from dsroll.orphans import (
+from dsroll.labels import (
     BACKUP_LABEL,
-    FINISHED_STAGES,
     IDENTITY,
+    LABEL_CLASS,
+    LABEL_ENV,
+    LABEL_WORKLOAD,
+    MANAGED_BY,
     RECORD_ANNOTATION,
     TEMPLATE_GENERATION,
+)
+from dsroll.orphans import (
+    FINISHED_STAGES,
     Candidate,
     Group,
     Operation,
@@ -41,7 +47,6 @@ from dsroll.orphans import (
     relabelled,
     selector_matches,
 )
-from dsroll.render import LABEL_CLASS, LABEL_ENV, LABEL_WORKLOAD, MANAGED_BY
 
 NS, WORKLOAD = "agents", "agent"
 GENERAL, GPU, ARM = "agent-general", "agent-gpu", "agent-arm64"

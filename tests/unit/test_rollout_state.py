@@ -10,11 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dsroll.errors import ClusterError
+from dsroll.labels import REQUEST_ANNOTATION, ROLLOUT_ANNOTATION
 from dsroll.rollout import state as state_module
 from dsroll.rollout.state import (
-    ANNOTATION,
     FINISHED,
-    REQUEST_ANNOTATION,
     Failure,
     Operation,
     Phase,
@@ -148,7 +147,7 @@ def test_what_is_not_a_state_is_a_cluster_error_naming_the_daemonset(text: str) 
         RolloutState.from_json(text, "daemonset agents/agent-general")
     message = str(info.value)
     assert message.startswith(
-        f"daemonset agents/agent-general: annotation {ANNOTATION} is not a dsroll rollout state ("
+        f"daemonset agents/agent-general: annotation {ROLLOUT_ANNOTATION} is not a dsroll rollout state ("
     )
     assert "\n" not in message
 
@@ -156,7 +155,9 @@ def test_what_is_not_a_state_is_a_cluster_error_naming_the_daemonset(text: str) 
 @pytest.mark.parametrize("text", ["[]", "null", '"progressing"'])
 def test_json_that_is_not_an_object_is_a_cluster_error(text: str) -> None:
     # once an AttributeError from raw.items()
-    with pytest.raises(ClusterError, match=rf"^daemonset agents/agent-general: annotation {ANNOTATION} is not a"):
+    with pytest.raises(
+        ClusterError, match=rf"^daemonset agents/agent-general: annotation {ROLLOUT_ANNOTATION} is not a"
+    ):
         RolloutState.from_json(text, "daemonset agents/agent-general")
 
 
@@ -277,17 +278,17 @@ def test_read_state_of_no_daemonset_or_no_annotation() -> None:
     assert read_state({}) is None
     assert read_state(daemonset(None)) is None
     assert read_state(daemonset({"other": "x"})) is None
-    assert read_state(daemonset({ANNOTATION: ""})) is None
+    assert read_state(daemonset({ROLLOUT_ANNOTATION: ""})) is None
 
 
 def test_read_state_reads_the_annotation() -> None:
-    ds = daemonset({ANNOTATION: a_state().to_json(), "deprecated.daemonset.template.generation": "4"})
+    ds = daemonset({ROLLOUT_ANNOTATION: a_state().to_json(), "deprecated.daemonset.template.generation": "4"})
     assert read_state(ds) == a_state()
 
 
 def test_read_state_names_the_daemonset_when_the_annotation_is_bad() -> None:
-    with pytest.raises(ClusterError, match=rf"^daemonset agents/agent-general: annotation {ANNOTATION} is not"):
-        read_state(daemonset({ANNOTATION: "{oops"}))
+    with pytest.raises(ClusterError, match=rf"^daemonset agents/agent-general: annotation {ROLLOUT_ANNOTATION} is not"):
+        read_state(daemonset({ROLLOUT_ANNOTATION: "{oops"}))
 
 
 @pytest.mark.parametrize(
@@ -308,7 +309,7 @@ def test_read_request(annotation: str, expected: str | None) -> None:
 def test_read_request_without_a_request() -> None:
     assert read_request(None) is None
     assert read_request(daemonset(None)) is None
-    assert read_request(daemonset({ANNOTATION: a_state().to_json()})) is None
+    assert read_request(daemonset({ROLLOUT_ANNOTATION: a_state().to_json()})) is None
 
 
 @pytest.mark.parametrize("annotation", ["1", '"pause"', "[]", "null"])

@@ -1,9 +1,11 @@
-"""The one door to the cluster: client setup, timeouts, retries, error translation.
+"""The one client: configuration, timeouts, retries, request counting, watches, errors.
 
-Every request goes through ``Kube.request`` and returns the API's own JSON (camelCase,
-as in manifests), so diffs compare like with like. Transient failures (connection
-resets, timeouts, 429, 5xx) are retried with backoff; everything else becomes a
-one-line ``ClusterError`` naming the server, or the verb and resource refused.
+Every request goes through ``Kube.request`` (or ``Kube.watch``) and returns the API's own
+JSON (camelCase, as in manifests), so diffs compare like with like. Transient failures
+(connection resets, timeouts, 429, 5xx) are retried with backoff; everything else becomes
+a one-line ``ClusterError`` naming the server, or the verb and resource refused. The
+typed resource methods (``kube.daemonsets.get(...)``) are in ``resources.py``; nothing
+outside this package spells a REST path.
 """
 
 from __future__ import annotations
@@ -14,9 +16,7 @@ import re
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 import urllib3
 from kubernetes import client, config
@@ -25,8 +25,9 @@ from kubernetes.config.config_exception import ConfigException
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from dsroll.errors import ClusterError, InputError
+from dsroll.kube import resources
+from dsroll.kube.resources import FIELD_MANAGER
 
-FIELD_MANAGER = "dsroll"
 _TIMEOUT = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 
 
@@ -124,6 +125,14 @@ class Kube:
         self.requests = 0
         self.writes = 0
         self._counting = threading.Lock()  # deletes of a batch run concurrently
+        self.daemonsets = resources.DaemonSets(self)
+        self.pods = resources.Pods(self)
+        self.revisions = resources.ControllerRevisions(self)
+        self.leases = resources.Leases(self)
+        self.configmaps = resources.ConfigMaps(self)
+        self.events = resources.Events(self)
+        self.nodes = resources.Nodes(self)
+        self.namespaces = resources.Namespaces(self)
 
     @staticmethod
     def _load_kubeconfig(cfg: client.Configuration, path: str | None, context: str | None) -> str:
@@ -236,6 +245,12 @@ class Kube:
             reason = getattr(exc, "reason", None) or exc
             raise ClusterError(f"cannot reach {self.server}: {reason}") from None
 
+    def patch(self, path: str, patch: Any, *, kind: str = "merge", dry_run: bool = False) -> Any:
+        """A JSON merge patch (``kind="merge"``) or JSON patch (``kind="json"``) as field manager dsroll."""
+        query = {"fieldManager": FIELD_MANAGER, **({"dryRun": "All"} if dry_run else {})}
+        content_type = {"merge": "application/merge-patch+json", "json": "application/json-patch+json"}[kind]
+        return self.request("PATCH", path, query=query, body=patch, content_type=content_type)
+
     def _translate(self, exc: ApiException, method: str, path: str) -> ClusterError | InputError:
         message = _status_message(exc)
         if exc.status == 401:
@@ -245,90 +260,6 @@ class Kube:
         if exc.status in (400, 422):
             return InputError(f"the API server rejected {method} {path}: {message}")
         return ClusterError(f"{method} {path} failed ({exc.status}): {message}", status=exc.status)
-
-    # --- resources -----------------------------------------------------------------
-
-    def get_daemonset(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.request("GET", f"/apis/apps/v1/namespaces/{namespace}/daemonsets/{name}", allow_missing=True)
-
-    def list_daemonsets(self, label_selector: str) -> list[dict[str, Any]]:
-        result = self.request("GET", "/apis/apps/v1/daemonsets", query={"labelSelector": label_selector})
-        return list(result.get("items") or [])
-
-    def list_nodes(self, label_selector: str | None = None) -> list[dict[str, Any]]:
-        query = {"labelSelector": label_selector} if label_selector else None
-        return list(self.request("GET", "/api/v1/nodes", query=query).get("items") or [])
-
-    def namespace_exists(self, name: str) -> bool:
-        return self.request("GET", f"/api/v1/namespaces/{quote(name)}", allow_missing=True) is not None
-
-    def apply(self, manifest: Mapping[str, Any], *, dry_run: bool, force: bool = True) -> dict[str, Any]:
-        """Server-side apply as field manager ``dsroll``; with ``dry_run`` nothing is stored."""
-        meta = manifest["metadata"]
-        query = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
-        if dry_run:
-            query["dryRun"] = "All"
-        return self.request(
-            "PATCH",
-            f"/apis/apps/v1/namespaces/{meta['namespace']}/daemonsets/{meta['name']}",
-            query=query,
-            body=json.dumps(manifest),
-            content_type="application/apply-patch+yaml",
-        )
-
-    def patch(self, path: str, patch: Any, *, kind: str = "merge", dry_run: bool = False) -> dict[str, Any]:
-        """A JSON merge patch (``kind="merge"``) or JSON patch (``kind="json"``) as field manager dsroll."""
-        query = {"fieldManager": FIELD_MANAGER, **({"dryRun": "All"} if dry_run else {})}
-        content_type = {"merge": "application/merge-patch+json", "json": "application/json-patch+json"}[kind]
-        return self.request("PATCH", path, query=query, body=patch, content_type=content_type)
-
-    def list_pods(self, namespace: str, label_selector: str) -> tuple[list[dict[str, Any]], str]:
-        """Pods and the list's resourceVersion (to watch from)."""
-        result = self.request("GET", f"/api/v1/namespaces/{namespace}/pods", query={"labelSelector": label_selector})
-        return list(result.get("items") or []), str(result["metadata"].get("resourceVersion", ""))
-
-    def delete_pod(self, namespace: str, name: str, uid: str) -> bool:
-        """Delete exactly this pod (uid precondition); False when it is already gone."""
-        body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid}}
-        try:
-            self._send("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}", [], body, "application/json")
-        except ApiException as exc:
-            if exc.status in (404, 409):  # gone, or a new pod of that name
-                return False
-            raise self._translate(exc, "DELETE", f"pods/{name}") from None
-        return True
-
-    def list_controller_revisions(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
-        path = f"/apis/apps/v1/namespaces/{namespace}/controllerrevisions"
-        return list(self.request("GET", path, query={"labelSelector": label_selector}).get("items") or [])
-
-    def create_event(self, obj: Mapping[str, Any], reason: str, message: str, warning: bool = False) -> None:
-        """A core/v1 Event on ``obj`` (shown by ``kubectl describe`` and ``kubectl events``)."""
-        meta = obj["metadata"]
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": "apps/v1",
-                "kind": "DaemonSet",
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta.get("uid"),
-                "resourceVersion": meta.get("resourceVersion"),
-            },
-            "reason": reason,
-            "message": message[:1024],
-            "type": "Warning" if warning else "Normal",
-            "source": {"component": "dsroll"},
-            "reportingComponent": "dsroll",
-            "reportingInstance": os.uname().nodename,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-        self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
 
     def whoami(self) -> str:
         """The user the API server sees (SelfSubjectReview); '?' where it is not allowed."""

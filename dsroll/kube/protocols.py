@@ -1,0 +1,36 @@
+"""What the rollout code needs of the cluster, as small protocols.
+
+``Kube``'s resources satisfy them; a test hands in a fake that keeps objects in a dict,
+and the lease, the node replacement and the informer run without a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
+
+
+class Watchable(Protocol):
+    """A collection an ``Informer`` lists once and then follows."""
+
+    def list(self) -> tuple[list[dict[str, Any]], str]: ...
+
+    def watch(self, resource_version: str, timeout: float) -> Iterator[tuple[str, dict[str, Any]]]: ...
+
+
+class PodsApi(Protocol):
+    def collection(
+        self, namespace: str | None = None, *, label_selector: str | None = None, field_selector: str | None = None
+    ) -> Watchable: ...
+
+    def delete(self, namespace: str, name: str, uid: str) -> bool: ...
+
+
+class LeasesApi(Protocol):
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def create(self, namespace: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def replace(self, namespace: str, lease: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def delete(self, namespace: str, name: str, uid: str) -> bool: ...

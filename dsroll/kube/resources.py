@@ -1,0 +1,288 @@
+"""Typed resource methods: every REST path and request body dsroll sends, in one place.
+
+``Kube`` holds one object per kind (``kube.daemonsets``, ``kube.pods``, …); each speaks
+the API's own JSON and knows its kind's paths. The bodies that must be exactly right —
+the uid precondition that makes a delete or a relabel hit this object and not a namesake
+created since, ``propagationPolicy: Orphan``, server-side apply as field manager dsroll —
+are written here once. A ``Collection`` is what an ``Informer`` lists and watches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote
+
+from dsroll.errors import ClusterError
+
+if TYPE_CHECKING:
+    from dsroll.kube.client import Kube
+
+FIELD_MANAGER = "dsroll"
+
+
+def delete_options(uid: str | None = None, *, orphan: bool = False) -> dict[str, Any]:
+    """DeleteOptions: ``uid`` deletes exactly that object; ``orphan`` leaves its dependents."""
+    body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
+    if orphan:
+        body["propagationPolicy"] = "Orphan"
+    if uid is not None:
+        body["preconditions"] = {"uid": uid}
+    return body
+
+
+@dataclass(frozen=True)
+class Collection:
+    """One collection of objects (a kind in a namespace, or across namespaces), filtered by
+    ``query``: listed once and then watched from the list's resourceVersion."""
+
+    kube: Kube
+    path: str
+    query: Mapping[str, str] = field(default_factory=dict)
+
+    def list(self) -> tuple[list[dict[str, Any]], str]:
+        """The items and the list's resourceVersion (to watch from)."""
+        result = self.kube.request("GET", self.path, query=self.query)
+        return list(result.get("items") or []), str(result["metadata"].get("resourceVersion", ""))
+
+    def watch(self, resource_version: str, timeout: float) -> Iterator[tuple[str, dict[str, Any]]]:
+        return self.kube.watch(self.path, resource_version=resource_version, query=self.query, timeout=timeout)
+
+    def __str__(self) -> str:
+        return self.path
+
+
+class _Kind:
+    """The paths of one kind of object, and the requests every kind makes alike."""
+
+    prefix: ClassVar[str]  # "/api/v1", "/apis/apps/v1", …
+    plural: ClassVar[str]
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    def path(self, namespace: str | None, name: str | None = None) -> str:
+        base = f"{self.prefix}/namespaces/{namespace}/{self.plural}" if namespace else f"{self.prefix}/{self.plural}"
+        return f"{base}/{name}" if name else base
+
+    def collection(
+        self, namespace: str | None = None, *, label_selector: str | None = None, field_selector: str | None = None
+    ) -> Collection:
+        query = {"labelSelector": label_selector, "fieldSelector": field_selector}
+        return Collection(self.kube, self.path(namespace), {k: v for k, v in query.items() if v})
+
+    def _get(self, namespace: str | None, name: str) -> dict[str, Any] | None:
+        return self.kube.request("GET", self.path(namespace, name), allow_missing=True)
+
+    def _items(self, namespace: str | None, label_selector: str | None) -> list[dict[str, Any]]:
+        return self.collection(namespace, label_selector=label_selector).list()[0]
+
+    def _annotate(self, namespace: str, name: str, annotations: Mapping[str, str | None]) -> dict[str, Any]:
+        """Merge ``annotations`` into the object's (None removes one)."""
+        return self.kube.patch(self.path(namespace, name), {"metadata": {"annotations": dict(annotations)}})
+
+    def _delete(self, namespace: str, name: str, uid: str | None = None, *, orphan: bool = False) -> bool:
+        """Delete (exactly the object with ``uid``, when given); False when it is gone
+        already, or the name now belongs to another object (409: the precondition failed)."""
+        body = delete_options(uid, orphan=orphan)
+        try:
+            found = self.kube.request(
+                "DELETE", self.path(namespace, name), body=body, content_type="application/json", allow_missing=True
+            )
+        except ClusterError as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return found is not None
+
+
+class DaemonSets(_Kind):
+    prefix, plural = "/apis/apps/v1", "daemonsets"
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(namespace, name)
+
+    def list(self, label_selector: str) -> list[dict[str, Any]]:
+        """Across all namespaces."""
+        return self._items(None, label_selector)
+
+    def create(self, namespace: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Create, refusing (409) when the name is taken: unlike apply, never takes over."""
+        return self.kube.request("POST", self.path(namespace), body=dict(manifest))
+
+    def apply(self, manifest: Mapping[str, Any], *, dry_run: bool, force: bool = True) -> dict[str, Any]:
+        """Server-side apply as field manager ``dsroll``; with ``dry_run`` nothing is stored."""
+        meta = manifest["metadata"]
+        query = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
+        if dry_run:
+            query["dryRun"] = "All"
+        return self.kube.request(
+            "PATCH",
+            self.path(meta["namespace"], meta["name"]),
+            query=query,
+            body=json.dumps(manifest),
+            content_type="application/apply-patch+yaml",
+        )
+
+    def annotate(self, namespace: str, name: str, annotations: Mapping[str, str | None]) -> dict[str, Any]:
+        return self._annotate(namespace, name, annotations)
+
+    def set_strategy(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        update_strategy: Mapping[str, Any],
+        annotations: Mapping[str, str],
+        template: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """One JSON patch (so one new generation): the pod template (when given) replaced,
+        the update strategy replaced, ``annotations`` set."""
+        ops: list[dict[str, Any]] = []
+        if template is not None:
+            ops.append({"op": "replace", "path": "/spec/template", "value": template})
+        ops.append({"op": "replace", "path": "/spec/updateStrategy", "value": update_strategy})
+        for key, value in annotations.items():
+            pointer = "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+            ops.append({"op": "add", "path": pointer, "value": value})
+        return self.kube.patch(self.path(namespace, name), ops, kind="json")
+
+    def delete(self, namespace: str, name: str, uid: str | None = None, *, orphan: bool = False) -> bool:
+        """``orphan``: propagationPolicy Orphan, the pods stay and lose their owner reference."""
+        return self._delete(namespace, name, uid, orphan=orphan)
+
+
+class Pods(_Kind):
+    prefix, plural = "/api/v1", "pods"
+
+    def list(self, namespace: str, label_selector: str) -> tuple[list[dict[str, Any]], str]:
+        """Pods and the list's resourceVersion (to watch from)."""
+        return self.collection(namespace, label_selector=label_selector).list()
+
+    def delete(self, namespace: str, name: str, uid: str) -> bool:
+        """Delete exactly this pod (uid precondition); False when it is already gone."""
+        return self._delete(namespace, name, uid)
+
+    def relabel(self, namespace: str, name: str, uid: str, labels: Mapping[str, str | None]) -> bool:
+        """Merge ``labels`` into exactly this pod's (its uid in the patch is a precondition;
+        None removes a label); False when it is gone."""
+        body = {"metadata": {"uid": uid, "labels": dict(labels)}}
+        try:
+            self.kube.patch(self.path(namespace, name), body)
+        except ClusterError as exc:
+            if exc.status not in (404, 409):
+                raise
+            return False
+        return True
+
+
+class ControllerRevisions(_Kind):
+    prefix, plural = "/apis/apps/v1", "controllerrevisions"
+
+    def list(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        return self._items(namespace, label_selector)
+
+    def annotate(self, namespace: str, name: str, annotations: Mapping[str, str | None]) -> dict[str, Any]:
+        return self._annotate(namespace, name, annotations)
+
+    def delete(self, namespace: str, name: str, uid: str) -> bool:
+        return self._delete(namespace, name, uid)
+
+
+class Leases(_Kind):
+    prefix, plural = "/apis/coordination.k8s.io/v1", "leases"
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(namespace, name)
+
+    def create(self, namespace: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Refused with 409 when another holder created it first."""
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name}, "spec": spec}
+        return self.kube.request("POST", self.path(namespace), body=body)
+
+    def replace(self, namespace: str, lease: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT the whole object: its resourceVersion makes a concurrent change a 409."""
+        return self.kube.request("PUT", self.path(namespace, lease["metadata"]["name"]), body=dict(lease))
+
+    def delete(self, namespace: str, name: str, uid: str) -> bool:
+        return self._delete(namespace, name, uid)
+
+
+class ConfigMaps(_Kind):
+    prefix, plural = "/api/v1", "configmaps"
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(namespace, name)
+
+    def list(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        return self._items(namespace, label_selector)
+
+    def create(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        labels: Mapping[str, str],
+        annotations: Mapping[str, str],
+        data: Mapping[str, str],
+    ) -> dict[str, Any]:
+        metadata = {"name": name, "labels": dict(labels), "annotations": dict(annotations)}
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": dict(data)}
+        return self.kube.request("POST", self.path(namespace), body=body)
+
+    def annotate(self, namespace: str, name: str, annotations: Mapping[str, str | None]) -> dict[str, Any]:
+        return self._annotate(namespace, name, annotations)
+
+
+class Events(_Kind):
+    prefix, plural = "/api/v1", "events"
+
+    def create(self, obj: Mapping[str, Any], reason: str, message: str, warning: bool = False) -> None:
+        """A core/v1 Event on DaemonSet ``obj`` (shown by ``kubectl describe`` and ``kubectl events``)."""
+        meta = obj["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": "apps/v1",
+                "kind": "DaemonSet",
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": "dsroll"},
+            "reportingComponent": "dsroll",
+            "reportingInstance": os.uname().nodename,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self.kube.request("POST", self.path(meta["namespace"]), body=event)
+
+
+class Nodes(_Kind):
+    prefix, plural = "/api/v1", "nodes"
+
+    def list(self, label_selector: str | None = None) -> list[dict[str, Any]]:
+        return self._items(None, label_selector)
+
+    def labels(self) -> dict[str, dict[str, str]]:
+        """Every node's labels, by node name."""
+        return {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in self.list()}
+
+
+class Namespaces(_Kind):
+    prefix, plural = "/api/v1", "namespaces"
+
+    def exists(self, name: str) -> bool:
+        return self._get(None, quote(name)) is not None

@@ -1,0 +1,38 @@
+"""The pure modules load no client, git, template engine or terminal library.
+
+Decisions (planning, the class algebra, orphan placement, health verdicts, the rollout
+state) must be importable and testable without a cluster, a repository or a template:
+the adapters are passed in, and type hints name them under ``TYPE_CHECKING`` only. A
+fresh interpreter is the only honest check, since this test process has loaded them all.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+PURE = (
+    "dsroll.plan",
+    "dsroll.classes",
+    "dsroll.orphans",
+    "dsroll.rollout.health",
+    "dsroll.rollout.state",
+    "dsroll.diff",
+    "dsroll.manifest",
+    "dsroll.names",
+    "dsroll.layout",
+    "dsroll.projectpath",
+    "dsroll.labels",
+    "dsroll.masking",
+)
+ADAPTERS = ("kubernetes", "git", "jinja2", "rich", "urllib3")
+
+
+def test_pure_modules_import_no_adapter() -> None:
+    script = (
+        f"import {', '.join(PURE)}; import sys, json; "
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {set(ADAPTERS)!r})))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout) == []
