@@ -44,8 +44,8 @@ REPO = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("dev", "prod")
 TEMPLATES = sorted(p.name for p in (REPO / "templates").glob("*.j2"))
 DOCUMENTED_EXITS = {0, 1, 2}  # 70 (internal error) counts as a failure: it is a bug
-CASE_SECONDS = 5.0  # a case slower than this fails
-HARD_SECONDS = 20  # a case still running is stopped
+CASE_SECONDS = 5.0  # a case using more CPU seconds than this fails
+HARD_SECONDS = 20  # a case still running after this many seconds of wall time is stopped
 MEMORY_HEADROOM = 1 << 30  # address space a case may add
 # No shrinking: a fixed seed gives the same failing case every run, and shrinking one
 # slow case would cost minutes.
@@ -204,7 +204,8 @@ def writable_folders(project: Path, env: str) -> list[Path]:
         named = yaml.safe_load((project / f"environments/{env}.yaml").read_bytes()).get("renderedDir")
     except Exception:
         named = None
-    if isinstance(named, str) and named.isprintable() and not named.startswith(("/", "environments", "templates", ".git")):
+    protected = ("/", "environments", "templates", ".git")
+    if isinstance(named, str) and named.isprintable() and not named.startswith(protected):
         try:
             target = Path(os.path.realpath(project / named))
         except (UnicodeError, ValueError, OSError):  # not a path this file system can hold
@@ -223,7 +224,7 @@ def run_case(folder: Path, env: str, test: str, commands: list[list[str]]) -> li
     outcomes = []
     previous = signal.signal(signal.SIGALRM, _alarm)
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    started = time.perf_counter()
+    started = time.process_time()  # CPU seconds: other work on the machine does not inflate them
     try:
         limit = _address_space() + MEMORY_HEADROOM
         resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
@@ -245,7 +246,7 @@ def run_case(folder: Path, env: str, test: str, commands: list[list[str]]) -> li
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     TIMES.setdefault(test, []).append(elapsed)
     for outcome in outcomes:
         FIGURES.setdefault(test, Counter())[f"{outcome.command} → {outcome.exit_code}"] += 1
