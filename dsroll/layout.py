@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
+from dsroll.projectpath import OutsideProject, inside_project
+
 ENVIRONMENTS = "environments"
 TEMPLATES = "templates"
 _ALWAYS_PROTECTED = {ENVIRONMENTS: "the environment files", TEMPLATES: "the templates", ".git": "git's own files"}
@@ -35,31 +37,22 @@ _HEADER = re.compile(
 def normalise(path: str) -> str:
     """``path`` as a clean relative POSIX path, or ValueError saying why it is not one.
 
-    ``..`` is resolved here, lexically, so that the file system never walks through it
-    (``a/..`` on disk leaves from wherever a symlinked ``a`` points).
+    The lexical rule is the project's one (``projectpath``): ``..`` is resolved here, so
+    the file system never walks through it (``a/..`` on disk leaves from wherever a
+    symlinked ``a`` points). A folder dsroll writes into is held to a little more: no
+    control character or backslash, and names the file system can hold.
     """
     if not path.strip():
         raise ValueError("is empty: name a folder inside the project, like rendered/<env>")
     if _CONTROL.search(path) or "\\" in path:
         raise ValueError(f"{path!r} has a control character or a backslash: use / between folder names")
-    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
-        raise ValueError(f"{path!r} is absolute: it must be relative to the project root")
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not parts:
-                raise ValueError(f"{path!r} leaves the project root")
-            parts.pop()
-        else:
-            parts.append(part)
-    if not parts:
-        raise ValueError(f"{path!r} is the project root: name a folder inside it, like rendered/<env>")
-    long = next((p for p in parts if len(p.encode("utf-8", "surrogatepass")) > NAME_MAX), None)
+    try:
+        joined = inside_project(path)
+    except OutsideProject as exc:
+        raise ValueError(f"{path!r} {exc}: name a folder inside it, like rendered/<env>") from None
+    long = next((p for p in joined.split("/") if len(p.encode("utf-8", "surrogatepass")) > NAME_MAX), None)
     if long is not None:
         raise ValueError(f"has a folder name of {len(long)} characters: file systems allow {NAME_MAX} bytes a name")
-    joined = "/".join(parts)
     if len(joined.encode("utf-8", "surrogatepass")) > PATH_MAX:
         raise ValueError(f"is {len(joined)} characters long: keep it under {PATH_MAX} bytes")
     return joined

@@ -38,7 +38,7 @@ def inside_project(path: str) -> str:
         else:
             parts.append(part)
     if not parts:
-        raise OutsideProject("is the project root, not a file")
+        raise OutsideProject("is the project root itself")
     return "/".join(parts)
 
 
