@@ -219,7 +219,7 @@ def diff(
     if against == "live":
         kube = _connect(kubeconfig, context, as_user, as_group, request_timeout, result.env.context)
         report = against_live(result.env, result.variants, kube, mask=mask)
-        from dsroll.rollout.run import replacements_for_diff
+        from dsroll.rollout.observe import replacements_for_diff
 
         found = replacements_for_diff(kube, result.env, result.variants, report)
         report = dataclasses.replace(report, replacements=tuple(found))

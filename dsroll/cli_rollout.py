@@ -38,9 +38,12 @@ from dsroll.gitsource import Project
 from dsroll.kube import Kube
 from dsroll.plan import Plan, parse_steps, plan_from_json, plan_to_json, resolve_partition
 from dsroll.render import RenderResult, load_environment, render_environment
-from dsroll.rollout import run as core
-from dsroll.rollout.outcome import RunOptions
+from dsroll.rollout import inspect, requests
+from dsroll.rollout import observe as core
+from dsroll.rollout.outcome import RunOptions, RunSummary
 from dsroll.rollout.reporter import Reporter
+from dsroll.rollout.rollback import rollback_plan
+from dsroll.rollout.run import execute
 from dsroll.rollout.state import Operation
 
 WorkloadOpt = Annotated[
@@ -107,7 +110,7 @@ def _run(
     """
     if out is OutputFormat.text or dry_run:
         if out is OutputFormat.json:
-            summary = core.RunSummary(plan.environment, options.operation.value, [], kube.requests, 0, dry_run=True)
+            summary = RunSummary(plan.environment, options.operation.value, [], kube.requests, 0, dry_run=True)
             output.emit_json({**summary.to_json(), "plan": plan_to_json(plan, manifests=False)})
         else:
             output.plan_view(plan, fmt="text", stream=output.err)
@@ -121,7 +124,7 @@ def _run(
         raise typer.Exit(1)
     reporter = Reporter(kube, json_lines=events, tty=_tty() and not events)
     try:
-        summary = core.execute(kube, plan, options, reporter, prune=prune, targets=targets)
+        summary = execute(kube, plan, options, reporter, prune=prune, targets=targets)
     finally:
         reporter.close()
     output.run_summary(summary, fmt=out.value, compact=events)
@@ -291,7 +294,7 @@ def rollback(
         old = render_environment(load_environment(source, project.env_path, namespace), source)
         manifests = {v.key: v.manifest for v in old.variants}
     base = core.observe(kube, result.env, result.variants, scope, commit=project.head_commit())
-    the_plan, targets = core.rollback_plan(kube, base, to_revision=to_revision, manifests=manifests)
+    the_plan, targets = rollback_plan(kube, base, to_revision=to_revision, manifests=manifests)
     commit = source.commit.hexsha if to_git is not None else None
     options = _options(kube, commit, operation=Operation.rollback, yes=yes)
     again = f"rollback {env}" + (f" --to-git {to_git}" if to_git else "")
@@ -321,8 +324,8 @@ def status(
     """Per variant: nodes updated / ready / total, step, phase, who, since when."""
     result = _variants(env, namespace, workload, cls)
     kube = _connect(kubeconfig, context, as_user, as_group, request_timeout, result.env.context)
-    found = core.replacement_status(kube, result.variants)
-    output.status_view(result.env.name, core.status(kube, result.variants), fmt=out.value, replacements=found)
+    found = inspect.replacement_status(kube, result.variants)
+    output.status_view(result.env.name, inspect.status(kube, result.variants), fmt=out.value, replacements=found)
 
 
 @app.command(epilog=exits(BAD_INPUT))
@@ -341,14 +344,14 @@ def history(
     """The ControllerRevisions of each variant: revision, hash, date and the git commit recorded."""
     result = _variants(env, namespace, workload, cls)
     kube = _connect(kubeconfig, context, as_user, as_group, request_timeout, result.env.context)
-    output.history_view(result.env.name, core.history(kube, result.variants), fmt=out.value)
+    output.history_view(result.env.name, inspect.history(kube, result.variants), fmt=out.value)
 
 
 def _request(action: str, env: str, namespace: str | None, workload: list[str] | None, cls: list[str] | None,
              kube_args: tuple, out: OutputFormat) -> None:  # fmt: skip
     result = _variants(env, namespace, workload, cls)
     kube = _connect(*kube_args, result.env.context)
-    output.request_view(core.request(kube, result.variants, action, core.who(kube)), fmt=out.value)
+    output.request_view(requests.request(kube, result.variants, action, core.who(kube)), fmt=out.value)
 
 
 @app.command(epilog=exits(BAD_INPUT))

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from dsroll import cli, cli_rollout, crash
 from dsroll.errors import ClusterError, InputError, Interrupted
 from dsroll.plan import Action, LiveFingerprint, Plan, Policy, VariantPlan
+from dsroll.rollout import rollback
 from dsroll.rollout import run as core
 from dsroll.rollout.lease import LockHeld
 from dsroll.rollout.outcome import Result, RunOptions, VariantResult
@@ -250,7 +251,7 @@ HISTORY = [Revision(1, "aaa", "ds-aaa", "", None, {}), Revision(2, "bbb", "ds-bb
 
 
 def test_a_rollback_cut_off_goes_on_to_where_it_was_going() -> None:
-    found = core._unfinished_rollback(a_state(Operation.rollback, Phase.progressing), HISTORY)
+    found = rollback._unfinished_rollback(a_state(Operation.rollback, Phase.progressing), HISTORY)
     assert found is not None and found.hash == "aaa"
 
 
@@ -263,4 +264,4 @@ def test_a_rollback_cut_off_goes_on_to_where_it_was_going() -> None:
     ],
 )
 def test_only_an_unfinished_rollback_is_continued(operation: Operation, phase: Phase) -> None:
-    assert core._unfinished_rollback(a_state(operation, phase), HISTORY) is None
+    assert rollback._unfinished_rollback(a_state(operation, phase), HISTORY) is None
