@@ -1,6 +1,6 @@
 """One exception hierarchy; the CLI maps each class to an exit code in one place.
 
-Anything else that escapes a command is a bug in dsroll and exits 70 (``cli.py``), so a
+Anything else that escapes a command is a bug in dsroll and exits 70 (``cli/app.py``), so a
 CI job never mistakes a crash for "differences found" (1) or "nothing was applied" (2).
 """
 

@@ -14,9 +14,12 @@ from typing import Any, ClassVar
 import pytest
 from typer.testing import CliRunner
 
-from dsroll import cli, cli_rollout, crash
+from dsroll import cli, crash, workflow
+from dsroll.cli import rollout as rollout_commands
+from dsroll.cli.flags import OutputFormat
 from dsroll.errors import ClusterError, InputError, Interrupted
 from dsroll.plan import Action, LiveFingerprint, Plan, Policy, VariantPlan
+from dsroll.rollout import rollback
 from dsroll.rollout import run as core
 from dsroll.rollout.lease import LockHeld
 from dsroll.rollout.outcome import Result, RunOptions, VariantResult
@@ -44,7 +47,7 @@ def boom(*_: object, **__: object) -> None:
 def test_a_bug_exits_70_with_one_line_and_the_traceback_in_a_file(
     monkeypatch: pytest.MonkeyPatch, crash_home: Path
 ) -> None:
-    monkeypatch.setattr(cli, "locate", boom)
+    monkeypatch.setattr(workflow, "locate", boom)
     result = runner.invoke(cli.app, ["render", "dev"])
     assert result.exit_code == 70, result.output
     lines = result.stderr.strip().splitlines()
@@ -58,7 +61,7 @@ def test_a_bug_exits_70_with_one_line_and_the_traceback_in_a_file(
 
 @pytest.mark.parametrize("how", ["flag", "env"])
 def test_debug_also_prints_the_traceback(monkeypatch: pytest.MonkeyPatch, how: str) -> None:
-    monkeypatch.setattr(cli, "locate", boom)
+    monkeypatch.setattr(workflow, "locate", boom)
     if how == "env":
         monkeypatch.setenv("DSROLL_DEBUG", "1")
     argv = ["--debug", "render", "dev"] if how == "flag" else ["render", "dev"]
@@ -74,7 +77,7 @@ def test_an_unwritable_crash_dir_falls_back_to_a_temporary_file(
     blocker = tmp_path / "file"
     blocker.write_text("")
     monkeypatch.setenv("DSROLL_STATE_DIR", str(blocker))  # crash/ cannot be made under a file
-    monkeypatch.setattr(cli, "locate", boom)
+    monkeypatch.setattr(workflow, "locate", boom)
     result = runner.invoke(cli.app, ["render", "dev"])
     assert result.exit_code == 70
     saved = Path(result.stderr.strip().rsplit("traceback written to ", 1)[1].rstrip(")"))
@@ -84,7 +87,7 @@ def test_an_unwritable_crash_dir_falls_back_to_a_temporary_file(
 
 def test_nowhere_to_write_still_exits_70(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(crash, "save_traceback", lambda exc: None)
-    monkeypatch.setattr(cli, "locate", boom)
+    monkeypatch.setattr(workflow, "locate", boom)
     result = runner.invoke(cli.app, ["render", "dev"])
     assert result.exit_code == 70
     assert "the traceback could not be saved: run with --debug" in result.stderr
@@ -111,7 +114,7 @@ def test_dsroll_errors_keep_their_own_exit_code(monkeypatch: pytest.MonkeyPatch,
     def fail(*_: object) -> None:
         raise error
 
-    monkeypatch.setattr(cli, "locate", fail)
+    monkeypatch.setattr(workflow, "locate", fail)
     result = runner.invoke(cli.app, ["render", "dev"])
     assert result.exit_code == code
     assert result.stderr == f"error: {error}\n"
@@ -222,10 +225,10 @@ def test_an_interrupted_run_prints_its_summary_then_exits_5(
     kube = SimpleNamespace(requests=7, writes=0)
     options = RunOptions(who="me")
     with pytest.raises(Interrupted) as caught:
-        cli_rollout._run(
-            kube, a_plan("a", "b"), options, out=cli.OutputFormat.json, events=events, yes=True,  # type: ignore[arg-type]
-            dry_run=False, again="resume dev",
-        )  # fmt: skip
+        run = workflow.Run(kube, a_plan("a", "b"), options)  # type: ignore[arg-type]
+        rollout_commands._carry_out(
+            run, out=OutputFormat.json, events=events, yes=True, dry_run=False, again="resume dev"
+        )
     assert caught.value.exit_code == 5
     assert str(caught.value) == (
         "interrupted after changes were applied: cannot reach https://x: timed out; "
@@ -250,7 +253,7 @@ HISTORY = [Revision(1, "aaa", "ds-aaa", "", None, {}), Revision(2, "bbb", "ds-bb
 
 
 def test_a_rollback_cut_off_goes_on_to_where_it_was_going() -> None:
-    found = core._unfinished_rollback(a_state(Operation.rollback, Phase.progressing), HISTORY)
+    found = rollback._unfinished_rollback(a_state(Operation.rollback, Phase.progressing), HISTORY)
     assert found is not None and found.hash == "aaa"
 
 
@@ -263,4 +266,4 @@ def test_a_rollback_cut_off_goes_on_to_where_it_was_going() -> None:
     ],
 )
 def test_only_an_unfinished_rollback_is_continued(operation: Operation, phase: Phase) -> None:
-    assert core._unfinished_rollback(a_state(operation, phase), HISTORY) is None
+    assert rollback._unfinished_rollback(a_state(operation, phase), HISTORY) is None

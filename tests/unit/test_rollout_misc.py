@@ -12,9 +12,9 @@ from dsroll.config import Environment, parse_environment
 from dsroll.errors import InputError
 from dsroll.render import Variant
 from dsroll.rollout.executor import _fit
-from dsroll.rollout.outcome import Result, VariantResult
+from dsroll.rollout.observe import Scope
+from dsroll.rollout.outcome import Result, RunSummary, VariantResult
 from dsroll.rollout.revisions import selector_string
-from dsroll.rollout.run import RunSummary, Scope
 
 ENV_TEXT = """\
 apiVersion: dsroll.io/v1alpha1

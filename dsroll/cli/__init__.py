@@ -1,0 +1,16 @@
+"""The command line: flags → one core call (``dsroll.workflow``) → output. No decisions live here.
+
+``app`` is the typer app; each module below adds its commands to it, in the order
+``--help`` lists them; ``sandbox`` is added by ``app`` itself and loads only when used.
+"""
+
+from __future__ import annotations
+
+from dsroll.cli import render, rollout, state
+from dsroll.cli.app import PROG, app
+
+__all__ = ["app", "main", "render", "rollout", "state"]
+
+
+def main() -> None:
+    app(prog_name=PROG)

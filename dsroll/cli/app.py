@@ -1,0 +1,106 @@
+"""The typer app, the one place exceptions become exit codes, and ``sandbox`` loaded on use.
+
+Exit codes (README.md, "Exit codes"): 0 success / no difference, 1 differences or
+drift, 2 bad input or an error before anything was applied, 5 interrupted after
+something was applied, 70 internal error (a bug). ``Guarded.invoke`` maps them for
+every command, ``sandbox`` included.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
+
+from dsroll import crash, output
+from dsroll.errors import DsrollError
+
+PROG = os.environ.get("DSROLL_PROG", "dsroll")
+
+
+class Guarded(TyperGroup):
+    """Every command runs inside ``invoke``: the one place exceptions become exit codes.
+
+    A ``DsrollError`` is one line and its ``exit_code``; typer's own exits, usage errors
+    and Ctrl-C (130) pass through; anything else is a bug: exit 70, one line, and the
+    traceback in a file (and on stderr with ``--debug`` or ``DSROLL_DEBUG=1``).
+    """
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (TyperException, typer.Exit, typer.Abort):
+            raise
+        except DsrollError as exc:
+            output.error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except Exception as exc:
+            if ctx.params.get("debug") or _env_debug():
+                output.err.print(crash.format_traceback(exc), markup=False, highlight=False, end="")
+            output.err.print(crash.describe(exc, crash.save_traceback(exc)), markup=False, style="bold red")
+            raise typer.Exit(crash.EXIT_CODE) from None
+
+
+def _env_debug() -> bool:
+    return os.environ.get("DSROLL_DEBUG", "").lower() in ("1", "true", "yes", "on")
+
+
+@functools.cache
+def _sandbox_commands() -> TyperGroup:
+    from dsroll.sandbox.cli import app as sandbox_app
+
+    group = typer.main.get_group(sandbox_app)
+    assert isinstance(group, TyperGroup)
+    return group
+
+
+class SandboxGroup(TyperGroup):
+    """``dsroll sandbox``: its commands, and with them certificates and process control, load on use.
+
+    The group itself (name, help, options) is built by typer like any other, so ``dsroll
+    --help`` lists it without loading anything; only asking for its commands (running,
+    ``dsroll sandbox --help``, completion below it) imports ``dsroll.sandbox.cli``.
+    """
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return _sandbox_commands().list_commands(ctx)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        return _sandbox_commands().get_command(ctx, cmd_name)
+
+
+app = typer.Typer(
+    cls=Guarded,
+    name=PROG,
+    help=(
+        "GitOps rollouts for DaemonSets: one variant per hardware class, rendered from Jinja2 templates, "
+        "diffed against git and the live cluster."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(
+    typer.Typer(cls=SandboxGroup, no_args_is_help=True),
+    name="sandbox",
+    help="A local Kubernetes cluster (real control plane, kwok nodes).",
+)
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar="DSROLL_DEBUG",
+            help="On an internal error (exit 70), print the traceback to stderr too.",
+        ),
+    ] = False,
+) -> None:
+    """Options for every command (``dsroll --debug render dev``); ``Guarded`` reads them."""

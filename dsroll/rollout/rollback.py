@@ -1,0 +1,99 @@
+"""Rollback targets: which revision (or git render) each variant goes back to, and on which nodes.
+
+A variant an orphan replacement created, with no revision of its own to go back to, and
+a replacement not finished, are rolled back by restoring the backup instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from dsroll.errors import InputError
+from dsroll.kube import Kube
+from dsroll.orphans import Operation
+from dsroll.plan import Action, Plan, plan_steps, pods_by_node
+from dsroll.rollout import replacements
+from dsroll.rollout import revisions as revs
+from dsroll.rollout.observe import observe_pods
+from dsroll.rollout.outcome import Target
+from dsroll.rollout.state import Operation as RolloutOperation
+from dsroll.rollout.state import RolloutState, read_state
+
+
+def rollback_plan(
+    kube: Kube,
+    plan: Plan,
+    *,
+    to_revision: int | None,
+    manifests: Mapping[tuple[str, str], Mapping[str, Any]] | None,
+) -> tuple[Plan, dict[tuple[str, str], Target]]:
+    """Retarget every live variant of ``plan`` at a previous revision or a git render.
+
+    A variant an orphan replacement created, with no revision of its own to go back to,
+    and a replacement not finished, are rolled back by restoring the backup instead.
+    """
+    variants, targets = [], {}
+    plain = to_revision is None and manifests is None
+    restores = {
+        r.backup: replace(
+            r,
+            operation=Operation.restore,
+            reason=f"restores {', '.join(s.name for s in r.sources)} from configmap {r.backup} (stopped at {r.stage})",
+        )
+        for r in plan.replacements
+        if r.resumes and plain
+    }
+    for vp in plan.variants:
+        group = next((r for r in restores.values() if vp.key in replacements.replaced_keys(r)), None)
+        if group is not None:
+            variants.append(replace(vp, action=Action.ORPHAN_REPLACE, reason=group.reason, pending=(), steps=()))
+            continue
+        if vp.live.uid is None:
+            continue
+        live = kube.daemonsets.get(vp.namespace, vp.name)
+        assert live is not None
+        history = revs.revisions(kube, live)
+        where = f"{vp.namespace}/{vp.name}"
+        state = read_state(live)
+        if plain and state is not None and state.replacement and len(history) < 2:
+            found = replacements.restore_of(kube, vp.namespace, state.replacement, vp.workload or "")
+            if found is not None:
+                restores.setdefault(found.backup, found)
+                variants.append(replace(vp, action=Action.ORPHAN_REPLACE, reason=found.reason, pending=(), steps=()))
+                continue
+        if manifests is not None:
+            if vp.key not in manifests:
+                raise InputError(f"{where}: not part of the environment at that git ref")
+            target = Target(manifest=manifests[vp.key])
+            reason, target_hash = "rollback to the render at git ref", None
+        else:
+            if to_revision is not None:
+                revision = revs.by_number(history, to_revision, where)
+            elif continued := _unfinished_rollback(state, history):
+                revision = continued  # a rollback cut off half-way goes on to where it was going
+            elif state is not None and not state.finished and state.previous_revision:
+                revision = next((r for r in history if r.hash == state.previous_revision), None) or revs.previous(
+                    history, where
+                )
+            else:
+                revision = revs.previous(history, where)
+            target = Target(revision=revision)
+            reason, target_hash = f"rollback to revision {revision.number} ({revision.hash})", revision.hash
+        pods, _ = observe_pods(kube, live)
+        on_node = pods_by_node(pods)
+        pending = tuple(
+            n for n in vp.nodes if target_hash is None or getattr(on_node.get(n), "revision", None) != target_hash
+        )
+        steps = plan_steps(vp.nodes, pending, vp.policy, vp.partition)
+        variants.append(replace(vp, action=Action.UPDATE, reason=reason, pending=pending, steps=steps, applies=True))
+        targets[vp.key] = target
+    return replace(plan, variants=tuple(variants), replacements=tuple(restores.values())), targets
+
+
+def _unfinished_rollback(state: RolloutState | None, history: Sequence[revs.Revision]) -> revs.Revision | None:
+    """The target of a ``rollback`` that did not finish (its previous revision is the one it left)."""
+    if state is None or state.finished or state.operation is not RolloutOperation.rollback:
+        return None
+    return next((r for r in history if r.hash == state.target_revision), None)
