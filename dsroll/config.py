@@ -342,10 +342,10 @@ def _template_path(raw: Any, path: list[str | int], file: str, template: str, so
     try:
         found = source_exists(inside_project(template))
     except OutsideProject as exc:
-        message = f"template {template!r} {exc}: templates must be files inside the project"
+        message = f"template {yamlio.shorten(template, 120)!r} {exc}: templates must be files inside the project"
         raise _fail(raw, path, file, message) from None
     if not found:
-        raise _fail(raw, path, file, f"template {template!r} not found")
+        raise _fail(raw, path, file, f"template {yamlio.shorten(template, 120)!r} not found")
     return found if isinstance(found, str) else inside_project(template)
 
 

@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 EXIT_CODE = 70
+MESSAGE_MAX = 300
 
 
 def crash_dir() -> Path:
@@ -70,6 +71,8 @@ def save_traceback(exc: BaseException) -> Path | None:
 def describe(exc: BaseException, saved: Path | None) -> str:
     """The one line an internal error gets on stderr."""
     message = " ".join(str(exc).split()) or "(no message)"
+    if len(message) > MESSAGE_MAX:  # the one line stays readable; the file has it all
+        message = message[: MESSAGE_MAX - 1] + "…"
     where = f"traceback written to {saved}" if saved else "the traceback could not be saved: run with --debug"
     return f"internal error: {type(exc).__name__}: {message} (a bug in dsroll; {where})"
 

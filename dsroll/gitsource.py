@@ -101,10 +101,13 @@ class FsSource:
         """Symlinks are followed only while they stay under the root (the file and every folder)."""
         rel = inside_project(path)
         root = self.root.resolve()
-        real = (root / rel).resolve()
-        if not real.is_relative_to(root):
-            raise OutsideProject("is outside the project (a symlink on its way resolves outside it)")
-        return rel if real.is_file() else None
+        try:
+            real = (root / rel).resolve()
+            if not real.is_relative_to(root):
+                raise OutsideProject("is outside the project (a symlink on its way resolves outside it)")
+            return rel if real.is_file() else None
+        except OSError:  # a name too long for the file system, a loop of links, no permission
+            return None
 
     def list_files(self, folder: str) -> list[str]:
         base = self.root / folder

@@ -85,6 +85,21 @@ def test_an_unwritable_crash_dir_falls_back_to_a_temporary_file(
     saved.unlink()
 
 
+def test_the_one_line_of_an_internal_error_stays_short_and_the_file_keeps_it_all(
+    monkeypatch: pytest.MonkeyPatch, crash_home: Path
+) -> None:
+    def long_boom(*_args: object, **_kwargs: object) -> None:
+        raise OSError(36, "File name too long", "/p/" + "x" * 5000)
+
+    monkeypatch.setattr(workflow, "locate", long_boom)
+    result = runner.invoke(cli.app, ["render", "dev"])
+    assert result.exit_code == 70
+    line = result.stderr.strip()
+    assert "\n" not in line and len(line) < 500 and "…" in line, line
+    saved = Path(line.rsplit("traceback written to ", 1)[1].rstrip(")"))
+    assert "x" * 5000 in saved.read_text()
+
+
 def test_nowhere_to_write_still_exits_70(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(crash, "save_traceback", lambda exc: None)
     monkeypatch.setattr(workflow, "locate", boom)

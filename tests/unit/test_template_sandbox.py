@@ -277,6 +277,17 @@ def test_environment_template_outside_the_project_is_refused_at_its_line(
     )
 
 
+def test_a_template_path_no_file_system_can_hold_is_not_found_in_one_short_line(
+    make_project: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    template = "templates/" + "x" * 5000 + ".j2"
+    env = ENV.replace("template: templates/agent.yaml.j2", f"template: {template}")
+    root = make_project(env=env)
+    line = refused_by_cli(root, monkeypatch)
+    assert line.startswith(f"error: environments/test.yaml:{_template_line_of(env)}: template 'templates/xxx")
+    assert line.endswith("…' not found") and len(line) < 200, line
+
+
 def test_environment_template_symlink_is_refused_in_git(make_project: Callable[..., Path], outside: Path) -> None:
     env = ENV.replace("template: templates/agent.yaml.j2", "template: templates/link.yaml.j2")
     root = make_project(env=env)
