@@ -716,3 +716,48 @@ def test_dry_run_changes_nothing(project: Project) -> None:
     assert {e.type for e in timeline} == {"ADDED"}, "no pod event after the initial list"
     for cls in fleet.nodes:
         assert project.current_revision(cls) == fleet.old[cls]
+
+
+def test_a_saved_plan_runs_as_saved_and_an_edited_one_is_refused(project: Project) -> None:
+    """A saved plan is a file anyone can edit: only what a plan made now would do is carried out."""
+    fleet = deploy(project, pause="0")
+    project.commit("agent 2.0", tag="2.0", pause="0")
+    saved = project.root.parent / "plan.json"  # outside the work tree: a plan is no source file
+    run = project.dsroll("plan", "e2e", "--out", str(saved))
+    assert run.code == 0, run
+    honest = json.loads(saved.read_text())
+    updates = [v for v in honest["variants"] if v["action"] == "update"]
+    assert updates and all(v["manifest"] for v in updates), honest
+
+    def edited(change: Callable[[dict[str, Any]], None]) -> Path:
+        plan = json.loads(json.dumps(honest))
+        change(plan["variants"][honest["variants"].index(updates[0])])
+        path = project.root.parent / "edited.json"
+        path.write_text(json.dumps(plan))
+        return path
+
+    def privileged(variant: dict[str, Any]) -> None:
+        container = variant["manifest"]["spec"]["template"]["spec"]["containers"][0]
+        container["securityContext"] = {"privileged": True}
+
+    def pruned(variant: dict[str, Any]) -> None:
+        variant["action"] = "prune"
+
+    def hurried(variant: dict[str, Any]) -> None:
+        variant["policy"]["maxUnavailable"] = "100%"
+
+    fleet.watcher.sync()
+    before = resource_versions(project)
+    for change, why in ((privileged, "its manifest is not what the environment renders"),
+                        (pruned, "would be prune, a plan made now says update"),
+                        (hurried, "its rollout policy is not the environment's")):  # fmt: skip
+        run = project.dsroll("rollout", "e2e", "--plan", str(edited(change)), "--prune", "--yes", "-o", "json")
+        assert run.code == 2, run
+        assert why in run.stderr and "nothing applied" in run.stderr, run.stderr
+        assert resource_versions(project) == before, f"{change.__name__}: a refused plan changed the cluster"
+
+    run = project.dsroll("rollout", "e2e", "--plan", str(saved), "--yes", "-o", "json")
+    timeline = fleet.stop()
+    assert run.code == 0, run
+    for cls in fleet.nodes:
+        assert_rolled_out(project, timeline, fleet, cls, max_unavailable=1)

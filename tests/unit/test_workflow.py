@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -124,3 +125,43 @@ def test_rollback_to_a_revision_and_a_git_ref_at_once_is_refused_before_anything
         workflow.rollback(
             "no-such-environment", None, Scope(), connect, to_revision=1, to_git="HEAD", yes=False, ask=None
         )
+
+
+# --- a saved plan carries out only what a plan made now would ---------------------------
+
+
+def _variant(plan: Plan) -> VariantPlan:
+    return plan.variants[0]
+
+
+def test_a_saved_plan_equal_to_a_fresh_one_may_run_with_its_own_steps() -> None:
+    saved = a_plan()
+    one_step = dataclasses.replace(_variant(saved).policy, steps=("100%",))
+    fresh = dataclasses.replace(saved, variants=(dataclasses.replace(_variant(saved), policy=one_step),))
+    assert workflow.saved_plan_differs(saved, fresh) == []
+
+
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        ({"manifest": {"kind": "DaemonSet", "metadata": {"name": "agent-gpu"}, "spec": {"x": 1}}},
+         "ns/agent-gpu: its manifest is not what the environment renders"),
+        ({"action": Action.PRUNE}, "ns/agent-gpu would be prune, a plan made now says update"),
+        ({"name": "kube-proxy"}, "ns/kube-proxy is not a variant of this environment"),
+        ({"policy": Policy(("1", "100%"), "100%", "0", "5m", 0, "rollback")},
+         "ns/agent-gpu: its rollout policy is not the environment's"),
+        ({"policy": Policy(("1", "100%"), 1, "0", "5m", 0, "abort")},
+         "ns/agent-gpu: its rollout policy is not the environment's"),
+    ],
+)  # fmt: skip
+def test_an_edited_saved_plan_is_told_apart(edit: dict[str, object], why: str) -> None:
+    fresh = a_plan()
+    saved = dataclasses.replace(fresh, variants=(dataclasses.replace(_variant(fresh), **edit),))  # type: ignore[arg-type]
+    assert workflow.saved_plan_differs(saved, fresh) == [why]
+
+
+def test_a_plan_for_another_environment_is_told_apart() -> None:
+    fresh = a_plan()
+    assert workflow.saved_plan_differs(dataclasses.replace(fresh, environment="prod"), fresh) == [
+        "it was made for environment 'prod', not 'dev'"
+    ]
