@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Protocol
@@ -197,9 +198,22 @@ class Project:
         except ValueError:
             return None
 
-    def is_dirty(self) -> bool:
-        """Uncommitted changes, untracked files included: what a rollout would deploy is not in git."""
-        return self.repo is not None and not self.repo.bare and self.repo.is_dirty(untracked_files=True)
+    def uncommitted(self, paths: Sequence[str]) -> list[str]:
+        """Which of ``paths`` (files or folders, root-relative) have uncommitted changes, untracked
+        files included: what a rollout would deploy from them is not in git. Files elsewhere
+        in the work tree (a CI job's output, a saved plan) do not count."""
+        if self.repo is None or self.repo.bare or not paths:
+            return []
+        out = self.repo.git.status("--porcelain", "-z", "--untracked-files=all", "--", *paths)
+        entries = [e for e in out.split("\0") if e]
+        changed, skip = [], False
+        for entry in entries:
+            if skip:  # the source path of a rename or copy
+                skip = False
+                continue
+            changed.append(entry[3:])
+            skip = entry[0] in "RC"
+        return sorted(set(changed))
 
     def at(self, ref: str) -> GitSource:
         if self.repo is None:

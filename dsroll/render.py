@@ -59,6 +59,7 @@ class RenderResult:
     env: Environment
     variants: tuple[Variant, ...]
     warnings: tuple[str, ...]
+    inputs: tuple[str, ...] = ()  # project files the render read: the environment file and every template
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -208,4 +209,5 @@ def render_environment(env: Environment, source: Source) -> RenderResult:
         for workload in env.workloads
         for cls in workload.classes
     )
-    return RenderResult(env, variants, tuple(class_warnings(env)))
+    inputs = (env.file, *sorted(templates.every_loaded()))
+    return RenderResult(env, variants, tuple(class_warnings(env)), inputs)

@@ -193,6 +193,14 @@ class TemplateSet:
             self._envs[folder] = env
         return self._envs[folder]
 
+    def every_loaded(self) -> set[str]:
+        """Every project path read so far, templates and what they included or imported."""
+        found: set[str] = set()
+        for env in self._envs.values():
+            assert isinstance(env.loader, SourceLoader)
+            found |= env.loader.loaded
+        return found
+
     def loaded(self, template: str) -> set[str]:
         """The project paths this template's environment has loaded: the frames to look for."""
         loader = self.environment(template).loader

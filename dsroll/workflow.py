@@ -142,16 +142,21 @@ def saved_plan_differs(saved: Plan, fresh: Plan) -> list[str]:
     return found
 
 
-def commit_to_record(project: Project, *, allow_dirty: bool, dry_run: bool) -> str | None:
-    """The commit a run records; a dirty work tree is refused, since what it deploys is not in git.
+def commit_to_record(project: Project, result: RenderResult, *, allow_dirty: bool, dry_run: bool) -> str | None:
+    """The commit a run records; refused while what determines the render has uncommitted
+    changes (the environment file, the templates it read, its rendered folder), since then
+    what it deploys is not what that commit holds. Other files in the work tree do not count.
 
     ``--allow-dirty`` accepts it, and a dry run changes nothing, so it does too.
     """
-    if project.is_dirty() and not (allow_dirty or dry_run):
-        raise InputError(
-            f"the git work tree at {project.root} has uncommitted changes: commit them (a rollout records its commit) "
-            "or pass --allow-dirty"
-        )
+    if not (allow_dirty or dry_run):
+        changed = project.uncommitted([*result.inputs, result.env.rendered_dir])
+        if changed:
+            shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+            raise InputError(
+                f"uncommitted changes to what {result.env.file} renders from: {shown}: commit them "
+                "(a rollout records its commit) or pass --allow-dirty"
+            )
     return project.head_commit()
 
 
@@ -213,7 +218,7 @@ def rollout(
     step_specs = check_steps(steps, partition)
     saved_plan = load_plan(saved) if saved is not None else None
     project, result, kube = _prepare(env_arg, namespace, scope, connect)
-    commit = commit_to_record(project, allow_dirty=allow_dirty, dry_run=dry_run)
+    commit = commit_to_record(project, result, allow_dirty=allow_dirty, dry_run=dry_run)
     if saved_plan is not None:
         moved = moved_since(kube, saved_plan)
         if moved:
@@ -247,7 +252,7 @@ def resume(
 ) -> Run:
     """The plan that continues a paused or interrupted rollout, approving its pending manual pause."""
     project, result, kube = _prepare(env_arg, namespace, scope, connect)
-    commit = commit_to_record(project, allow_dirty=allow_dirty, dry_run=False)
+    commit = commit_to_record(project, result, allow_dirty=allow_dirty, dry_run=False)
     the_plan = observe(kube, result.env, result.variants, scope, commit=commit)
     return Run(kube, the_plan, _options(kube, commit, ask, approve=True, yes=yes))
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
@@ -16,6 +17,7 @@ from dsroll.errors import InputError
 from dsroll.plan import Action, LiveFingerprint, Plan, Policy, VariantPlan, plan_to_json
 from dsroll.rollout.observe import Scope
 from dsroll.rollout.state import Operation
+from tests.conftest import TEMPLATE
 
 runner = CliRunner()
 
@@ -70,26 +72,85 @@ def test_a_missing_saved_plan_is_refused_before_the_environment_is_read(tmp_path
 # --- the commit a run records ----------------------------------------------------------
 
 
-def project(*, dirty: bool, head: str | None = "abc123") -> SimpleNamespace:
-    return SimpleNamespace(root=Path("/repo"), is_dirty=lambda: dirty, head_commit=lambda: head)
+def committed_project(make_project: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project rendered and committed, with an unused template beside the one it uses."""
+    root = make_project(templates={"agent.yaml.j2": TEMPLATE, "unused.yaml.j2": TEMPLATE})
+    monkeypatch.chdir(root)
+    assert runner.invoke(app, ["render", "test"]).exit_code == 0
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "one"]):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@x", *args], cwd=root, check=True)
+    return root
+
+
+def recorded(root: Path, *, allow_dirty: bool = False, dry_run: bool = False) -> str | None:
+    project, result = workflow._render("test", None)
+    return workflow.commit_to_record(project, result, allow_dirty=allow_dirty, dry_run=dry_run)
+
+
+def head(root: Path) -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
 
 
 @pytest.mark.parametrize(
-    ("dirty", "allow_dirty", "dry_run"),
-    [(False, False, False), (True, True, False), (True, False, True), (True, True, True)],
+    "unrelated",
+    ["rollout.jsonl", "plan.json", "notes/todo.txt", "templates/unused.yaml.j2", "environments/other.txt"],
 )
-def test_a_clean_tree_or_an_allowed_dirty_one_records_head(dirty: bool, allow_dirty: bool, dry_run: bool) -> None:
-    found = workflow.commit_to_record(project(dirty=dirty), allow_dirty=allow_dirty, dry_run=dry_run)  # type: ignore[arg-type]
-    assert found == "abc123"
+def test_files_that_do_not_determine_the_render_never_block_a_run(
+    make_project: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, unrelated: str
+) -> None:
+    root = committed_project(make_project, monkeypatch)
+    (root / unrelated).parent.mkdir(parents=True, exist_ok=True)
+    (root / unrelated).write_text("changed or new, and not read by the render\n")
+    assert recorded(root) == head(root)
 
 
-def test_a_dirty_tree_is_refused_and_says_how_to_go_on() -> None:
-    with pytest.raises(InputError, match=r"work tree at /repo has uncommitted changes.*--allow-dirty"):
-        workflow.commit_to_record(project(dirty=True), allow_dirty=False, dry_run=False)  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ("environments/test.yaml", "environments/test.yaml"),
+        ("templates/agent.yaml.j2", "templates/agent.yaml.j2"),
+        ("rendered/test/agents/agent-gpu.yaml", "rendered/test/agents/agent-gpu.yaml"),
+        ("rendered/test/agents/extra.yaml", "rendered/test/agents/extra.yaml"),
+    ],
+)
+def test_uncommitted_changes_to_what_the_render_reads_are_refused_naming_them(
+    make_project: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, change: str, named: str
+) -> None:
+    root = committed_project(make_project, monkeypatch)
+    with (root / change).open("a") as f:
+        f.write("# changed\n")
+    with pytest.raises(
+        InputError, match=rf"uncommitted changes to what environments/test.yaml renders from: {named}.*--allow-dirty"
+    ):
+        recorded(root)
+    assert recorded(root, allow_dirty=True) == head(root)
+    assert recorded(root, dry_run=True) == head(root)
 
 
-def test_outside_git_there_is_no_commit_to_record() -> None:
-    assert workflow.commit_to_record(project(dirty=False, head=None), allow_dirty=False, dry_run=False) is None  # type: ignore[arg-type]
+def test_an_included_template_counts_as_what_the_render_reads(
+    make_project: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_project(
+        templates={
+            "agent.yaml.j2": TEMPLATE.replace("spec:\n  selector", "{% include '_x.j2' %}spec:\n  selector", 1),
+            "_x.j2": "",
+        }
+    )
+    monkeypatch.chdir(root)
+    assert runner.invoke(app, ["render", "test"]).exit_code == 0, "the include renders"
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "one"]):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@x", *args], cwd=root, check=True)
+    (root / "templates/_x.j2").write_text("{# changed #}")
+    with pytest.raises(InputError, match=r"templates/_x\.j2"):
+        recorded(root)
+
+
+def test_outside_git_there_is_no_commit_to_record(
+    make_project: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_project()
+    monkeypatch.chdir(root)
+    assert recorded(root) is None
 
 
 # --- dry runs and flags ----------------------------------------------------------------
