@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from dsroll import layout, names, yamlio
+from dsroll import durations, layout, names, yamlio
 from dsroll.classes import HardwareClass, Requirement
 from dsroll.errors import InputError
 from dsroll.masking import DEFAULT_MASK_ENV, compile_mask
@@ -25,24 +25,19 @@ from dsroll.projectpath import OutsideProject, inside_project
 
 API_VERSION = "dsroll.io/v1alpha1"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _STEP = re.compile(r"^(?:[1-9]\d*|(?:[1-9]\d?|100)%)$")
 _POINTER = re.compile(r"^(?:/(?:[^~/]|~[01])*)+$")
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in a Go-style duration ("30s", "1m30s", "0"); the model has checked syntax."""
-    if text == "0":
-        return 0.0
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+    """Seconds in a duration ("30s", "1m30s", "0"); the model has checked its syntax."""
+    return durations.seconds(text)
 
 
 def _check_duration(value: str) -> str:
-    if value != "0" and not _DURATION.match(value):
-        raise ValueError(f"invalid duration {value!r}: use a number with ms, s, m or h, like 30s or 5m")
+    if not durations.is_duration(value):
+        raise ValueError(f"invalid duration {value!r}: {durations.HINT}")
     return value
 
 

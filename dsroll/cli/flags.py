@@ -60,7 +60,7 @@ _HELP = {
     "as_group": typer.Option("--as-group", help="Group to impersonate for the operation."),
     "request_timeout": typer.Option(
         "--request-timeout",
-        help="Client-side timeout of each API request (30s, 1m; 0 for none). Default 30s.",
+        help="Client-side timeout of each API request, a duration (30s, 1m30s) or seconds; 0 for none. Default 30s.",
     ),
 }
 _KUBE_PARAMETERS = tuple(

@@ -24,21 +24,20 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
+from dsroll import durations
 from dsroll.errors import ClusterError, InputError
 from dsroll.kube import resources
 from dsroll.kube.resources import FIELD_MANAGER
-
-_TIMEOUT = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 
 
 def parse_request_timeout(text: str | None) -> float | None:
     """kubectl's --request-timeout: "0" means none; a bare number is seconds."""
     if text is None:
         return 30.0
-    match = _TIMEOUT.match(text.strip())
-    if not match:
-        raise InputError(f"--request-timeout {text!r}: use a duration like 30s, 1m or 0 (no timeout)")
-    seconds = float(match.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[match.group(2)]
+    try:
+        seconds = durations.flag_seconds(text)
+    except ValueError:
+        raise InputError(f"--request-timeout {text!r}: {durations.HINT}; 0 for no timeout") from None
     return seconds or None
 
 
