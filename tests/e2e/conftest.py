@@ -138,14 +138,35 @@ class K8sCluster:
             return faults.restart(self.sandbox_name, component)
         return faults.pause(self.sandbox_name, seconds, component, wait=wait)
 
-    def node_behaviour(self, node: str, behaviour: str | None) -> None:
-        """Set ``sandbox.dsroll.io/node-behaviour`` on ``node`` (None removes it: healthy again)."""
+    def node_behaviour(self, node: str, behaviour: str | None, timeout: float = 15) -> None:
+        """Set ``sandbox.dsroll.io/node-behaviour`` on ``node`` (None removes it: healthy again).
+
+        Returns once the node agent holds the node's Lease (behaviours it plays) or has
+        handed it back to kwok (healing), so pods created next meet the new behaviour.
+        """
         if not self.simulates_behaviours:
             pytest.skip(f"the {self.backend} cluster has no kwok: node behaviours are not simulated")
-        from dsroll.sandbox.behaviours import NODE_BEHAVIOUR
+        from dsroll.sandbox import behaviours
 
-        body = {"metadata": {"annotations": {NODE_BEHAVIOUR: behaviour}}}
-        client.CoreV1Api(self.api_client).patch_node(node, body, _content_type="application/merge-patch+json")
+        body = {"metadata": {"annotations": {behaviours.NODE_BEHAVIOUR: behaviour}}}
+        core = client.CoreV1Api(self.api_client)
+        core.patch_node(node, body, _content_type="application/merge-patch+json")
+        parsed = behaviours.parse(behaviour)
+        want_agent = parsed is not None and parsed.holds_lease
+        coordination = client.CoordinationV1Api(self.api_client)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                holder = coordination.read_namespaced_lease(node, "kube-node-lease").spec.holder_identity
+            except client.ApiException as exc:
+                if exc.status != 404:
+                    raise
+                holder = None
+            if (holder == behaviours.AGENT_IDENTITY) == want_agent and (want_agent or holder is not None):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"node {node}: Lease holder still {holder!r} {timeout}s after {behaviour!r}")
+            time.sleep(0.2)
 
     @contextlib.contextmanager
     def misbehaving(self, node: str, behaviour: str, heal_timeout: float = 30) -> Iterator[str]:
