@@ -124,3 +124,63 @@ def build() -> None:
     typer.echo(f"sandbox binaries cached under {cache_root()}:")
     for field_name, path in dataclasses.asdict(binaries).items():
         typer.echo(f"  {field_name.replace('_', '-'):<24} {path}")
+
+
+fault_app = typer.Typer(
+    help="Inject faults into a running sandbox: restart or pause a component, make a node misbehave.",
+    no_args_is_help=True,
+)
+app.add_typer(fault_app, name="fault")
+
+
+@fault_app.command("restart", epilog=exits("2 no such sandbox or component, or it did not come back"))
+def fault_restart(
+    component: Annotated[
+        str, typer.Argument(help="etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok or node-agent.")
+    ],
+    name: NameOpt = "default",
+) -> None:
+    """Stop a component and start it again with the same command line, ports and data; wait until healthy."""
+    from dsroll.sandbox import faults
+
+    try:
+        new = faults.restart(name, component)
+    except SandboxError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"{component} restarted (pid {new.pid}) and healthy")
+
+
+@fault_app.command("pause", epilog=exits("2 no such sandbox or component"))
+def fault_pause(
+    seconds: Annotated[float, typer.Argument(min=0, help="How long the process stays stopped.")],
+    component: Annotated[str, typer.Option("--component", help="The process to stop.")] = "kube-apiserver",
+    name: NameOpt = "default",
+) -> None:
+    """SIGSTOP a component (the apiserver by default) for SECONDS, then SIGCONT; returns after the resume."""
+    from dsroll.sandbox import faults
+
+    try:
+        faults.pause(name, seconds, component)
+    except SandboxError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"{component} was stopped for {seconds:g}s and runs again")
+
+
+@fault_app.command("node", epilog=exits("2 no such sandbox or node, or an unknown behaviour"))
+def fault_node(
+    node: Annotated[str, typer.Argument(help="Node name.")],
+    behaviour: Annotated[
+        str,
+        typer.Argument(help="not-ready, flapping, kubelet-gone, slow-start[=5s], slow-pull[=10s], or healthy."),
+    ],
+    name: NameOpt = "default",
+) -> None:
+    """Set (or, with 'healthy', remove) a node's sandbox.dsroll.io/node-behaviour annotation."""
+    from dsroll.sandbox import behaviours, faults
+
+    try:
+        faults.set_node_behaviour(name, node, behaviour)
+    except (SandboxError, behaviours.BehaviourError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"node {node}: {behaviour}")

@@ -1,10 +1,11 @@
 """Bring a sandbox up, report on it, take it down.
 
-A sandbox is etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok,
-started as detached processes on free loopback ports, plus ``nodes`` fake nodes. It is
-real where dsroll can tell the difference (API server, admission, DaemonSet controller,
-garbage collector, scheduler) and fake where it cannot (kubelets: kwok plays them,
-including the failure behaviours of ``stages/pod-behaviours.yaml``).
+A sandbox is etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and the
+node agent, started as detached processes on free loopback ports, plus ``nodes`` fake
+nodes. It is real where dsroll can tell the difference (API server, admission, DaemonSet
+controller, garbage collector, node lifecycle, scheduler) and fake where it cannot
+(kubelets: kwok plays them, including the failure behaviours of ``stages/``; the node
+agent plays the node behaviours kwok cannot, see ``behaviours.py``).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from dsroll.errors import SandboxError
-from dsroll.sandbox import health, processes
+from dsroll.sandbox import health, nodeagent, processes
 from dsroll.sandbox import kubeconfig as kcfg
 from dsroll.sandbox import nodes as fake_nodes
+from dsroll.sandbox.behaviours import lease_timing
 from dsroll.sandbox.build import ensure_binaries
 from dsroll.sandbox.certs import Pki, make_pki
 from dsroll.sandbox.components import (
@@ -36,13 +38,15 @@ from dsroll.sandbox.components import (
     controller_manager_argv,
     etcd_argv,
     kwok_argv,
+    node_agent_argv,
     scheduler_argv,
 )
 from dsroll.sandbox.processes import Component
 from dsroll.sandbox.state import SandboxState, check_name, layout_for, load, locked, names, save
 
 Progress = Callable[[str], None]
-COMPONENT_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+COMPONENT_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "node-agent")
+STAGE_FILES = ("node-default.yaml", "node-behaviours.yaml", "pod-default.yaml", "pod-behaviours.yaml")
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,7 @@ def _healthy(state: SandboxState, layout: Layout) -> bool:
 
 def _write_kwok_config(layout: Layout) -> None:
     stages = resources.files("dsroll.sandbox").joinpath("stages")
-    docs = [stages.joinpath(f).read_text() for f in ("pod-default.yaml", "pod-behaviours.yaml")]
+    docs = [stages.joinpath(f).read_text() for f in STAGE_FILES]
     layout.kwok_config.write_text("\n---\n".join(d.strip() for d in docs) + "\n")
 
 
@@ -194,9 +198,15 @@ def _start(state: SandboxState, layout: Layout, specs: Sequence[fake_nodes.NodeS
     # Nodes first: on two cores, three Go binaries booting at once slow every request down.
     created = fake_nodes.add_nodes(layout.kubeconfig, specs)
     say(f"created {created} kwok nodes ({time.monotonic() - t0:.1f}s)")
-    kcm = start("kube-controller-manager", controller_manager_argv(bins, layout, ports, pki), ports.controller_manager)
+    lease_seconds, grace_seconds = lease_timing(len(specs))
+    kcm = start(
+        "kube-controller-manager",
+        controller_manager_argv(bins, layout, ports, pki, grace_seconds),
+        ports.controller_manager,
+    )
     sched = start("kube-scheduler", scheduler_argv(bins, layout, ports), ports.scheduler)
-    kwok = start("kwok", kwok_argv(bins, layout), None)
+    kwok = start("kwok", kwok_argv(bins, layout, lease_seconds), None)
+    agent = start("node-agent", node_agent_argv(state.server, pki, lease_seconds), None)
 
     health.wait_for(lambda: health.serving_healthy(ports.controller_manager), kcm, "/healthz", 60)
     health.wait_for(lambda: health.serving_healthy(ports.scheduler), sched, "/healthz", 60)
@@ -217,7 +227,8 @@ def _start(state: SandboxState, layout: Layout, specs: Sequence[fake_nodes.NodeS
         60 + 0.1 * len(wanted),
         interval=0.5,
     )
-    say(f"kwok: {len(wanted)} nodes Ready ({time.monotonic() - t0:.1f}s)")
+    health.wait_for(lambda: nodeagent.READY_MARK in agent.log.read_text(errors="replace"), agent, "its node watch", 30)
+    say(f"kwok: {len(wanted)} nodes Ready, node agent watching ({time.monotonic() - t0:.1f}s)")
     return state
 
 

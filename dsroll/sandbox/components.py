@@ -2,12 +2,14 @@
 
 Everything listens on 127.0.0.1 only, on ports chosen per sandbox, so several sandboxes
 run side by side. Only the controllers a DaemonSet rollout exercises are started: fewer
-goroutines, less memory, and no node-lifecycle controller to taint kwok's nodes.
+goroutines, less memory. The node-lifecycle controller is one of them, with short grace
+periods, so a node that stops heartbeating turns Unknown and tainted within seconds.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,10 @@ FIRST_SERVICE_IP = str(ipaddress.ip_network(SERVICE_CIDR).network_address + 1)
 # The daemonset controller itself; the garbage collector (orphan deletes, adoption
 # cleanup); namespace (test namespaces really go away); serviceaccount(-token) and the
 # root CA publisher (pods can be created: the ServiceAccount admission plugin wants the
-# namespace's "default" account); pod GC (pods of deleted nodes go away).
+# namespace's "default" account); pod GC (pods of deleted nodes go away); node lifecycle
+# (Ready=Unknown, not-ready/unreachable taints and pods marked not Ready when a node's
+# Lease goes stale) and taint eviction (NoExecute taints evict what does not tolerate
+# them; DaemonSet pods tolerate not-ready and unreachable, as upstream).
 CONTROLLERS = (
     "daemonset-controller",
     "garbage-collector-controller",
@@ -29,6 +34,8 @@ CONTROLLERS = (
     "serviceaccount-token-controller",
     "root-ca-certificate-publisher-controller",
     "pod-garbage-collector-controller",
+    "node-lifecycle-controller",
+    "taint-eviction-controller",
 )
 
 KWOK_NODE_SELECTOR = "kwok.x-k8s.io/node=fake"
@@ -129,16 +136,20 @@ def apiserver_argv(bins: Binaries, layout: Layout, ports: Ports, pki: Pki) -> li
         # The "kubernetes" Service's endpoints would point at 127.0.0.1, which Endpoints
         # validation rejects (loopback): nothing in the sandbox needs them.
         "--endpoint-reconciler-type=none",
-        # TaintNodesByCondition taints every new node node.kubernetes.io/not-ready:NoSchedule;
-        # only the node-lifecycle controller (not run here: it would also evict and taint
-        # on kwok heartbeat hiccups) removes it, and DaemonSet pods do not tolerate it.
+        # TaintNodesByCondition taints every new node node.kubernetes.io/not-ready:NoSchedule
+        # until the node-lifecycle controller sees it Ready; the sandbox's nodes are Ready
+        # within a second, but a DaemonSet created in that second would skip them (its pods
+        # do not tolerate the NoSchedule taint). The controller still taints nodes that
+        # turn NotReady or Unknown later.
         "--disable-admission-plugins=TaintNodesByCondition",
         "--profiling=false",
         "--v=1",
     ]
 
 
-def controller_manager_argv(bins: Binaries, layout: Layout, ports: Ports, pki: Pki) -> list[str]:
+def controller_manager_argv(
+    bins: Binaries, layout: Layout, ports: Ports, pki: Pki, node_grace_seconds: int = 50
+) -> list[str]:
     return [
         str(bins.kube_controller_manager),
         f"--kubeconfig={layout.kubeconfig}",
@@ -154,6 +165,10 @@ def controller_manager_argv(bins: Binaries, layout: Layout, ports: Ports, pki: P
         # just to create its pods; a loopback apiserver takes far more.
         *_CLIENT_LIMITS,
         "--concurrent-daemonset-syncs=4",
+        # A node whose Lease has not been renewed for this long is Unknown; checked every 2s.
+        f"--node-monitor-grace-period={node_grace_seconds}s",
+        "--node-monitor-period=2s",
+        "--node-startup-grace-period=60s",
         "--profiling=false",
         "--v=1",
     ]
@@ -173,11 +188,26 @@ def scheduler_argv(bins: Binaries, layout: Layout, ports: Ports) -> list[str]:
     ]
 
 
-def kwok_argv(bins: Binaries, layout: Layout) -> list[str]:
+def kwok_argv(bins: Binaries, layout: Layout, lease_seconds: int = 40) -> list[str]:
+    """kwok renews each node's Lease every quarter of ``lease_seconds``, as a kubelet does."""
     return [
         str(bins.kwok),
         f"--kubeconfig={layout.kubeconfig}",
         f"--config={layout.kwok_config}",
         f"--manage-nodes-with-annotation-selector={KWOK_NODE_SELECTOR}",
-        "--node-lease-duration-seconds=40",
+        f"--node-lease-duration-seconds={lease_seconds}",
+    ]
+
+
+def node_agent_argv(server: str, pki: Pki, lease_seconds: int) -> list[str]:
+    """The node agent runs in this Python (``sys.executable``), with the admin client cert."""
+    return [
+        sys.executable,
+        "-m",
+        "dsroll.sandbox.nodeagent",
+        f"--server={server}",
+        f"--ca={pki.ca_cert}",
+        f"--cert={pki.admin_cert}",
+        f"--key={pki.admin_key}",
+        f"--lease-seconds={lease_seconds}",
     ]

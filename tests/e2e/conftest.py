@@ -14,6 +14,7 @@ A cluster that cannot be provided makes every e2e test fail with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -23,7 +24,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 from kubernetes import client, config
@@ -47,6 +48,17 @@ nodes:
 - role: worker
   labels: {"sandbox.dsroll.io/class": "general", "topology.kubernetes.io/zone": "zone-c", "type": "kind"}
 """
+
+
+# K8sCluster.fault(kind): what each kind does to which sandbox process.
+FAULTS: dict[str, tuple[str, str]] = {
+    "restart-apiserver": ("restart", "kube-apiserver"),
+    "restart-etcd": ("restart", "etcd"),
+    "restart-controller-manager": ("restart", "kube-controller-manager"),
+    "restart-scheduler": ("restart", "kube-scheduler"),
+    "restart-kwok": ("restart", "kwok"),
+    "pause-apiserver": ("pause", "kube-apiserver"),
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -109,6 +121,80 @@ class K8sCluster:
             self._extra += count
         fake_nodes.add_nodes(self.kubeconfig_path, specs)
         return list(specs)
+
+    # --- faults (docs/sandbox.md, "Misbehaving on purpose") ------------------------------
+
+    def fault(self, kind: str, seconds: float = 0, wait: bool = True) -> Any:
+        """Inject a component fault: a kind of ``FAULTS``; ``pause-apiserver`` takes ``seconds``.
+
+        A pause with ``wait=False`` returns the timer that resumes the apiserver (join it).
+        """
+        if self.backend != "sandbox" or not self.sandbox_name:
+            pytest.skip(f"the {self.backend} backend has no processes of ours to restart or pause")
+        from dsroll.sandbox import faults
+
+        action, component = FAULTS[kind]
+        if action == "restart":
+            return faults.restart(self.sandbox_name, component)
+        return faults.pause(self.sandbox_name, seconds, component, wait=wait)
+
+    def node_behaviour(self, node: str, behaviour: str | None, timeout: float = 15) -> None:
+        """Set ``sandbox.dsroll.io/node-behaviour`` on ``node`` (None removes it: healthy again).
+
+        Returns once the node agent holds the node's Lease (behaviours it plays) or has
+        handed it back to kwok (healing), so pods created next meet the new behaviour.
+        """
+        if not self.simulates_behaviours:
+            pytest.skip(f"the {self.backend} cluster has no kwok: node behaviours are not simulated")
+        from dsroll.sandbox import behaviours
+
+        body = {"metadata": {"annotations": {behaviours.NODE_BEHAVIOUR: behaviour}}}
+        core = client.CoreV1Api(self.api_client)
+        core.patch_node(node, body, _content_type="application/merge-patch+json")
+        parsed = behaviours.parse(behaviour)
+        want_agent = parsed is not None and parsed.holds_lease
+        coordination = client.CoordinationV1Api(self.api_client)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                holder = coordination.read_namespaced_lease(node, "kube-node-lease").spec.holder_identity
+            except client.ApiException as exc:
+                if exc.status != 404:
+                    raise
+                holder = None
+            if (holder == behaviours.AGENT_IDENTITY) == want_agent and (want_agent or holder is not None):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"node {node}: Lease holder still {holder!r} {timeout}s after {behaviour!r}")
+            time.sleep(0.2)
+
+    @contextlib.contextmanager
+    def misbehaving(self, node: str, behaviour: str, heal_timeout: float = 30) -> Iterator[str]:
+        """``with k8s_cluster.misbehaving(node, "not-ready"):`` and the node is healed afterwards.
+
+        On the way out the annotation is removed and the node awaited Ready and untainted
+        by the node-lifecycle controller, so the next test finds a healthy cluster.
+        """
+        self.node_behaviour(node, behaviour)
+        try:
+            yield node
+        finally:
+            self.node_behaviour(node, None)
+            self.wait_node_healthy(node, heal_timeout)
+
+    def wait_node_healthy(self, node: str, timeout: float = 30) -> None:
+        """Until ``node`` is Ready=True and carries no node-lifecycle taint."""
+        core = client.CoreV1Api(self.api_client)
+        deadline = time.monotonic() + timeout
+        while True:
+            obj = core.read_node(node)
+            ready = any(c.type == "Ready" and c.status == "True" for c in obj.status.conditions or [])
+            taints = [t.key for t in obj.spec.taints or [] if t.key.startswith("node.kubernetes.io/")]
+            if ready and not taints:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"node {node} not healthy after {timeout}s: ready={ready} taints={taints}")
+            time.sleep(0.5)
 
 
 def _fail(reason: str) -> NoReturn:

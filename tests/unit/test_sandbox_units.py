@@ -203,6 +203,7 @@ def test_stage_files_cover_defaults_and_behaviours() -> None:
         "sandbox-crash-loop",
         "sandbox-not-ready-start",
         "sandbox-slow-ready",
+        "sandbox-ready-again",
     }
     for stage in stages.values():
         assert stage["kind"] == "Stage"
@@ -215,7 +216,7 @@ def test_stage_files_cover_defaults_and_behaviours() -> None:
             assert keys[".metadata.deletionTimestamp"] == "DoesNotExist", name
     ready = stages["pod-ready"]["spec"]["selector"]["matchExpressions"][-1]
     assert ready["operator"] == "NotIn"
-    assert set(ready["values"]) == {"crash", "never-ready", "slow"}
+    assert set(ready["values"]) == {"crash", "error", "oom-killed", "never-ready", "slow"}
     assert stages["sandbox-slow-ready"]["spec"]["delay"]["durationMilliseconds"] == 5000
 
 
