@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dsroll import output
+from dsroll import output, permissions
+from dsroll.config import Environment
 from dsroll.diff import DiffReport, against_git, against_live
 from dsroll.errors import DsrollError, InputError
 from dsroll.gitsource import Project, locate
@@ -46,6 +47,11 @@ Ask = Callable[[str], bool]
 # --- render, diff, nodes ---------------------------------------------------------------
 
 
+def namespaces(env: Environment) -> set[str]:
+    """The namespaces the environment's workloads live in: where the RBAC preflight asks."""
+    return {w.namespace for w in env.workloads}
+
+
 def _render(env_arg: str, namespace: str | None) -> tuple[Project, RenderResult]:
     project = locate(env_arg)
     env = load_environment(project.source, project.env_path, namespace)
@@ -67,7 +73,14 @@ def diff(env_arg: str, namespace: str | None, against: str, *, show_secrets: boo
     mask = None if show_secrets else compile_mask(result.env.mask_env)
     if against == "live":
         kube = connect(result.env.context)
-        report = against_live(result.env, result.variants, kube, mask=mask)
+        permissions.preflight(kube, "diff", namespaces(result.env), warn=output.warn)
+        denied = permissions.dry_run_denied(kube, namespaces(result.env), warn=output.warn)
+        if denied:
+            output.warn(
+                f"cannot {denied[0]}, which a server-side dry-run needs: comparing without it, only the fields "
+                "the render sets (server defaults hidden; a field removed from the template does not show)"
+            )
+        report = against_live(result.env, result.variants, kube, mask=mask, server_dry_run=not denied)
         found = replacements_for_diff(kube, result.env, result.variants, report)
         return dataclasses.replace(report, replacements=tuple(found))
     if against == "git" or against.startswith("git:"):
@@ -83,6 +96,7 @@ def nodes(env_arg: str, namespace: str | None, connect: Connect) -> NodeReport:
     project = locate(env_arg)
     environment = load_environment(project.source, project.env_path, namespace)
     kube = connect(environment.context)
+    permissions.preflight(kube, "nodes", (), warn=output.warn)
     return classify_nodes(environment, kube.nodes.list())
 
 
@@ -161,6 +175,7 @@ def plan(
     """What a rollout would do, from live state; saved (with manifests) to ``save_to`` for ``rollout --plan``."""
     step_specs = check_steps(steps, partition)
     project, result, kube = _prepare(env_arg, namespace, scope, connect)
+    permissions.preflight(kube, "plan", namespaces(result.env), warn=output.warn)
     found = observe(
         kube, result.env, result.variants, scope, partition=partition, steps=step_specs, commit=project.head_commit()
     )
@@ -187,6 +202,7 @@ def rollout(
     step_specs = check_steps(steps, partition)
     saved_plan = load_plan(saved) if saved is not None else None
     project, result, kube = _prepare(env_arg, namespace, scope, connect)
+    permissions.preflight(kube, "plan" if dry_run else "rollout", namespaces(result.env), warn=output.warn)
     commit = commit_to_record(project, allow_dirty=allow_dirty, dry_run=dry_run)
     if saved_plan is not None:
         moved = moved_since(kube, saved_plan)
@@ -212,6 +228,7 @@ def resume(
 ) -> Run:
     """The plan that continues a paused or interrupted rollout, approving its pending manual pause."""
     project, result, kube = _prepare(env_arg, namespace, scope, connect)
+    permissions.preflight(kube, "resume", namespaces(result.env), warn=output.warn)
     commit = commit_to_record(project, allow_dirty=allow_dirty, dry_run=False)
     the_plan = observe(kube, result.env, result.variants, scope, commit=commit)
     return Run(kube, the_plan, _options(kube, commit, ask, approve=True, yes=yes))
@@ -232,6 +249,7 @@ def rollback(
     if to_revision is not None and to_git is not None:
         raise InputError("--to-revision and --to-git: give one of them")
     project, result, kube = _prepare(env_arg, namespace, scope, connect)
+    permissions.preflight(kube, "rollback", namespaces(result.env), warn=output.warn)
     manifests, commit = None, None
     if to_git is not None:
         source = project.at(to_git)
@@ -255,27 +273,31 @@ class Report:
     replacements: Sequence[Mapping[str, Any]] = ()
 
 
-def _scoped(env_arg: str, namespace: str | None, scope: Scope, connect: Connect) -> tuple[str, list[Any], Kube]:
-    """The environment's name, the variants in scope, and a client for its cluster."""
+def _scoped(
+    command: str, env_arg: str, namespace: str | None, scope: Scope, connect: Connect
+) -> tuple[str, list[Any], Kube]:
+    """The environment's name, the variants in scope, and a client for its cluster that may run ``command``."""
     _, result = _render(env_arg, namespace)
     scope.check(result.env)
-    return result.env.name, scope.select(result.variants), connect(result.env.context)
+    kube = connect(result.env.context)
+    permissions.preflight(kube, command, namespaces(result.env), warn=output.warn)
+    return result.env.name, scope.select(result.variants), kube
 
 
 def status(env_arg: str, namespace: str | None, scope: Scope, connect: Connect) -> Report:
     """Progress per variant, and the latest orphan replacement of each workload."""
-    name, variants, kube = _scoped(env_arg, namespace, scope, connect)
+    name, variants, kube = _scoped("status", env_arg, namespace, scope, connect)
     found = inspect.replacement_status(kube, variants)
     return Report(name, inspect.status(kube, variants), found)
 
 
 def history(env_arg: str, namespace: str | None, scope: Scope, connect: Connect) -> Report:
     """The ControllerRevisions of each variant."""
-    name, variants, kube = _scoped(env_arg, namespace, scope, connect)
+    name, variants, kube = _scoped("history", env_arg, namespace, scope, connect)
     return Report(name, inspect.history(kube, variants))
 
 
 def request(action: str, env_arg: str, namespace: str | None, scope: Scope, connect: Connect) -> list[dict[str, Any]]:
     """``pause`` or ``abort`` every scoped variant's rollout in progress."""
-    _, variants, kube = _scoped(env_arg, namespace, scope, connect)
+    _, variants, kube = _scoped(action, env_arg, namespace, scope, connect)
     return requests.request(kube, variants, action, who(kube))
