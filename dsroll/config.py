@@ -29,6 +29,7 @@ _DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _STEP = re.compile(r"^(?:[1-9]\d*|(?:[1-9]\d?|100)%)$")
+_PERCENT = re.compile(r"^(?:[1-9]\d?|100)%$")
 _POINTER = re.compile(r"^(?:/(?:[^~/]|~[01])*)+$")
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
@@ -51,7 +52,7 @@ def _check_int_or_percent(value: int | str) -> int | str:
         if value < 1:
             raise ValueError(f"must be at least 1, not {value}")
         return value
-    if not re.match(r"^(?:[1-9]\d?|100)%$", value):
+    if not _PERCENT.match(value):
         raise ValueError(f"invalid value {value!r}: use a whole number or a percentage from 1% to 100%")
     return value
 

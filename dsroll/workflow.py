@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dsroll import output, permissions
-from dsroll.config import Environment
+from dsroll import output, permissions, scaffold
+from dsroll.config import DNS_LABEL, Environment
 from dsroll.diff import DiffReport, against_git, against_live
 from dsroll.errors import DsrollError, InputError
 from dsroll.gitsource import Project, locate
@@ -36,6 +36,7 @@ from dsroll.rollout.observe import Scope, moved_since, observe, replacements_for
 from dsroll.rollout.outcome import RunOptions, RunSummary, Target
 from dsroll.rollout.rollback import rollback_plan
 from dsroll.rollout.state import Operation
+from dsroll.schema import schema_text
 
 Connect = Callable[[str | None], Kube]
 """Makes the cluster client; its argument is the environment's context, the default when no --context is given."""
@@ -301,3 +302,75 @@ def request(action: str, env_arg: str, namespace: str | None, scope: Scope, conn
     """``pause`` or ``abort`` every scoped variant's rollout in progress."""
     _, variants, kube = _scoped(action, env_arg, namespace, scope, connect)
     return requests.request(kube, variants, action, who(kube))
+
+
+# --- init, rbac --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scaffolded:
+    """What ``init`` did: each file and what happened to it, and the classes the environment has."""
+
+    root: Path
+    environment: str
+    namespace: str
+    files: Sequence[tuple[str, str]]  # (path, created | overwritten | updated | unchanged)
+    classes: Sequence[scaffold.ProposedClass]
+    from_cluster: bool
+
+
+def _existing(root: Path, paths: Sequence[str]) -> dict[str, str | None]:
+    """Each path's text, None where nothing is; a folder or unreadable file in the way is "" (a conflict)."""
+    found: dict[str, str | None] = {}
+    for path in paths:
+        target = root / path
+        try:
+            found[path] = target.read_text() if target.exists() or target.is_symlink() else None
+        except (OSError, UnicodeDecodeError):
+            found[path] = ""
+    return found
+
+
+def init(
+    directory: Path, name: str, namespace: str | None, *, from_cluster: bool, force: bool, connect: Connect,
+    context: str | None,
+) -> Scaffolded:  # fmt: skip
+    """Write a new repo's files into ``directory``; refuse, writing nothing, where one would be overwritten."""
+    for what, value in (("--name", name), ("--namespace", namespace or scaffold.DEFAULT_NAMESPACE)):
+        if not DNS_LABEL.match(value) or len(value) > 63:
+            raise InputError(f"{what} {value!r} is not a DNS label (lowercase a-z, 0-9, '-', at most 63)")
+    if directory.exists() and not directory.is_dir():
+        raise InputError(f"{directory} is not a folder")
+    classes: Sequence[scaffold.ProposedClass] = scaffold.EXAMPLE_CLASSES
+    if from_cluster:
+        kube = connect(None)
+        permissions.preflight(kube, "nodes", (), warn=output.warn)
+        classes = scaffold.propose_classes(kube.nodes.labels())
+    home = namespace or scaffold.DEFAULT_NAMESPACE
+    planned = scaffold.scaffold(name, home, classes, context, schema_text())
+    existing = _existing(directory, [*planned, ".gitignore"])
+    clashes = scaffold.conflicts(planned, existing)
+    if clashes and not force:
+        where = f"{', '.join(clashes)} in {directory}"
+        raise InputError(f"init would overwrite {where}: nothing written (--force overwrites)")
+    planned[".gitignore"] = scaffold.gitignore_text(existing[".gitignore"])
+    done = []
+    for path, text in planned.items():
+        before = existing[path]
+        if before == text:
+            done.append((path, "unchanged"))
+            continue
+        target = directory / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink():
+            target.unlink()  # never write through a link: replace it (only with --force, or .gitignore's own)
+        target.write_text(text)
+        done.append((path, "created" if before is None else "updated" if path == ".gitignore" else "overwritten"))
+    return Scaffolded(directory, name, home, tuple(done), tuple(classes), from_cluster)
+
+
+def rbac(env_arg: str, namespace: str | None) -> str:
+    """The RBAC manifests of an environment's deployer and reviewer, for ``kubectl apply -f``."""
+    project = locate(env_arg)
+    env = load_environment(project.source, project.env_path, namespace)
+    return scaffold.rbac_text(env.name, env.namespace, sorted(namespaces(env)))
