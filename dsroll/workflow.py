@@ -77,8 +77,9 @@ def diff(env_arg: str, namespace: str | None, against: str, *, show_secrets: boo
         permissions.preflight(kube, "diff", namespaces(result.env), warn=output.warn)
         denied = permissions.dry_run_denied(kube, namespaces(result.env), warn=output.warn)
         if denied:
+            first = next((c for c in denied if c.access.verb == "patch"), denied[0])  # what RBAC calls a dry-run
             output.warn(
-                f"cannot {denied[0]}, which a server-side dry-run needs: comparing without it, only the fields "
+                f"cannot {first}, which a server-side dry-run needs: comparing without it, only the fields "
                 "the render sets (server defaults hidden; a field removed from the template does not show)"
             )
         report = against_live(result.env, result.variants, kube, mask=mask, server_dry_run=not denied)
