@@ -26,6 +26,7 @@ from dsroll.projectpath import OutsideProject, inside_project
 API_VERSION = "dsroll.io/v1alpha1"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _STEP = re.compile(r"^(?:[1-9]\d*|(?:[1-9]\d?|100)%)$")
+_PERCENT = re.compile(r"^(?:[1-9]\d?|100)%$")
 _POINTER = re.compile(r"^(?:/(?:[^~/]|~[01])*)+$")
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
@@ -46,7 +47,7 @@ def _check_int_or_percent(value: int | str) -> int | str:
         if value < 1:
             raise ValueError(f"must be at least 1, not {value}")
         return value
-    if not re.match(r"^(?:[1-9]\d?|100)%$", value):
+    if not _PERCENT.match(value):
         raise ValueError(f"invalid value {value!r}: use a whole number or a percentage from 1% to 100%")
     return value
 

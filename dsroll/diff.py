@@ -104,6 +104,7 @@ class DiffReport:
     server: str | None = None
     commit: str | None = None
     replacements: tuple[Mapping[str, Any], ...] = ()  # orphan replacements (plan JSON), live diffs only
+    normalised_by: str | None = None  # live diffs: "server-dry-run", or "client" without patch permission
 
     @property
     def has_differences(self) -> bool:
@@ -125,6 +126,7 @@ class DiffReport:
             "context": self.context,
             "server": self.server,
             "commit": self.commit,
+            "normalisedBy": self.normalised_by,
             "variants": [v.to_json() for v in self.variants],
             "replacements": list(self.replacements),
             "summary": self.summary(),
@@ -319,6 +321,21 @@ def against_git(
     return DiffReport(env.name, f"git:{ref}", ordered, commit=old_source.commit.hexsha)
 
 
+def within(live: Any, rendered: Any) -> Any:
+    """``live`` cut down to the fields ``rendered`` sets: the client's stand-in for a dry-run.
+
+    Without a server-side dry-run, every default the API server filled in (and every field
+    another manager owns) would show as a difference; comparing only what the render sets
+    hides them. What it cannot see: a field dropped from the template, and what admission
+    would change. Lists are cut element by element when they have the same length.
+    """
+    if isinstance(live, dict) and isinstance(rendered, dict):
+        return {k: within(v, rendered[k]) for k, v in live.items() if k in rendered}
+    if isinstance(live, list) and isinstance(rendered, list) and len(live) == len(rendered):
+        return [within(a, b) for a, b in zip(live, rendered, strict=True)]
+    return live
+
+
 def _desired_live(kube: Kube, variant: Variant, live: dict[str, Any] | None) -> tuple[dict[str, Any], str | None]:
     """What the server would store if the variant were applied, without storing it."""
     manifest = copy.deepcopy(dict(variant.manifest))
@@ -345,11 +362,15 @@ def against_live(
     kube: Kube,
     live_objects: Mapping[tuple[str, str], dict[str, Any] | None] | None = None,
     mask: re.Pattern[str] | None = None,
+    *,
+    server_dry_run: bool = True,
 ) -> DiffReport:
     """Fresh render, normalised by a server-side dry-run apply, vs the cluster.
 
     ``live_objects`` are the variants' DaemonSets (None: not there) when the caller has
-    read them already; ``mask``: env values shown as ***.
+    read them already; ``mask``: env values shown as ***. Without ``server_dry_run`` (a
+    caller who may not patch DaemonSets) the live side is cut to what the render sets
+    (``within``) and nothing is sent but reads.
     """
     diffs = []
     wanted = {v.key for v in variants}
@@ -358,10 +379,15 @@ def against_live(
             live = live_objects[variant.key]
         else:
             live = kube.daemonsets.get(variant.namespace, variant.name)
-        desired, note = _desired_live(kube, variant, live)
+        if server_dry_run:
+            desired, note = _desired_live(kube, variant, live)
+            seen = normalise(live)
+        else:
+            desired, note = dict(variant.manifest), None
+            seen = within(normalise(live), normalise(desired)) if live is not None else None
         diffs.append(
             compare(
-                normalise(live),
+                seen,
                 normalise(desired),
                 labels=("live", "rendered"),
                 ignore=_ignores(env, variant.workload),
@@ -380,4 +406,5 @@ def against_live(
         tuple(sorted(diffs, key=lambda d: (d.namespace, d.name))),
         context=kube.context,
         server=kube.server,
+        normalised_by="server-dry-run" if server_dry_run else "client",
     )

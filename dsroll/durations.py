@@ -14,6 +14,7 @@ import re
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _WHOLE = re.compile(r"^(?:(?:\d+(?:\.\d+)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+$")
+PATTERN = _WHOLE.pattern  # anchored; the JSON Schema uses it too (a regex both Python and ECMA read alike)
 HINT = "use a duration like 30s, 5m or 1m30s (or 0)"
 
 

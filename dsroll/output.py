@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -22,6 +23,9 @@ from dsroll.plan import Plan, plan_to_json
 from dsroll.render import RenderResult
 from dsroll.rendered import FileChange
 from dsroll.rollout.outcome import RunSummary
+
+if TYPE_CHECKING:
+    from dsroll.workflow import Scaffolded
 
 # Piped output is never cut to 80 columns: like kubectl, a table is as wide as its content.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 400)
@@ -288,3 +292,45 @@ def request_view(rows: Sequence[Mapping[str, Any]], *, fmt: str) -> None:
         return
     for row in rows:
         out.print(f"{row['namespace']}/{row['name']}: {row['message']}", markup=False)
+
+
+# --- init --------------------------------------------------------------------------------
+
+
+def init_view(done: Scaffolded, *, fmt: str) -> None:
+    """The files written and the classes proposed; in text, the commands to run next."""
+    env = done.environment
+    namespace = done.namespace
+    steps = [
+        (f"kubectl create namespace {namespace}", "if it is not there yet"),
+        (f"kubectl apply -f deploy/rbac/{env}.yaml", "the deployer and reviewer ServiceAccounts"),
+        (f"dsroll render {env}", f"write rendered/{env}/ (commit it: CI checks it)"),
+        (f"dsroll nodes {env}", "which class each node falls into"),
+        (f"dsroll diff {env} --against live", "what a rollout would change"),
+        (f'git add -A && git commit -m "dsroll: environment {env}"', ""),
+        (f"dsroll rollout {env}", ""),
+    ]
+    if fmt == "json":
+        emit_json(
+            {
+                "root": str(done.root),
+                "environment": env,
+                "files": [{"path": path, "result": result} for path, result in done.files],
+                "classes": [c.to_json() for c in done.classes],
+                "fromCluster": done.from_cluster,
+                "next": [command for command, _ in steps],
+            }
+        )
+        return
+    for path, result in done.files:
+        out.print(f"{result:<12} {path}", markup=False)
+    source = "from the cluster's nodes" if done.from_cluster else "examples: --from-cluster proposes your nodes' own"
+    out.print(f"\nhardware classes ({source}):", markup=False)
+    for c in done.classes:
+        counted = f"{c.nodes} node(s)" if done.from_cluster else "-"
+        out.print(f"  {c.name:<12} {counted:<10} {c.reason}", markup=False)
+    width = max(len(command) for command, _ in steps)
+    lines = [f"{command:<{width}}  # {why}" if why else command for command, why in steps]
+    if done.root != Path("."):
+        lines.insert(0, f"cd {done.root}")
+    out.print("\nnext:\n  " + "\n  ".join(lines), markup=False)

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dsroll import output
+from dsroll import output, permissions, scaffold
+from dsroll.config import DNS_LABEL, Environment
 from dsroll.diff import DiffReport, against_git, against_live
 from dsroll.errors import DsrollError, InputError
 from dsroll.gitsource import Project, locate
@@ -35,6 +36,7 @@ from dsroll.rollout.observe import Scope, moved_since, observe, replacements_for
 from dsroll.rollout.outcome import RunOptions, RunSummary, Target
 from dsroll.rollout.rollback import rollback_plan
 from dsroll.rollout.state import Operation
+from dsroll.schema import schema_text
 
 Connect = Callable[[str | None], Kube]
 """Makes the cluster client; its argument is the environment's context, the default when no --context is given."""
@@ -44,6 +46,11 @@ Ask = Callable[[str], bool]
 
 
 # --- render, diff, nodes ---------------------------------------------------------------
+
+
+def namespaces(env: Environment) -> set[str]:
+    """The namespaces the environment's workloads live in: where the RBAC preflight asks."""
+    return {w.namespace for w in env.workloads}
 
 
 def _render(env_arg: str, namespace: str | None) -> tuple[Project, RenderResult]:
@@ -67,7 +74,15 @@ def diff(env_arg: str, namespace: str | None, against: str, *, show_secrets: boo
     mask = None if show_secrets else compile_mask(result.env.mask_env)
     if against == "live":
         kube = connect(result.env.context)
-        report = against_live(result.env, result.variants, kube, mask=mask)
+        permissions.preflight(kube, "diff", namespaces(result.env), warn=output.warn)
+        denied = permissions.dry_run_denied(kube, namespaces(result.env), warn=output.warn)
+        if denied:
+            first = next((c for c in denied if c.access.verb == "patch"), denied[0])  # what RBAC calls a dry-run
+            output.warn(
+                f"cannot {first}, which a server-side dry-run needs: comparing without it, only the fields "
+                "the render sets (server defaults hidden; a field removed from the template does not show)"
+            )
+        report = against_live(result.env, result.variants, kube, mask=mask, server_dry_run=not denied)
         found = replacements_for_diff(kube, result.env, result.variants, report)
         return dataclasses.replace(report, replacements=tuple(found))
     if against == "git" or against.startswith("git:"):
@@ -83,6 +98,7 @@ def nodes(env_arg: str, namespace: str | None, connect: Connect) -> NodeReport:
     project = locate(env_arg)
     environment = load_environment(project.source, project.env_path, namespace)
     kube = connect(environment.context)
+    permissions.preflight(kube, "nodes", (), warn=output.warn)
     return classify_nodes(environment, kube.nodes.list())
 
 
@@ -192,6 +208,7 @@ def plan(
     """What a rollout would do, from live state; saved (with manifests) to ``save_to`` for ``rollout --plan``."""
     step_specs = check_steps(steps, partition)
     project, result, kube = _prepare(env_arg, namespace, scope, connect)
+    permissions.preflight(kube, "plan", namespaces(result.env), warn=output.warn)
     found = observe(
         kube, result.env, result.variants, scope, partition=partition, steps=step_specs, commit=project.head_commit()
     )
@@ -218,6 +235,7 @@ def rollout(
     step_specs = check_steps(steps, partition)
     saved_plan = load_plan(saved) if saved is not None else None
     project, result, kube = _prepare(env_arg, namespace, scope, connect)
+    permissions.preflight(kube, "plan" if dry_run else "rollout", namespaces(result.env), warn=output.warn)
     commit = commit_to_record(project, result, allow_dirty=allow_dirty, dry_run=dry_run)
     if saved_plan is not None:
         moved = moved_since(kube, saved_plan)
@@ -252,6 +270,7 @@ def resume(
 ) -> Run:
     """The plan that continues a paused or interrupted rollout, approving its pending manual pause."""
     project, result, kube = _prepare(env_arg, namespace, scope, connect)
+    permissions.preflight(kube, "resume", namespaces(result.env), warn=output.warn)
     commit = commit_to_record(project, result, allow_dirty=allow_dirty, dry_run=False)
     the_plan = observe(kube, result.env, result.variants, scope, commit=commit)
     return Run(kube, the_plan, _options(kube, commit, ask, approve=True, yes=yes))
@@ -272,6 +291,7 @@ def rollback(
     if to_revision is not None and to_git is not None:
         raise InputError("--to-revision and --to-git: give one of them")
     project, result, kube = _prepare(env_arg, namespace, scope, connect)
+    permissions.preflight(kube, "rollback", namespaces(result.env), warn=output.warn)
     manifests, commit = None, None
     if to_git is not None:
         source = project.at(to_git)
@@ -295,27 +315,103 @@ class Report:
     replacements: Sequence[Mapping[str, Any]] = ()
 
 
-def _scoped(env_arg: str, namespace: str | None, scope: Scope, connect: Connect) -> tuple[str, list[Any], Kube]:
-    """The environment's name, the variants in scope, and a client for its cluster."""
+def _scoped(
+    command: str, env_arg: str, namespace: str | None, scope: Scope, connect: Connect
+) -> tuple[str, list[Any], Kube]:
+    """The environment's name, the variants in scope, and a client for its cluster that may run ``command``."""
     _, result = _render(env_arg, namespace)
     scope.check(result.env)
-    return result.env.name, scope.select(result.variants), connect(result.env.context)
+    kube = connect(result.env.context)
+    permissions.preflight(kube, command, namespaces(result.env), warn=output.warn)
+    return result.env.name, scope.select(result.variants), kube
 
 
 def status(env_arg: str, namespace: str | None, scope: Scope, connect: Connect) -> Report:
     """Progress per variant, and the latest orphan replacement of each workload."""
-    name, variants, kube = _scoped(env_arg, namespace, scope, connect)
+    name, variants, kube = _scoped("status", env_arg, namespace, scope, connect)
     found = inspect.replacement_status(kube, variants)
     return Report(name, inspect.status(kube, variants), found)
 
 
 def history(env_arg: str, namespace: str | None, scope: Scope, connect: Connect) -> Report:
     """The ControllerRevisions of each variant."""
-    name, variants, kube = _scoped(env_arg, namespace, scope, connect)
+    name, variants, kube = _scoped("history", env_arg, namespace, scope, connect)
     return Report(name, inspect.history(kube, variants))
 
 
 def request(action: str, env_arg: str, namespace: str | None, scope: Scope, connect: Connect) -> list[dict[str, Any]]:
     """``pause`` or ``abort`` every scoped variant's rollout in progress."""
-    _, variants, kube = _scoped(env_arg, namespace, scope, connect)
+    _, variants, kube = _scoped(action, env_arg, namespace, scope, connect)
     return requests.request(kube, variants, action, who(kube))
+
+
+# --- init, rbac --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scaffolded:
+    """What ``init`` did: each file and what happened to it, and the classes the environment has."""
+
+    root: Path
+    environment: str
+    namespace: str
+    files: Sequence[tuple[str, str]]  # (path, created | overwritten | updated | unchanged)
+    classes: Sequence[scaffold.ProposedClass]
+    from_cluster: bool
+
+
+def _existing(root: Path, paths: Sequence[str]) -> dict[str, str | None]:
+    """Each path's text, None where nothing is; a folder or unreadable file in the way is "" (a conflict)."""
+    found: dict[str, str | None] = {}
+    for path in paths:
+        target = root / path
+        try:
+            found[path] = target.read_text() if target.exists() or target.is_symlink() else None
+        except (OSError, UnicodeDecodeError):
+            found[path] = ""
+    return found
+
+
+def init(
+    directory: Path, name: str, namespace: str | None, *, from_cluster: bool, force: bool, connect: Connect,
+    context: str | None,
+) -> Scaffolded:  # fmt: skip
+    """Write a new repo's files into ``directory``; refuse, writing nothing, where one would be overwritten."""
+    for what, value in (("--name", name), ("--namespace", namespace or scaffold.DEFAULT_NAMESPACE)):
+        if not DNS_LABEL.match(value) or len(value) > 63:
+            raise InputError(f"{what} {value!r} is not a DNS label (lowercase a-z, 0-9, '-', at most 63)")
+    if directory.exists() and not directory.is_dir():
+        raise InputError(f"{directory} is not a folder")
+    classes: Sequence[scaffold.ProposedClass] = scaffold.EXAMPLE_CLASSES
+    if from_cluster:
+        kube = connect(None)
+        permissions.preflight(kube, "nodes", (), warn=output.warn)
+        classes = scaffold.propose_classes(kube.nodes.labels())
+    home = namespace or scaffold.DEFAULT_NAMESPACE
+    planned = scaffold.scaffold(name, home, classes, context, schema_text())
+    existing = _existing(directory, [*planned, ".gitignore"])
+    clashes = scaffold.conflicts(planned, existing)
+    if clashes and not force:
+        where = f"{', '.join(clashes)} in {directory}"
+        raise InputError(f"init would overwrite {where}: nothing written (--force overwrites)")
+    planned[".gitignore"] = scaffold.gitignore_text(existing[".gitignore"])
+    done = []
+    for path, text in planned.items():
+        before = existing[path]
+        if before == text:
+            done.append((path, "unchanged"))
+            continue
+        target = directory / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink():
+            target.unlink()  # never write through a link: replace it (only with --force, or .gitignore's own)
+        target.write_text(text)
+        done.append((path, "created" if before is None else "updated" if path == ".gitignore" else "overwritten"))
+    return Scaffolded(directory, name, home, tuple(done), tuple(classes), from_cluster)
+
+
+def rbac(env_arg: str, namespace: str | None) -> str:
+    """The RBAC manifests of an environment's deployer and reviewer, for ``kubectl apply -f``."""
+    project = locate(env_arg)
+    env = load_environment(project.source, project.env_path, namespace)
+    return scaffold.rbac_text(env.name, env.namespace, sorted(namespaces(env)))

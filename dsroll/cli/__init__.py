@@ -6,10 +6,10 @@
 
 from __future__ import annotations
 
-from dsroll.cli import render, rollout, state
+from dsroll.cli import init, render, rollout, state
 from dsroll.cli.app import PROG, app
 
-__all__ = ["app", "main", "render", "rollout", "state"]
+__all__ = ["app", "init", "main", "render", "rollout", "state"]
 
 
 def main() -> None:

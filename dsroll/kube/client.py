@@ -132,6 +132,7 @@ class Kube:
         self.events = resources.Events(self)
         self.nodes = resources.Nodes(self)
         self.namespaces = resources.Namespaces(self)
+        self.access = resources.SelfSubjectAccessReviews(self)
 
     @staticmethod
     def _load_kubeconfig(cfg: client.Configuration, path: str | None, context: str | None) -> str:

@@ -286,3 +286,23 @@ class Namespaces(_Kind):
 
     def exists(self, name: str) -> bool:
         return self._get(None, quote(name)) is not None
+
+
+class SelfSubjectAccessReviews(_Kind):
+    """Asks "may I?" before a command changes anything (``dsroll.permissions.preflight``)."""
+
+    prefix, plural = "/apis/authorization.k8s.io/v1", "selfsubjectaccessreviews"
+
+    def allowed(self, verb: str, group: str, resource: str, namespace: str | None = None) -> bool:
+        """Whether the caller (the impersonated user with ``--as``) may ``verb`` ``resource``
+        in ``namespace`` (None: cluster-scoped, or in every namespace)."""
+        attributes = {"verb": verb, "group": group, "resource": resource}
+        if namespace is not None:
+            attributes["namespace"] = namespace
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": attributes},
+        }
+        review = self.kube.request("POST", self.path(None), body=body)
+        return bool((review.get("status") or {}).get("allowed"))

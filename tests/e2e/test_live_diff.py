@@ -216,7 +216,8 @@ def test_rbac_denial_names_verb_and_resource(project: Project, k8s_cluster) -> N
     assert result.exit_code == 2
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.output
-    assert "RBAC denied" in errors[0] and 'User "someone" cannot get resource "daemonsets"' in errors[0], errors[0]
+    assert errors[0].startswith("error: RBAC preflight: cannot get namespaces (cluster-scoped) (needed by diff)")
+    assert "list daemonsets.apps in all namespaces" in errors[0], errors[0]
 
 
 def test_unreachable_cluster_is_one_line_naming_the_server(project: Project, tmp_path: Path) -> None:

@@ -25,6 +25,8 @@ PURE = (
     "dsroll.projectpath",
     "dsroll.labels",
     "dsroll.masking",
+    "dsroll.permissions",
+    "dsroll.scaffold",
 )
 ADAPTERS = ("kubernetes", "git", "jinja2", "rich", "urllib3")
 
