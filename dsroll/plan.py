@@ -178,6 +178,13 @@ def batches(nodes: Sequence[str], size: int) -> tuple[tuple[str, ...], ...]:
 
 @dataclass(frozen=True)
 class StepPlan:
+    """One step as the run carries it out: its count and nodes are what the executor does.
+
+    ``batches`` is a forecast that assumes every node takes as long: live, a slot freed
+    early is refilled with the next node in this order, and where the run departs from
+    the order (a node already without a Ready pod goes first; a node not in the plan) it
+    says so (``decide.Batch.off_plan``)."""
+
     number: int
     count: int  # cumulative nodes on the new revision after this step
     nodes: tuple[str, ...]  # nodes replaced in this step

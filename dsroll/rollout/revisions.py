@@ -1,4 +1,6 @@
-"""A DaemonSet's ControllerRevisions: history, the current revision, rollback targets."""
+"""A DaemonSet's ControllerRevisions: history, the current revision, lookups by number.
+
+Which revision a rollback goes to is ``decide.rollback_target``'s choice; this reads them."""
 
 from __future__ import annotations
 

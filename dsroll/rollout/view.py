@@ -11,7 +11,7 @@ O(log n) per change. Pure: the informer feeds them; nothing here talks to the cl
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from typing import Any
 
 from dsroll.plan import PodView
@@ -129,9 +129,6 @@ class PodIndex:
             if pod.revision == self.target and uid != old_uid and not pod.terminating:
                 return self._raw[uid]
         return None
-
-    def pods(self) -> Iterator[PodView]:
-        return iter(self._pods.values())
 
     def take_touched(self) -> set[str]:
         touched, self.touched = self.touched, set()
