@@ -18,7 +18,8 @@ What is decided here:
 - whether the cluster moved since a saved plan (``drift``).
 
 Decisions read a ``view.PodIndex`` that the informer keeps up to date, never the whole
-pod list, so each one costs O(batch · log n) per watch event.
+pod list, so a batch decision costs O(batch · log n) plus one look at each node without a
+Ready pod (at most the budget, plus nodes unready on their own) per watch event.
 """
 
 from __future__ import annotations
