@@ -305,7 +305,7 @@ class Record:
     def finished(self) -> bool:
         return self.stage in FINISHED_STAGES
 
-    def moved(self, stage: Stage, **changes: Any) -> Record:
+    def entering(self, stage: Stage, **changes: Any) -> Record:
         return replace(self, stage=stage, updated_at=now_iso(), **changes)
 
     def to_json(self) -> str:

@@ -19,7 +19,8 @@ from rich.text import Text
 from dsroll.diff import Change, DiffReport
 from dsroll.nodes import NodeReport
 from dsroll.orphans import Operation, ReplacementPlan
-from dsroll.plan import Plan, plan_to_json
+from dsroll.plan import Plan
+from dsroll.planfile import plan_to_json
 from dsroll.render import RenderResult
 from dsroll.rendered import FileChange
 from dsroll.rollout.outcome import RunSummary

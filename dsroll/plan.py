@@ -8,7 +8,6 @@ the configured steps and batches. It is a value: printed by ``plan``, saved with
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -179,6 +178,13 @@ def batches(nodes: Sequence[str], size: int) -> tuple[tuple[str, ...], ...]:
 
 @dataclass(frozen=True)
 class StepPlan:
+    """One step as the run carries it out: its count and nodes are what the executor does.
+
+    ``batches`` is a forecast that assumes every node takes as long: live, a slot freed
+    early is refilled with the next node in this order, and where the run departs from
+    the order (a node already without a Ready pod goes first; a node not in the plan) it
+    says so (``decide.Batch.off_plan``)."""
+
     number: int
     count: int  # cumulative nodes on the new revision after this step
     nodes: tuple[str, ...]  # nodes replaced in this step
@@ -194,7 +200,8 @@ class LiveFingerprint:
     revision: str | None
     nodes: tuple[str, ...]
 
-    def moves(self, now: LiveFingerprint, name: str) -> list[str]:
+    def drift(self, now: LiveFingerprint, name: str) -> list[str]:
+        """What moved between this fingerprint and ``now`` (``decide.drift`` asks it per variant)."""
         found = []
         if self.uid != now.uid:
             found.append(f"{name}: {'created' if self.uid is None else 'deleted or recreated'} since the plan")
@@ -333,119 +340,3 @@ class Plan:
     @property
     def has_changes(self) -> bool:
         return any(v.action is not Action.UNCHANGED for v in self.variants)
-
-    def moves(self, fresh: Plan) -> list[str]:
-        """Everything that moved in the cluster between this plan and ``fresh``."""
-        now = {v.key: v for v in fresh.variants}
-        found = []
-        for variant in self.variants:
-            current = now.get(variant.key)
-            if current is None:
-                found.append(f"{variant.namespace}/{variant.name}: no longer part of the environment")
-                continue
-            found.extend(variant.live.moves(current.live, f"{variant.namespace}/{variant.name}"))
-        return found
-
-
-PLAN_KIND = {"apiVersion": "dsroll.io/v1alpha1", "kind": "Plan"}
-
-
-def plan_to_json(plan: Plan, *, manifests: bool = True) -> dict[str, Any]:
-    """The plan as documented JSON; with ``manifests`` it can be executed by ``rollout --plan``."""
-    variants = []
-    for v in plan.variants:
-        item: dict[str, Any] = {
-            "namespace": v.namespace,
-            "name": v.name,
-            "workload": v.workload,
-            "class": v.cls,
-            "action": v.action.value,
-            "reason": v.reason,
-            "changedPaths": list(v.changed_paths),
-            "resumes": v.resumes,
-            "applies": v.applies,
-            "nodes": list(v.nodes),
-            "pending": list(v.pending),
-            "partition": v.partition,
-            "steps": [
-                {"step": s.number, "count": s.count, "nodes": list(s.nodes), "batches": [list(b) for b in s.batches]}
-                for s in v.steps
-            ],
-            "policy": {
-                "steps": list(v.policy.steps),
-                "maxUnavailable": v.policy.max_unavailable,
-                "pause": v.policy.pause,
-                "readyTimeout": v.policy.ready_timeout,
-                "minReadySeconds": v.policy.min_ready_seconds,
-                "onFailure": v.policy.on_failure,
-                "canaryNodeSelector": dict(v.policy.canary_node_selector),
-            },
-            "live": {
-                "uid": v.live.uid,
-                "generation": v.live.generation,
-                "revision": v.live.revision,
-                "nodes": list(v.live.nodes),
-            },
-        }
-        if manifests:
-            item["manifest"] = v.manifest
-        variants.append(item)
-    return {
-        **PLAN_KIND,
-        "environment": plan.environment,
-        "context": plan.context,
-        "server": plan.server,
-        "commit": plan.commit,
-        "variants": variants,
-        "replacements": [r.to_json() for r in plan.replacements],
-    }
-
-
-def plan_from_json(text: str, file: str) -> Plan:
-    """A saved plan; a file that is not one is bad input."""
-    try:
-        data = json.loads(text)
-        if not isinstance(data, dict) or {k: data.get(k) for k in PLAN_KIND} != PLAN_KIND:
-            raise ValueError("not a dsroll plan (apiVersion/kind)")
-        variants = []
-        for item in data["variants"]:
-            p, live = item["policy"], item["live"]
-            policy = Policy(
-                steps=tuple(p["steps"]),
-                max_unavailable=p["maxUnavailable"],
-                pause=p["pause"],
-                ready_timeout=p["readyTimeout"],
-                min_ready_seconds=p["minReadySeconds"],
-                on_failure=p["onFailure"],
-                canary_node_selector=p.get("canaryNodeSelector") or {},
-            )
-            steps = tuple(
-                StepPlan(s["step"], s["count"], tuple(s["nodes"]), tuple(tuple(b) for b in s["batches"]))
-                for s in item["steps"]
-            )
-            variants.append(
-                VariantPlan(
-                    namespace=item["namespace"],
-                    name=item["name"],
-                    workload=item.get("workload"),
-                    cls=item.get("class"),
-                    action=Action(item["action"]),
-                    reason=item["reason"],
-                    changed_paths=tuple(item.get("changedPaths") or ()),
-                    policy=policy,
-                    nodes=tuple(item["nodes"]),
-                    pending=tuple(item["pending"]),
-                    steps=steps,
-                    partition=item.get("partition"),
-                    live=LiveFingerprint(live["uid"], live["generation"], live["revision"], tuple(live["nodes"])),
-                    manifest=item.get("manifest"),
-                    resumes=bool(item.get("resumes")),
-                    applies=bool(item.get("applies")),
-                )
-            )
-        replacements = tuple(ReplacementPlan.from_json(r) for r in data.get("replacements") or ())
-        return Plan(
-            data["environment"], data["context"], data["server"], data.get("commit"), tuple(variants), replacements
-        )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InputError(f"not a valid dsroll plan: {exc}", file) from None

@@ -28,14 +28,15 @@ from dsroll.gitsource import Project, locate
 from dsroll.kube import Kube
 from dsroll.masking import compile_mask
 from dsroll.nodes import NodeReport, classify_nodes
-from dsroll.plan import Plan, parse_steps, plan_from_json, plan_to_json, resolve_partition
+from dsroll.plan import Plan, parse_steps, resolve_partition
+from dsroll.planfile import plan_from_json, plan_to_json
 from dsroll.render import RenderResult, load_environment, render_environment
 from dsroll.rendered import FileChange, check_neighbours, sync
 from dsroll.rollout import inspect, requests
-from dsroll.rollout.observe import Scope, moved_since, observe, replacements_for_diff, who
+from dsroll.rollout.observe import Scope, drift_since, observe, replacements_for_diff, who
 from dsroll.rollout.outcome import RunOptions, RunSummary, Target
 from dsroll.rollout.rollback import rollback_plan
-from dsroll.rollout.state import Operation
+from dsroll.rollout.state import RunKind
 from dsroll.schema import schema_text
 
 Connect = Callable[[str | None], Kube]
@@ -176,7 +177,7 @@ def commit_to_record(project: Project, result: RenderResult, *, allow_dirty: boo
     return project.head_commit()
 
 
-def dry_run_json(plan: Plan, operation: Operation, api_requests: int) -> dict[str, Any]:
+def dry_run_json(plan: Plan, operation: RunKind, api_requests: int) -> dict[str, Any]:
     """What ``--dry-run -o json`` prints: a run summary that ran nothing, with the plan it would carry out."""
     summary = RunSummary(plan.environment, operation.value, [], api_requests, 0, dry_run=True)
     return {**summary.to_json(), "plan": plan_to_json(plan, manifests=False)}
@@ -238,9 +239,9 @@ def rollout(
     permissions.preflight(kube, "plan" if dry_run else "rollout", namespaces(result.env), warn=output.warn)
     commit = commit_to_record(project, result, allow_dirty=allow_dirty, dry_run=dry_run)
     if saved_plan is not None:
-        moved = moved_since(kube, saved_plan)
-        if moved:
-            raise InputError(f"the cluster moved since the plan was made, nothing applied: {'; '.join(moved)}")
+        drifted = drift_since(kube, saved_plan)
+        if drifted:
+            raise InputError(f"the cluster moved since the plan was made, nothing applied: {'; '.join(drifted)}")
         fresh = observe(kube, result.env, result.variants, scope, partition=None, steps=None, commit=commit)
         differs = saved_plan_differs(saved_plan, fresh)
         if differs:
@@ -300,7 +301,7 @@ def rollback(
         commit = source.commit.hexsha
     base = observe(kube, result.env, result.variants, scope, commit=project.head_commit())
     the_plan, targets = rollback_plan(kube, base, to_revision=to_revision, manifests=manifests)
-    return Run(kube, the_plan, _options(kube, commit, ask, operation=Operation.rollback, yes=yes), targets)
+    return Run(kube, the_plan, _options(kube, commit, ask, operation=RunKind.rollback, yes=yes), targets)
 
 
 # --- status, history, pause, abort ------------------------------------------------------

@@ -1,1 +1,2 @@
-"""The rollout executor: carries out a plan step by step and records every transition."""
+"""Rollouts: pure decisions (``decide``, ``view``, ``state``, ``health``) and the modules that
+observe, ask them, carry the answer out and record it (``executor``, ``podswap``, ``handover``)."""

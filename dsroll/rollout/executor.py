@@ -1,9 +1,11 @@
-"""Carries out one variant's plan: apply, replace nodes step by step, gate, record.
+"""Carries out one variant's plan: apply, update nodes step by step, gate, record.
 
-The executor decides nothing about *what* to do (that is ``plan.py``); it does it and
-records progress. It is level-triggered: every decision is taken from a fresh view of
-the DaemonSet, its revisions and its pods, so a killed process resumes by running again.
-The state annotation is written before each transition is acted on.
+The executor decides nothing: what the plan holds comes from ``plan.py``, and every
+choice on the way (start afresh or resume, pause, the batches, what a failure leads to)
+from ``decide.py``. It observes, asks, performs and records. It is level-triggered:
+each choice is taken from a fresh view of the DaemonSet, its revisions and its pods, so a
+killed process resumes by running again. The state annotation is written before each
+transition is acted on.
 """
 
 from __future__ import annotations
@@ -18,21 +20,16 @@ from dsroll.config import parse_duration
 from dsroll.errors import ClusterError
 from dsroll.kube import Kube
 from dsroll.labels import REQUEST_ANNOTATION, ROLLOUT_ANNOTATION
-from dsroll.plan import Action, Policy, VariantPlan, resolve_max_unavailable, resolve_steps
+from dsroll.plan import VariantPlan
+from dsroll.rollout import decide
 from dsroll.rollout import revisions as revs
+from dsroll.rollout.decide import AfterFailure, Pause, Start
 from dsroll.rollout.health import Gate
 from dsroll.rollout.lease import RENEW_EVERY, Lease
 from dsroll.rollout.outcome import NodeFailed, Result, RunOptions, Stopped, Target, VariantResult
-from dsroll.rollout.replace import Replacement
+from dsroll.rollout.podswap import PodSwap
 from dsroll.rollout.reporter import Reporter
-from dsroll.rollout.state import (
-    Failure,
-    Operation,
-    Phase,
-    RolloutState,
-    read_request,
-    read_state,
-)
+from dsroll.rollout.state import Failure, Phase, RolloutState, RunKind, read_request, read_state
 from dsroll.rollout.watching import Informer
 
 ON_DELETE = {"type": "OnDelete"}
@@ -65,29 +62,37 @@ class VariantRollout:
             self.lease.release()
 
     def _run(self) -> VariantResult:
-        action = self.plan.action
-        if action is Action.CREATE:
+        def start(recorded: RolloutState | None) -> Start:
+            return decide.start(
+                self.plan.action, recorded, retargeted=self.target is not None, approve=self.options.approve
+            )
+
+        first = start(None)  # these three need no look at a recorded state
+        if first is Start.CREATE:
             return self._create()
-        if action is Action.IN_PLACE:
+        if first is Start.IN_PLACE:
             self.ds = self.kube.daemonsets.apply(self._manifest(), dry_run=False)
             self._record_commit()
             self.reporter.emit("complete", self.label, "applied in place (no pod restarts)", daemonset=self.ds)
             return self._result(Result.COMPLETE)
-        if action is Action.PRUNE:
+        if first is Start.PRUNE:
             self.kube.daemonsets.delete(self.ns, self.name)
             self.reporter.emit("pruned", self.label, "deleted: no longer rendered")
             return self._result(Result.COMPLETE)
         self.ds = self._get()
-        state = read_state(self.ds)
-        unfinished = state is not None and not state.finished
-        if unfinished and state is not None:
-            if state.phase is Phase.rolling_back:
-                return self._rollback(state)
-            if state.phase is Phase.paused and self.target is None and not self.options.approve:
-                by = f" ({state.failure.node}: {state.failure.reason})" if state.failure else ""
-                self.reporter.emit("paused", self.label, f"rollout is paused{by}; `dsroll resume` continues")
-                return self._result(Result.PAUSED, state)
-        return self._steps(self._begin(state if unfinished else None))
+        recorded = read_state(self.ds)
+        then = start(recorded)
+        unfinished = recorded if recorded is not None and not recorded.finished else None
+        if then is Start.CONTINUE_ROLLBACK and unfinished is not None:
+            return self._rollback(unfinished)
+        if then is Start.STAY_PAUSED and unfinished is not None:
+            failure = unfinished.failure
+            by = f" ({failure.node}: {failure.reason})" if failure else ""
+            self.reporter.emit("paused", self.label, f"rollout is paused{by}; `dsroll resume` continues")
+            return self._result(Result.PAUSED, unfinished)
+        if then is Start.RESUME and unfinished is not None:
+            return self._steps(self._resume(unfinished))
+        return self._steps(self._begin(unfinished))
 
     # --- cluster reads and writes ------------------------------------------------------
 
@@ -107,26 +112,16 @@ class VariantRollout:
         self._written_at = time.monotonic()
         return state
 
-    def _due(self, state: RolloutState) -> bool:
-        """Inside a step, refills of the batch are progress, not transitions: record them at
-        most once a second (a resumed run recomputes progress from the pods anyway)."""
-        last = self.state
-        if last is None or last.phase is not state.phase or last.step != state.step or not last.in_flight:
-            return True
-        return time.monotonic() - self._written_at >= 1.0
-
     def _record(self, state: RolloutState) -> tuple[bool, str | None]:
-        """For a step's replacement: write ``state`` when due; (written, a pause/abort request)."""
-        if not self._due(state):
+        """For a step's pod swap: write ``state`` when due; (written, a pause/abort request)."""
+        if not decide.record_due(self.state, state, time.monotonic() - self._written_at):
             return False, None
         self._write(state)
         return True, read_request(self.ds)
 
-    def _replace(self, state: RolloutState, wanted: Sequence[str], step: int, steps: int) -> RolloutState:
-        replacement = Replacement(
-            self.kube.pods, self.ns, self.label, self.gate, self.lease, self.reporter, self._record
-        )
-        return replacement.run(self.ds, state, wanted, step, steps)
+    def _swap(self, state: RolloutState, wanted: Sequence[str], step: int, steps: int, planned: bool) -> RolloutState:
+        swap = PodSwap(self.kube.pods, self.ns, self.label, self.gate, self.lease, self.reporter, self._record)
+        return swap.run(self.ds, state, wanted, step, steps, set(self.plan.pending) if planned else None)
 
     def _manifest(self, state: RolloutState | None = None) -> dict[str, Any]:
         manifest = copy.deepcopy(dict(self.target.manifest if self.target and self.target.manifest else {}))
@@ -158,7 +153,7 @@ class VariantRollout:
         return current
 
     def _record_commit(self) -> None:
-        if self.options.commit and self.options.operation is Operation.rollout:
+        if self.options.commit and self.options.operation is RunKind.rollout:
             self._wait_observed()
             revs.record_commit(self.kube, self.ns, self._current_revision(), self.options.commit)
 
@@ -171,12 +166,9 @@ class VariantRollout:
         with self._watch_daemonset() as watch:
             while True:
                 ds = next(iter(watch.snapshot()), self.ds)
-                status = ds.get("status") or {}
-                desired = status.get("desiredNumberScheduled", 0)
-                ready = status.get("numberReady", 0)
-                observed = status.get("observedGeneration", 0) >= ds["metadata"]["generation"]
+                done, ready, desired = decide.created(ds)
                 self.reporter.progress(self.label, step=1, steps=1, done=ready, total=desired, in_flight=[])
-                if observed and ready >= desired and status.get("updatedNumberScheduled", 0) >= desired:
+                if done:
                     self.ds = ds
                     break
                 if time.monotonic() >= deadline:
@@ -191,31 +183,34 @@ class VariantRollout:
 
     # --- the staged update -----------------------------------------------------------
 
+    def _resume(self, recorded: RolloutState) -> RolloutState:
+        """Continue the recorded rollout on the plan's nodes; a target revision not known
+        yet (killed before the controller made it) is waited for."""
+        state = decide.resumed_state(
+            recorded,
+            self.plan.nodes,
+            steps=self.options.steps,
+            partition=self.plan.partition,
+            approve=self.options.approve,
+            who=self.options.who,
+        )
+        self._write(state, clear_request=True)
+        if not state.target_revision:
+            self._wait_observed()
+            state = self._write(replace(state, target_revision=self._current_revision().hash))
+        return state
+
     def _begin(self, unfinished: RolloutState | None) -> RolloutState:
         """Apply the target (if any) with OnDelete and the new state in one request."""
-        policy = self.plan.policy
-        order = self.plan.nodes
-        specs = self.options.steps or policy.steps
-        steps = resolve_steps(specs, len(order))
-        if unfinished is not None and self.target is None:
-            state = unfinished.moved(
-                Phase.progressing if unfinished.phase is not Phase.awaiting_approval else unfinished.phase,
-                nodes=order,
-                steps=steps if self.options.steps else _fit(unfinished.steps, len(order)),
-                partition=unfinished.partition if self.options.approve else self.plan.partition,
-                who=self.options.who,
-            )
-            self._write(state, clear_request=True)
-            if not state.target_revision:
-                self._wait_observed()
-                state = self._write(replace(state, target_revision=self._current_revision().hash))
-            return state
         current = self._current_revision()
         recorded = read_state(self.ds)  # a variant an orphan replacement created keeps the way back
-        state = new_state(
-            policy,
-            order,
-            self.options,
+        state = decide.fresh_state(
+            self.plan.policy,
+            self.plan.nodes,
+            kind=self.options.operation,
+            who=self.options.who,
+            commit=self.options.commit,
+            steps=self.options.steps,
             previous=unfinished.previous_revision if unfinished else current.hash,
             original_strategy=(
                 unfinished.original_strategy if unfinished else (self.ds.get("spec") or {}).get("updateStrategy")
@@ -224,12 +219,12 @@ class VariantRollout:
             replacement=recorded.replacement if recorded else None,
         )
         what = f"revision {self.target.revision.number}" if self.target and self.target.revision else "the render"
-        message = f"{self.options.operation} to {what}: {len(order)} node(s), steps {list(steps)}"
+        message = f"{self.options.operation} to {what}: {len(state.nodes)} node(s), steps {list(state.steps)}"
         self.reporter.emit("start", self.label, message)
         self._apply_target(state)
         self._wait_observed()
         target = self._current_revision()
-        if self.options.operation is Operation.rollout:
+        if self.options.operation is RunKind.rollout:
             revs.record_commit(self.kube, self.ns, target, self.options.commit)
         state = self._write(replace(state, target_revision=target.hash), clear_request=True)
         self.reporter.emit("start", self.label, f"target revision {target.number} ({target.hash})", daemonset=self.ds)
@@ -249,19 +244,19 @@ class VariantRollout:
         )  # fmt: skip
 
     def _steps(self, state: RolloutState) -> VariantResult:
-        cap = state.cap
-        counts = resolve_steps([str(c) for c in state.steps], len(state.nodes), cap)
-        index = min(state.step, max(0, len(counts) - 1))
-        # Steps already behind us (a resumed run) count as done; a run never goes back.
-        for number in range(index, len(counts)):
-            if number > 0 and not (state.step == number and state.phase is Phase.progressing):
-                stop = self._pause_before(state, number, len(counts))
-                if stop is not None:
-                    return stop
-            state = self.state or state
-            state = replace(state, step=number)
+        """Carry out the state's steps; each step's nodes are the first of the plan's order."""
+        counts = decide.step_counts(state)
+        planned = tuple(s.count for s in self.plan.steps)
+        if planned and planned != counts:
+            message = f"carrying out steps {list(counts)} recorded in the cluster; the plan forecast {list(planned)}"
+            self.reporter.emit("off-plan", self.label, message, steps=list(counts), planned=list(planned))
+        for number in range(decide.first_step(state, counts), len(counts)):
+            stop = self._pause_before(state, number, len(counts))
+            if stop is not None:
+                return stop
+            state = replace(self.state or state, step=number)
             try:
-                state = self._replace(state, state.nodes[: counts[number]], number + 1, len(counts))
+                state = self._swap(state, state.nodes[: counts[number]], number + 1, len(counts), bool(planned))
             except NodeFailed as failed:
                 return self._on_failure(failed)
             except Stopped as stopped:
@@ -275,21 +270,20 @@ class VariantRollout:
                 step=number + 1,
                 nodes=counts[number],
             )
+        cap = state.cap
         if cap < len(state.nodes):
-            state = self._write(state.moved(Phase.partitioned, in_flight=()))
+            state = self._write(state.entering(Phase.partitioned, in_flight=()))
             message = f"partition reached: {cap}/{len(state.nodes)} node(s) on the new revision, {state.partition} kept"
             self.reporter.emit("partitioned", self.label, message, daemonset=self.ds)
             return self._result(Result.PARTITIONED, state, updated=cap)
         return self._finish(state, Phase.complete)
 
     def _pause_before(self, state: RolloutState, number: int, steps: int) -> VariantResult | None:
-        pause = state.pause
-        if pause == "manual":
-            approved = self.options.yes or (self.options.approve and state.phase is Phase.awaiting_approval)
-            if approved:
-                self.options = replace(self.options, approve=False)  # one approval per resume
-                return None
-            state = self._write(state.moved(Phase.awaiting_approval, step=number, in_flight=()))
+        pause, seconds = decide.between_steps(state, number, yes=self.options.yes, approve=self.options.approve)
+        if pause is Pause.APPROVED:
+            self.options = replace(self.options, approve=False)  # one approval per resume
+        if pause is Pause.APPROVAL:
+            state = self._write(state.entering(Phase.awaiting_approval, step=number, in_flight=()))
             question = f"{self.label}: step {number}/{steps} done. Continue with step {number + 1}/{steps}?"
             if (
                 self.options.interactive
@@ -300,12 +294,11 @@ class VariantRollout:
             message = f"paused after step {number}/{steps}, waiting for approval: `dsroll resume` continues"
             self.reporter.emit("awaiting-approval", self.label, message, daemonset=self.ds)
             return self._result(Result.AWAITING_APPROVAL, state)
-        seconds = parse_duration(pause) if pause not in ("", "0") else 0.0
-        if seconds:
-            state = self._write(state.moved(Phase.pausing, step=number, in_flight=()))
+        if pause is Pause.WAIT:
+            state = self._write(state.entering(Phase.pausing, step=number, in_flight=()))
             if (request := read_request(self.ds)) is not None:
                 return self._honour(request)
-            self.reporter.emit("pause", self.label, f"pausing {pause} before step {number + 1}/{steps}")
+            self.reporter.emit("pause", self.label, f"pausing {state.pause} before step {number + 1}/{steps}")
             end = time.monotonic() + seconds
             while (left := end - time.monotonic()) > 0:
                 time.sleep(min(left, 5.0))
@@ -321,17 +314,17 @@ class VariantRollout:
         self.reporter.emit(
             "node-failed", self.label, f"{failed.node} failed the health gate: {failed.reason}", daemonset=self.ds
         )
-        policy = state.on_failure
-        if policy == "rollback" and state.previous_revision and state.previous_revision != state.target_revision:
-            return self._rollback(state.moved(Phase.rolling_back, failure=failure))
-        if policy == "rollback" and state.replacement:
+        then = decide.after_failure(state)
+        if then is AfterFailure.ROLL_BACK:
+            return self._rollback(state.entering(Phase.rolling_back, failure=failure))
+        if then is AfterFailure.RESTORE:
             # No revision to go back to: the old objects come back from the backup (handover.py).
-            state = self._write(state.moved(Phase.rolling_back, failure=failure, in_flight=()))
+            state = self._write(state.entering(Phase.rolling_back, failure=failure, in_flight=()))
             message = f"restoring the objects it replaced from backup {state.replacement}"
             self.reporter.emit("rollback", self.label, message, daemonset=self.ds)
             return self._result(Result.FAILED, state, message=f"{failed.node}: {failed.reason}")
-        phase = Phase.paused if policy == "pause" else Phase.aborted
-        state = self._write(state.moved(phase, failure=failure, in_flight=()))
+        phase = Phase.paused if then is AfterFailure.PAUSE else Phase.aborted
+        state = self._write(state.entering(phase, failure=failure, in_flight=()))
         hint = "fix and `dsroll resume`" if phase is Phase.paused else "left as it is (`dsroll rollback` goes back)"
         self.reporter.emit(phase.value, self.label, f"{phase.value} after a failure: {hint}", daemonset=self.ds)
         return self._result(Result.FAILED, state, message=f"{failed.node}: {failed.reason}")
@@ -342,11 +335,11 @@ class VariantRollout:
         history = revs.revisions(self.kube, self.ds)
         previous = next((r for r in history if r.hash == state.previous_revision), None)
         if previous is None:
-            state = self._write(state.moved(Phase.failed, in_flight=()))
+            state = self._write(state.entering(Phase.failed, in_flight=()))
             message = f"cannot roll back: revision {state.previous_revision} is gone"
             self.reporter.emit("failed", self.label, message, daemonset=self.ds)
             return self._result(Result.FAILED, state, message=message)
-        state = state.moved(Phase.rolling_back, in_flight=())
+        state = state.entering(Phase.rolling_back, in_flight=())
         self.reporter.emit(
             "rollback", self.label, f"rolling back to revision {previous.number} ({previous.hash})", daemonset=self.ds
         )
@@ -355,9 +348,9 @@ class VariantRollout:
             self._wait_observed()
         state = self._write(replace(state, target_revision=self._current_revision().hash))
         try:
-            state = self._replace(state, state.nodes, 1, 1)
+            state = self._swap(state, state.nodes, 1, 1, planned=False)
         except (NodeFailed, Stopped) as exc:
-            state = self._write(state.moved(Phase.failed))
+            state = self._write(state.entering(Phase.failed))
             message = f"rollback stopped: {exc}"
             self.reporter.emit("failed", self.label, message, daemonset=self.ds)
             return self._result(Result.FAILED, state, message=message)
@@ -367,7 +360,7 @@ class VariantRollout:
         manifest = self.plan.manifest or {}
         wanted = (manifest.get("spec") or {}).get("updateStrategy") if phase is Phase.complete else None
         strategy = wanted or state.original_strategy or {"type": "RollingUpdate"}
-        state = state.moved(phase, in_flight=(), nodes_done=len(state.nodes))
+        state = state.entering(phase, in_flight=(), nodes_done=len(state.nodes))
         self.ds = self.kube.daemonsets.set_strategy(
             self.ns, self.name, update_strategy=strategy, annotations={ROLLOUT_ANNOTATION: state.to_json()}
         )
@@ -386,7 +379,7 @@ class VariantRollout:
         state = self.state
         assert state is not None
         phase = Phase.paused if action == "pause" else Phase.aborted
-        state = self._write(state.moved(phase, in_flight=()), clear_request=True)
+        state = self._write(state.entering(phase, in_flight=()), clear_request=True)
         self.reporter.emit(phase.value, self.label, f"{phase.value} on request", daemonset=self.ds)
         return self._result(Result.PAUSED if phase is Phase.paused else Result.ABORTED, state)
 
@@ -403,59 +396,7 @@ class VariantRollout:
         total: int | None = None,
         updated: int | None = None,
     ) -> VariantResult:
-        state = state or self.state
-        nodes = len(state.nodes) if state else len(self.plan.nodes)
-        done = state.nodes_done if state else 0
-        if result is Result.COMPLETE and state:
-            done = nodes
-        return VariantResult(
-            namespace=self.ns,
-            name=self.name,
-            action=self.plan.action.value,
-            result=result,
-            phase=state.phase.value if state else None,
-            target_revision=state.target_revision if state else None,
-            previous_revision=state.previous_revision if state else None,
-            nodes_updated=updated if updated is not None else done,
-            nodes_total=total if total is not None else nodes,
-            failure={"node": state.failure.node, "reason": state.failure.reason} if state and state.failure else None,
-            message=message,
-        )
-
-
-def new_state(
-    policy: Policy,
-    order: Sequence[str],
-    options: RunOptions,
-    *,
-    previous: str | None,
-    original_strategy: dict[str, Any] | None,
-    partition: int | None,
-    on_failure: str | None = None,
-    replacement: str | None = None,
-) -> RolloutState:
-    """The state a rollout starts with; its target revision is filled in once the controller has one."""
-    return RolloutState(
-        operation=options.operation,
-        phase=Phase.progressing,
-        target_revision="",
-        previous_revision=previous,
-        steps=resolve_steps(options.steps or policy.steps, len(order)),
-        step=0,
-        nodes=tuple(order),
-        max_unavailable=resolve_max_unavailable(policy.max_unavailable, len(order)),
-        pause=policy.pause,
-        ready_timeout=policy.ready_timeout,
-        min_ready_seconds=policy.min_ready_seconds,
-        on_failure=on_failure or policy.on_failure,
-        original_strategy=original_strategy,
-        who=options.who,
-        commit=options.commit,
-        partition=partition,
-        replacement=replacement,
-    )
-
-
-def _fit(steps: Sequence[int], total: int) -> tuple[int, ...]:
-    """Saved step counts on a node count that changed since: clamped, reaching the total."""
-    return resolve_steps([str(c) for c in steps], total)
+        return VariantResult.of(
+            self.ns, self.name, self.plan.action.value, result, state or self.state, len(self.plan.nodes),
+            message=message, total=total, updated=updated,
+        )  # fmt: skip

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,13 +24,9 @@ from dsroll.kube import Kube
 from dsroll.labels import ROLLOUT_ANNOTATION
 from dsroll.orphans import (
     Operation,
-    Placement,
     Record,
     ReplacementPlan,
     Stage,
-    label_patch,
-    place,
-    relabelled,
 )
 from dsroll.plan import (
     Action,
@@ -40,39 +36,16 @@ from dsroll.plan import (
     keep_order,
     order_nodes,
 )
+from dsroll.rollout import decide
 from dsroll.rollout import revisions as revs
 from dsroll.rollout import state as st
+from dsroll.rollout.adoption import WAIT_SECONDS, Adoption
 from dsroll.rollout.backup import Backup, owned_revisions
-from dsroll.rollout.executor import ON_DELETE, VariantRollout, new_state
+from dsroll.rollout.executor import ON_DELETE, VariantRollout
 from dsroll.rollout.lease import RENEW_EVERY, Lease
 from dsroll.rollout.outcome import Result, RunOptions, VariantResult
 from dsroll.rollout.reporter import Reporter
 from dsroll.rollout.watching import Informer
-
-WAIT_SECONDS = 120.0
-
-
-def controller_uid(pod: Mapping[str, Any]) -> str | None:
-    refs = pod["metadata"].get("ownerReferences") or []
-    return next((r.get("uid") for r in refs if r.get("controller")), None)
-
-
-def orphan_pods(kube: Kube, namespace: str, selectors: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The live pods any of ``selectors`` matches that no controller owns, by uid."""
-    found: dict[str, dict[str, Any]] = {}
-    for selector in selectors:
-        pods, _ = kube.pods.list(namespace, revs.selector_string(selector))
-        for pod in pods:
-            if controller_uid(pod) is None and not pod["metadata"].get("deletionTimestamp"):
-                found[pod["metadata"]["uid"]] = pod
-    return found
-
-
-def placement_rows(pods: Mapping[str, Mapping[str, Any]], source: str = "") -> list[tuple[str, str, str, str]]:
-    """Pods by uid as ``orphans.place`` takes them: (pod, uid, node, source)."""
-    return [
-        (p["metadata"]["name"], uid, (p.get("spec") or {}).get("nodeName") or "", source) for uid, p in pods.items()
-    ]
 
 
 class Handover:
@@ -100,6 +73,7 @@ class Handover:
         self.label = f"{plan.namespace}/{plan.workload}"
         self.lease = Lease(kube.leases, plan.namespace, names.replacement_lease_subject(plan.workload))
         self.backup = Backup(kube, plan.namespace, plan.backup)
+        self.adoption = Adoption(kube, plan.namespace, plan.workload, self.label, self.lease, reporter)
         self.record: Record | None = None
 
     def summary(self) -> dict[str, Any]:
@@ -122,7 +96,7 @@ class Handover:
         try:
             record = self._load() or self._backup()
             if self.plan.operation is Operation.restore and record.operation is Operation.replace:
-                record = self._write(record.moved(Stage.orphaning, operation=Operation.restore))
+                record = self._write(record.entering(Stage.orphaning, operation=Operation.restore))
             if record.finished:
                 return []
             if record.operation is Operation.replace:
@@ -175,23 +149,23 @@ class Handover:
         targets = {name: self._manifest(name) for name in record.targets}
         selectors = [obj["spec"]["selector"] for obj in self.backup.objects.values()]
         if record.stage.rank <= Stage.orphaning.rank:
-            record = self._write(record.moved(Stage.orphaning))
+            record = self._write(record.entering(Stage.orphaning))
             self._orphan({s.name: s.uid for s in record.sources})
         if record.stage.rank <= Stage.relabelling.rank:
-            record = self._write(record.moved(Stage.relabelling))
+            record = self._write(record.entering(Stage.relabelling))
             node_target = {n: t for t in record.targets for n in self.variants[t].nodes}
-            self._relabel(selectors, node_target, targets)
+            self.adoption.relabel(selectors, node_target, targets)
         if record.stage.rank <= Stage.creating.rank:
-            record = self._write(record.moved(Stage.creating))
+            record = self._write(record.entering(Stage.creating))
             for name, manifest in targets.items():
                 self._create(name, manifest, Operation.replace)
-            self._wait_adopted(targets)
-            record = self._write(record.moved(Stage.handed_over))
+            self.adoption.wait_adopted(targets)
+            record = self._write(record.entering(Stage.handed_over))
         failure = self._failed_target(record)
         results = [] if failure else self._staged(record.targets, Operation.replace)
         failure = failure or self._failed_target(record)
         if failure:
-            record = self._write(record.moved(Stage.orphaning, operation=Operation.restore, failure=failure))
+            record = self._write(record.entering(Stage.orphaning, operation=Operation.restore, failure=failure))
             restored = self._reverse(record)
             for result in results:  # the variant that failed is rolled back with the rest
                 if result.phase == st.Phase.rolling_back.value:
@@ -202,7 +176,7 @@ class Handover:
                     result.message = failure
             return [*results, *restored]
         if all(r.result is Result.COMPLETE for r in results):
-            self._write(record.moved(Stage.complete))
+            self._write(record.entering(Stage.complete))
             self.reporter.emit("complete", self.label, f"orphan replacement complete: {', '.join(record.targets)}")
         return results
 
@@ -219,7 +193,7 @@ class Handover:
         originals = {s.name: self._original(s.name) for s in record.sources}
         if record.stage.rank <= Stage.orphaning.rank:
             self.reporter.emit("restore", self.label, f"restoring {', '.join(originals)} from {self.plan.backup}")
-            record = self._write(record.moved(Stage.orphaning))
+            record = self._write(record.entering(Stage.orphaning))
             current = {}
             for name in dict.fromkeys([*record.targets, *originals]):
                 live = self.kube.daemonsets.get(self.ns, name)
@@ -227,21 +201,21 @@ class Handover:
                     current[name] = live["metadata"]["uid"]
             self._orphan(current)
         if record.stage.rank <= Stage.relabelling.rank:
-            record = self._write(record.moved(Stage.relabelling))
+            record = self._write(record.entering(Stage.relabelling))
             selectors = [sel for t in record.targets if (sel := self._selector(t)) is not None]
             selectors += [obj["spec"]["selector"] for obj in originals.values()]
             node_target = {n: s.name for s in record.sources for n in s.nodes}
             fallback = record.sources[0].name if len(record.sources) == 1 else None
-            self._relabel(selectors, node_target, originals, fallback=fallback)
+            self.adoption.relabel(selectors, node_target, originals, fallback=fallback)
         if record.stage.rank <= Stage.creating.rank:
-            record = self._write(record.moved(Stage.creating))
+            record = self._write(record.entering(Stage.creating))
             for name, obj in originals.items():
                 self._create(name, obj, Operation.restore)
-            self._wait_adopted(originals)
-            record = self._write(record.moved(Stage.handed_over))
+            self.adoption.wait_adopted(originals)
+            record = self._write(record.entering(Stage.handed_over))
         results = self._staged(tuple(originals), Operation.restore)
         if all(r.result is Result.COMPLETE for r in results):
-            self._write(record.moved(Stage.restored))
+            self._write(record.entering(Stage.restored))
             self.reporter.emit("restored", self.label, f"restored {', '.join(originals)} from {self.plan.backup}")
         return results
 
@@ -253,7 +227,7 @@ class Handover:
         if operation is Operation.restore and record and meta["uid"] in {s.uid for s in record.sources}:
             return not meta.get("deletionTimestamp")  # one being deleted is finished off and recreated
         state = st.read_state(dict(live))
-        wanted = st.Operation.rollout if operation is Operation.replace else st.Operation.rollback
+        wanted = st.RunKind.rollout if operation is Operation.replace else st.RunKind.rollback
         return state is not None and state.replacement == self.plan.backup and state.operation is wanted
 
     def _failed_target(self, record: Record) -> str | None:
@@ -315,67 +289,11 @@ class Handover:
             selector = selectors.get(name) or self._selector(name)
             if selector is None:
                 continue
-            self._until(lambda s=selector, u=uid: not [p for p in self._pods(s) if revs.owned_by(p, u)],
-                        f"pods of {name} still have an owner reference")  # fmt: skip
+            self.adoption.wait_released(name, uid, selector)
         for name, uid in history.items():
             self.kube.revisions.delete(self.ns, name, uid)
         whose = "its" if len(uids) == 1 else "their"
         self.reporter.emit("orphaned", self.label, f"{', '.join(uids) or 'nothing'} deleted; {whose} pods are orphans")
-
-    def _pods(self, selector: Mapping[str, Any]) -> list[dict[str, Any]]:
-        pods, _ = self.kube.pods.list(self.ns, revs.selector_string(selector))
-        return pods
-
-    def _until(self, done: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + WAIT_SECONDS
-        while not done():
-            if time.monotonic() > deadline:
-                raise ClusterError(f"{self.label}: {what} after {WAIT_SECONDS:.0f}s")
-            self.lease.renew()
-            time.sleep(0.2)
-
-    def _relabel(
-        self,
-        selectors: Sequence[Mapping[str, Any]],
-        node_target: Mapping[str, str],
-        owners: Mapping[str, Mapping[str, Any]],
-        *,
-        fallback: str | None = None,
-    ) -> None:
-        """Each orphan gets the labels of the one new owner of its node; pods that cannot be
-        placed are deleted (the plan lists them)."""
-        orphans = orphan_pods(self.kube, self.ns, selectors)
-        nodes = {n["metadata"]["name"] for n in self.kube.nodes.list()}
-        mapping = {n: node_target.get(n, fallback) for n in nodes}
-        for placement in place(placement_rows(orphans), mapping, nodes, self.plan.workload):
-            self.lease.renew()
-            pod = orphans[placement.uid]
-            if placement.target is None:
-                self._drop(placement)
-                continue
-            owner = owners[placement.target]
-            labels = pod["metadata"].get("labels") or {}
-            template_labels = owner["spec"]["template"]["metadata"].get("labels") or {}
-            patch = label_patch(labels, relabelled(labels, owner["spec"]["selector"], template_labels))
-            if patch and not self._patch_pod(placement, patch):
-                continue
-            self.reporter.emit("relabel", self.label, f"{placement.pod} on {placement.node} → {placement.target}",
-                               pod=placement.pod, node=placement.node, target=placement.target)  # fmt: skip
-
-    def _patch_pod(self, placement: Placement, labels: Mapping[str, str | None]) -> bool:
-        """Relabel exactly this pod (its uid in the patch is a precondition); False when it is gone."""
-        if not self.kube.pods.relabel(self.ns, placement.pod, placement.uid, labels):
-            self.reporter.emit(
-                "gone", self.label, f"{placement.pod} is gone; its node gets a new pod", pod=placement.pod
-            )
-            return False
-        return True
-
-    def _drop(self, placement: Placement) -> None:
-        self.kube.pods.delete(self.ns, placement.pod, placement.uid)
-        message = f"{placement.pod}: {placement.reason}; deleted (no variant of {self.plan.workload} takes it)"
-        self.reporter.emit("unplaced", self.label, message, pod=placement.pod, node=placement.node,
-                           reason=placement.reason, handling="deleted")  # fmt: skip
 
     def _create(self, name: str, manifest: Mapping[str, Any], operation: Operation) -> None:
         """The new object, with OnDelete and its rollout state in the same request."""
@@ -386,10 +304,13 @@ class Handover:
         vp = self.variants.get(name)
         policy = vp.policy if vp is not None else self.policy
         restoring = operation is Operation.restore
-        state = new_state(
+        state = decide.fresh_state(
             policy,
             order,
-            replace(self.options, operation=st.Operation.rollback if restoring else st.Operation.rollout),
+            kind=st.RunKind.rollback if restoring else st.RunKind.rollout,
+            who=self.options.who,
+            commit=self.options.commit,
+            steps=self.options.steps,
             previous=None,
             original_strategy=(manifest.get("spec") or {}).get("updateStrategy"),
             partition=None if restoring or vp is None else vp.partition,
@@ -417,26 +338,6 @@ class Handover:
         mine = {n: lb for n, lb in nodes.items() if n in source.nodes or len(record.sources) == 1}
         return order_nodes(mine, self.policy.canary_node_selector)
 
-    def _wait_adopted(self, owners: Mapping[str, Mapping[str, Any]]) -> None:
-        """Until every pod each new object's selector matches is owned by it."""
-        for name, manifest in owners.items():
-            live = self.kube.daemonsets.get(self.ns, name)
-            if live is None:
-                raise ClusterError(f"daemonset {self.ns}/{name} disappeared after it was created")
-            uid, selector = live["metadata"]["uid"], manifest["spec"]["selector"]
-
-            def adopted(uid: str = uid, selector: Mapping[str, Any] = selector, name: str = name) -> bool:
-                pods = [p for p in self._pods(selector) if not p["metadata"].get("deletionTimestamp")]
-                if not all(controller_uid(p) == uid for p in pods):
-                    return False
-                ds = self.kube.daemonsets.get(self.ns, name) or {}
-                status, generation = ds.get("status") or {}, (ds.get("metadata") or {}).get("generation", 1)
-                return status.get("observedGeneration", 0) >= generation
-
-            self._until(adopted, f"{name} has not adopted every pod its selector matches")
-            count = len(self._pods(selector))
-            self.reporter.emit("adopted", self.label, f"{name} owns its {count} pod(s)", name=name, pods=count)
-
     def _staged(self, names: Sequence[str], operation: Operation) -> list[VariantResult]:
         """Each new object's pods replaced in steps by the ordinary executor."""
         results = []
@@ -449,7 +350,8 @@ class Handover:
             if state is None or state.replacement != self.plan.backup or state.phase is st.Phase.complete:
                 continue  # an original never deleted, or done
             base = self.variants.get(name) or self._restore_plan(name)
-            pods = [p for p in self._pods(live["spec"]["selector"]) if revs.owned_by(p, live["metadata"]["uid"])]
+            pods, _ = self.kube.pods.list(self.ns, revs.selector_string(live["spec"]["selector"]))
+            pods = [p for p in pods if revs.owned_by(p, live["metadata"]["uid"])]
             running = {p["spec"].get("nodeName") for p in pods if p["spec"].get("nodeName") in where}
             fresh = order_nodes({n: where[n] for n in running}, base.policy.canary_node_selector)
             order = keep_order(state.nodes, fresh)

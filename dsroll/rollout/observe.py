@@ -1,8 +1,9 @@
-"""What the cluster holds, read for planning: ``observe`` a plan, ``moved_since`` a saved one.
+"""What the cluster holds, read for planning: ``observe`` a plan, ``drift_since`` a saved one.
 
 ``observe`` gathers what the pure planner needs (live DaemonSets, their revisions and
 owned pods, node labels) and hands it to ``plan_variant`` and the orphan-replacement
-fold; ``moved_since`` re-reads the same facts to tell whether a saved plan still holds.
+fold; ``drift_since`` re-reads the same facts and asks ``decide.drift`` whether a saved
+plan still holds.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dsroll.errors import InputError
 from dsroll.kube import Kube
 from dsroll.plan import LiveFingerprint, Plan, PodView, Policy, VariantPlan, plan_variant, pods_by_node
 from dsroll.render import Variant
-from dsroll.rollout import replacements
+from dsroll.rollout import decide, replacements
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.state import read_state
 
@@ -132,16 +133,20 @@ def observe(
     return Plan(env.name, kube.context, kube.server or "", commit, tuple(planned), tuple(found))
 
 
-def moved_since(kube: Kube, saved: Plan) -> list[str]:
-    """What changed in the cluster since ``saved`` was made (empty: it can run as planned)."""
-    if saved.server and kube.server and saved.server != kube.server:
-        return [f"the plan was made against {saved.server}, this is {kube.server}"]
-    found = []
+def fingerprints(kube: Kube, saved: Plan) -> dict[tuple[str, str], LiveFingerprint]:
+    """The saved plan's variants as they are now: what ``decide.drift`` compares."""
+    found = {}
     for vp in saved.variants:
         live = kube.daemonsets.get(vp.namespace, vp.name)
         pods, current = observe_pods(kube, live) if live else ([], None)
         meta = (live or {}).get("metadata") or {}
         nodes = tuple(sorted(pods_by_node(pods)))
-        now = LiveFingerprint(meta.get("uid"), meta.get("generation"), current, nodes)
-        found.extend(vp.live.moves(now, f"{vp.namespace}/{vp.name}"))
+        found[vp.key] = LiveFingerprint(meta.get("uid"), meta.get("generation"), current, nodes)
     return found
+
+
+def drift_since(kube: Kube, saved: Plan) -> list[str]:
+    """What changed in the cluster since ``saved`` was made (empty: it can run as planned)."""
+    if saved.server and kube.server and saved.server != kube.server:
+        return decide.drift(saved, {}, kube.server)  # another cluster: no need to read this one
+    return decide.drift(saved, fingerprints(kube, saved), kube.server)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dsroll.rollout import revisions as revs
-from dsroll.rollout.state import Operation
+from dsroll.rollout.state import RolloutState, RunKind
 
 
 class Result(StrEnum):
@@ -47,7 +47,7 @@ class Target:
 class RunOptions:
     who: str
     commit: str | None = None
-    operation: Operation = Operation.rollout
+    operation: RunKind = RunKind.rollout
     approve: bool = False  # `resume`: approve the manual pause found
     yes: bool = False  # approve every manual pause
     interactive: bool = False
@@ -69,6 +69,39 @@ class VariantResult:
     nodes_total: int = 0
     failure: dict[str, str] | None = None
     message: str = ""
+
+    @classmethod
+    def of(
+        cls,
+        namespace: str,
+        name: str,
+        action: str,
+        result: Result,
+        state: RolloutState | None,
+        planned_nodes: int,
+        *,
+        message: str = "",
+        total: int | None = None,
+        updated: int | None = None,
+    ) -> VariantResult:
+        """A variant's result as its recorded state tells it (a complete one has every node)."""
+        nodes = len(state.nodes) if state else planned_nodes
+        done = state.nodes_done if state else 0
+        if result is Result.COMPLETE and state:
+            done = nodes
+        return cls(
+            namespace=namespace,
+            name=name,
+            action=action,
+            result=result,
+            phase=state.phase.value if state else None,
+            target_revision=state.target_revision if state else None,
+            previous_revision=state.previous_revision if state else None,
+            nodes_updated=updated if updated is not None else done,
+            nodes_total=total if total is not None else nodes,
+            failure={"node": state.failure.node, "reason": state.failure.reason} if state and state.failure else None,
+            message=message,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -42,8 +42,8 @@ from dsroll.plan import (
 )
 from dsroll.render import Variant
 from dsroll.rollout import revisions as revs
+from dsroll.rollout.adoption import orphan_pods, placement_rows
 from dsroll.rollout.backup import records, saved_objects
-from dsroll.rollout.handover import orphan_pods, placement_rows
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,8 @@ def request(kube: Kube, variants: Sequence[Variant], action: str, by: str) -> li
             if action == "pause" and state.phase in (Phase.paused, Phase.awaiting_approval, Phase.partitioned):
                 rows.append({**row, "result": "none", "message": f"already stopped (phase {state.phase})"})
                 continue
-            moved = state.moved(phase, in_flight=())
-            annotations = {ROLLOUT_ANNOTATION: moved.to_json(), REQUEST_ANNOTATION: None}
+            entered = state.entering(phase, in_flight=())
+            annotations = {ROLLOUT_ANNOTATION: entered.to_json(), REQUEST_ANNOTATION: None}
             kube.daemonsets.annotate(variant.namespace, variant.name, annotations)
             rows.append({**row, "result": phase.value, "message": f"marked {phase.value} (no rollout was running)"})
         finally:

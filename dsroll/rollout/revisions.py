@@ -1,15 +1,19 @@
-"""A DaemonSet's ControllerRevisions: history, the current revision, rollback targets."""
+"""A DaemonSet's ControllerRevisions: history, the current revision, lookups by number.
+
+Which revision a rollback goes to is ``decide.rollback_target``'s choice; this reads them."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsroll.errors import InputError
-from dsroll.kube import Kube
 from dsroll.labels import COMMIT_ANNOTATION, REVISION_LABEL
+
+if TYPE_CHECKING:
+    from dsroll.kube import Kube
 
 
 def selector_string(selector: Mapping[str, Any]) -> str:

@@ -1,4 +1,6 @@
-"""Rollback targets: which revision (or git render) each variant goes back to, and on which nodes.
+"""Rollback targets, observed: read each variant's history, state and pods, and ask
+``decide.rollback_target`` / ``decide.pending`` which revision (or git render) it goes
+back to and on which nodes.
 
 A variant an orphan replacement created, with no revision of its own to go back to, and
 a replacement not finished, are rolled back by restoring the backup instead.
@@ -6,7 +8,7 @@ a replacement not finished, are rolled back by restoring the backup instead.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -14,12 +16,11 @@ from dsroll.errors import InputError
 from dsroll.kube import Kube
 from dsroll.orphans import Operation
 from dsroll.plan import Action, Plan, plan_steps, pods_by_node
-from dsroll.rollout import replacements
+from dsroll.rollout import decide, replacements
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.observe import observe_pods
 from dsroll.rollout.outcome import Target
-from dsroll.rollout.state import Operation as RolloutOperation
-from dsroll.rollout.state import RolloutState, read_state
+from dsroll.rollout.state import read_state
 
 
 def rollback_plan(
@@ -69,31 +70,13 @@ def rollback_plan(
             target = Target(manifest=manifests[vp.key])
             reason, target_hash = "rollback to the render at git ref", None
         else:
-            if to_revision is not None:
-                revision = revs.by_number(history, to_revision, where)
-            elif continued := _unfinished_rollback(state, history):
-                revision = continued  # a rollback cut off half-way goes on to where it was going
-            elif state is not None and not state.finished and state.previous_revision:
-                revision = next((r for r in history if r.hash == state.previous_revision), None) or revs.previous(
-                    history, where
-                )
-            else:
-                revision = revs.previous(history, where)
+            revision = decide.rollback_target(history, state, to_revision, where)
             target = Target(revision=revision)
             reason, target_hash = f"rollback to revision {revision.number} ({revision.hash})", revision.hash
         pods, _ = observe_pods(kube, live)
-        on_node = pods_by_node(pods)
-        pending = tuple(
-            n for n in vp.nodes if target_hash is None or getattr(on_node.get(n), "revision", None) != target_hash
-        )
+        pending = decide.pending(vp.nodes, pods_by_node(pods).get, target_hash)
         steps = plan_steps(vp.nodes, pending, vp.policy, vp.partition)
         variants.append(replace(vp, action=Action.UPDATE, reason=reason, pending=pending, steps=steps, applies=True))
         targets[vp.key] = target
     return replace(plan, variants=tuple(variants), replacements=tuple(restores.values())), targets
 
-
-def _unfinished_rollback(state: RolloutState | None, history: Sequence[revs.Revision]) -> revs.Revision | None:
-    """The target of a ``rollback`` that did not finish (its previous revision is the one it left)."""
-    if state is None or state.finished or state.operation is not RolloutOperation.rollback:
-        return None
-    return next((r for r in history if r.hash == state.target_revision), None)

@@ -35,7 +35,7 @@ class Phase(StrEnum):
 FINISHED = frozenset({Phase.complete, Phase.rolled_back, Phase.aborted, Phase.failed})
 
 
-class Operation(StrEnum):
+class RunKind(StrEnum):
     rollout = "rollout"
     rollback = "rollback"
 
@@ -54,7 +54,7 @@ class Failure:
 class RolloutState:
     """One variant's rollout, as recorded in the cluster."""
 
-    operation: Operation
+    operation: RunKind
     phase: Phase
     target_revision: str
     previous_revision: str | None
@@ -87,7 +87,7 @@ class RolloutState:
         """How many nodes this rollout may replace: all but the partition."""
         return max(0, len(self.nodes) - (self.partition or 0))
 
-    def moved(self, phase: Phase, **changes: Any) -> RolloutState:
+    def entering(self, phase: Phase, **changes: Any) -> RolloutState:
         return replace(self, phase=phase, updated_at=now_iso(), **changes)
 
     def to_json(self) -> str:
@@ -99,7 +99,7 @@ class RolloutState:
     def from_json(cls, text: str, where: str) -> RolloutState:
         try:
             data = snake_fields(text, cls.__dataclass_fields__)
-            data["operation"] = Operation(data["operation"])
+            data["operation"] = RunKind(data["operation"])
             data["phase"] = Phase(data["phase"])
             for key in ("steps", "nodes", "in_flight"):
                 data[key] = tuple(data.get(key) or ())

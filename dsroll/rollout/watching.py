@@ -1,6 +1,8 @@
 """A small informer: list once, then follow a watch in a background thread.
 
-The executor waits on it (a condition variable, no polling loop) and reads snapshots.
+The executor waits on it (a condition variable, no polling loop) and reads snapshots,
+or, to keep an incremental view (``view.PodIndex``), drains the change log: one entry
+per event, so the reader's work per event does not grow with the number of objects.
 A watch that ends is resumed from the last resourceVersion (bookmarks keep it fresh);
 410 Gone relists; transient errors back off and try again.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from dsroll.errors import DsrollError
@@ -17,12 +20,20 @@ from dsroll.kube.protocols import Watchable
 
 
 class Informer:
-    def __init__(self, source: Watchable, watch_seconds: float = 45) -> None:
+    def __init__(
+        self,
+        source: Watchable,
+        watch_seconds: float = 45,
+        *,
+        log_changes: bool = False,
+        changed: threading.Condition | None = None,
+    ) -> None:
         self.source = source
+        self._log: list[tuple[str, Any]] | None = [] if log_changes else None
         self.watch_seconds = watch_seconds
         self._items: dict[str, dict[str, Any]] = {}
         self._rv = ""
-        self._changed = threading.Condition()
+        self._changed = changed or threading.Condition()  # shared by informers waited on together
         self._generation = 0
         self._stopped = threading.Event()
         self._error: DsrollError | None = None
@@ -42,6 +53,8 @@ class Informer:
         with self._changed:
             self._items = {item["metadata"]["uid"]: item for item in items}
             self._rv = resource_version
+            if self._log is not None:
+                self._log[:] = [("SYNC", list(items))]
             self._generation += 1
             self._changed.notify_all()
 
@@ -64,6 +77,8 @@ class Informer:
                             self._items.pop(obj["metadata"]["uid"], None)
                         else:
                             self._items[obj["metadata"]["uid"]] = obj
+                        if self._log is not None:
+                            self._log.append((kind, obj))
                         self._generation += 1
                         self._changed.notify_all()
                 failures = 0
@@ -85,6 +100,16 @@ class Informer:
                 raise self._error
             return list(self._items.values())
 
+    def changes(self) -> list[tuple[str, Any]]:
+        """What happened since the last call: ``("SYNC", items)`` for a (re)list, then
+        ``(ADDED|MODIFIED|DELETED, object)`` per event (needs ``log_changes``)."""
+        with self._changed:
+            if self._error is not None:
+                raise self._error
+            assert self._log is not None, "an informer made without log_changes"
+            found, self._log = self._log, []
+            return found
+
     def wait(self, timeout: float, seen: int) -> int:
         """Block until something changed after generation ``seen`` or ``timeout`` passed."""
         with self._changed:
@@ -97,3 +122,23 @@ class Informer:
     def generation(self) -> int:
         with self._changed:
             return self._generation
+
+
+def wait_any(informers: Sequence[Informer], timeout: float, seen: Sequence[int] | None) -> tuple[int, ...]:
+    """Block until any of ``informers`` (made with one shared ``changed`` condition) changed
+    after the generations ``seen``, or ``timeout`` passed; their generations now."""
+    if not informers:
+        return ()
+    changed = informers[0]._changed
+
+    def now() -> tuple[int, ...]:
+        return tuple(i._generation for i in informers)
+
+    with changed:
+        changed.wait_for(
+            lambda: now() != tuple(seen or ()) or any(i._error is not None for i in informers), timeout=max(0, timeout)
+        )
+        for informer in informers:
+            if informer._error is not None:
+                raise informer._error
+        return now()

@@ -19,13 +19,13 @@ from dsroll.cli import rollout as rollout_commands
 from dsroll.cli.flags import OutputFormat
 from dsroll.errors import ClusterError, InputError, Interrupted
 from dsroll.plan import Action, LiveFingerprint, Plan, Policy, VariantPlan
-from dsroll.rollout import rollback
+from dsroll.rollout import decide
 from dsroll.rollout import run as core
 from dsroll.rollout.lease import LockHeld
 from dsroll.rollout.outcome import Result, RunOptions, VariantResult
 from dsroll.rollout.reporter import Reporter
 from dsroll.rollout.revisions import Revision
-from dsroll.rollout.state import Operation, Phase, RolloutState
+from dsroll.rollout.state import Phase, RolloutState, RunKind
 
 runner = CliRunner()
 
@@ -258,7 +258,7 @@ def test_an_interrupted_run_prints_its_summary_then_exits_5(
 # --- running an interrupted rollback again ------------------------------------------------
 
 
-def a_state(operation: Operation, phase: Phase) -> RolloutState:
+def a_state(operation: RunKind, phase: Phase) -> RolloutState:
     return RolloutState(
         operation, phase, "aaa", "bbb", (1, 2), 0, ("n1", "n2"), 1, "0", "5m", 0, "rollback", None, "me"
     )
@@ -268,17 +268,17 @@ HISTORY = [Revision(1, "aaa", "ds-aaa", "", None, {}), Revision(2, "bbb", "ds-bb
 
 
 def test_a_rollback_cut_off_goes_on_to_where_it_was_going() -> None:
-    found = rollback._unfinished_rollback(a_state(Operation.rollback, Phase.progressing), HISTORY)
-    assert found is not None and found.hash == "aaa"
+    found = decide.rollback_target(HISTORY, a_state(RunKind.rollback, Phase.progressing), None, "ns/ds")
+    assert found.hash == "aaa"
 
 
 @pytest.mark.parametrize(
-    ("operation", "phase"),
+    ("operation", "phase", "expected"),
     [
-        (Operation.rollout, Phase.progressing),
-        (Operation.rollback, Phase.rolled_back),
-        (Operation.rollback, Phase.complete),
+        (RunKind.rollout, Phase.progressing, "bbb"),  # the revision the unfinished rollout left
+        (RunKind.rollback, Phase.rolled_back, "aaa"),  # finished: the one before current
+        (RunKind.rollback, Phase.complete, "aaa"),
     ],
 )
-def test_only_an_unfinished_rollback_is_continued(operation: Operation, phase: Phase) -> None:
-    assert rollback._unfinished_rollback(a_state(operation, phase), HISTORY) is None
+def test_only_an_unfinished_rollback_is_continued(operation: RunKind, phase: Phase, expected: str) -> None:
+    assert decide.rollback_target(HISTORY, a_state(operation, phase), None, "ns/ds").hash == expected

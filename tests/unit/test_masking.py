@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from dsroll.cli import app
 from dsroll.masking import CHANGED, DEFAULT_MASK_ENV, MASK, compile_mask, mask_object, mask_pair
-from dsroll.plan import Action, LiveFingerprint, Plan, Policy, VariantPlan, plan_to_json
+from dsroll.plan import Action, LiveFingerprint, Plan, Policy, VariantPlan
+from dsroll.planfile import plan_to_json
 from tests.conftest import ENV
 
 runner = CliRunner()

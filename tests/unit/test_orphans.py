@@ -850,11 +850,11 @@ def test_record_from_json_refuses_what_is_not_a_record_naming_the_object(text: s
 def test_record_moved_changes_the_stage_and_the_update_time_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(orphans, "now_iso", lambda: "2026-11-23T10:07:00Z")
     record = a_record()
-    moved = record.moved(Stage.creating)
+    moved = record.entering(Stage.creating)
     assert (moved.stage, moved.updated_at) == (Stage.creating, "2026-11-23T10:07:00Z")
     assert moved.started_at == record.started_at
     assert {**vars(moved), "stage": None, "updated_at": None} == {**vars(record), "stage": None, "updated_at": None}
-    failed = record.moved(Stage.orphaning, operation=Operation.restore, failure="agent-gpu: not ready")
+    failed = record.entering(Stage.orphaning, operation=Operation.restore, failure="agent-gpu: not ready")
     assert (failed.stage, failed.operation, failed.failure) == (
         Stage.orphaning,
         Operation.restore,

@@ -33,16 +33,16 @@ from dsroll.plan import (
     keep_order,
     order_nodes,
     parse_steps,
-    plan_from_json,
     plan_steps,
-    plan_to_json,
     plan_variant,
     pods_by_node,
     resolve_max_unavailable,
     resolve_partition,
     resolve_steps,
 )
-from dsroll.rollout.state import Operation, Phase, RolloutState
+from dsroll.planfile import plan_from_json, plan_to_json
+from dsroll.rollout import decide
+from dsroll.rollout.state import Phase, RolloutState, RunKind
 
 ZONE = "topology.kubernetes.io/zone"
 CANARY = {"dsroll.io/canary": "true"}
@@ -159,7 +159,7 @@ def policy(
     )
 
 
-def state(phase: Phase, nodes: Sequence[str], operation: Operation = Operation.rollout, **extra: Any) -> RolloutState:
+def state(phase: Phase, nodes: Sequence[str], operation: RunKind = RunKind.rollout, **extra: Any) -> RolloutState:
     return RolloutState(
         operation=operation,
         phase=phase,
@@ -754,7 +754,7 @@ def test_continuing_with_every_node_current_still_finishes_the_rollout() -> None
 
 
 def test_continues_a_rollback_recorded_in_the_cluster() -> None:
-    saved = state(Phase.rolling_back, FLEET_ORDER, operation=Operation.rollout)
+    saved = state(Phase.rolling_back, FLEET_ORDER, operation=RunKind.rollout)
     revisions = {**dict.fromkeys(FLEET, OLD), "node-c1": NEW}
     got = plan_of(Change.UNCHANGED, revisions, current=OLD, saved=saved)
     assert got.action is Action.UPDATE and got.resumes
@@ -763,7 +763,7 @@ def test_continues_a_rollback_recorded_in_the_cluster() -> None:
 
 
 def test_continues_a_paused_rollback_operation() -> None:
-    saved = state(Phase.paused, FLEET_ORDER, operation=Operation.rollback)
+    saved = state(Phase.paused, FLEET_ORDER, operation=RunKind.rollback)
     got = plan_of(Change.UNCHANGED, {**dict.fromkeys(FLEET, OLD), "node-a1": NEW}, current=OLD, saved=saved)
     assert got.reason == "continues the rollback recorded in the cluster (phase paused)"
 
@@ -818,7 +818,7 @@ PRINT = LiveFingerprint(DS_UID, 3, OLD, ("node-a1", "node-b1"))
 
 
 def test_fingerprint_unmoved() -> None:
-    assert PRINT.moves(LiveFingerprint(DS_UID, 3, OLD, ("node-a1", "node-b1")), "agents/agent-general") == []
+    assert PRINT.drift(LiveFingerprint(DS_UID, 3, OLD, ("node-a1", "node-b1")), "agents/agent-general") == []
 
 
 @pytest.mark.parametrize(
@@ -831,14 +831,14 @@ def test_fingerprint_unmoved() -> None:
     ],
 )
 def test_fingerprint_names_the_first_thing_that_moved(now: LiveFingerprint, expected: str) -> None:
-    assert PRINT.moves(now, "agents/x")[0] == expected
-    assert len([m for m in PRINT.moves(now, "agents/x") if "nodes" not in m]) == 1
+    assert PRINT.drift(now, "agents/x")[0] == expected
+    assert len([m for m in PRINT.drift(now, "agents/x") if "nodes" not in m]) == 1
 
 
 def test_fingerprint_a_variant_created_since_the_plan() -> None:
     before = LiveFingerprint(None, None, None, ())
     now = LiveFingerprint(DS_UID, 1, NEW, ("node-a1",))
-    assert before.moves(now, "agents/x") == [
+    assert before.drift(now, "agents/x") == [
         "agents/x: created since the plan",
         "agents/x: nodes added since the plan: node-a1",
     ]
@@ -846,7 +846,7 @@ def test_fingerprint_a_variant_created_since_the_plan() -> None:
 
 def test_fingerprint_nodes_added_and_gone_sorted() -> None:
     now = LiveFingerprint(DS_UID, 3, OLD, ("node-c2", "node-a1", "node-c1"))
-    assert PRINT.moves(now, "agents/x") == [
+    assert PRINT.drift(now, "agents/x") == [
         "agents/x: nodes added since the plan: node-c1, node-c2",
         "agents/x: nodes gone since the plan: node-b1",
     ]
@@ -856,16 +856,23 @@ def a_plan(*variants: VariantPlan) -> Plan:
     return Plan("prod", "prod-admin", "https://10.0.0.1:6443", "3ba79aa", tuple(variants))
 
 
-def test_plan_moves_prefixes_each_variant_and_notices_a_dropped_variant() -> None:
+def test_drift_prefixes_each_variant_and_notices_a_dropped_variant() -> None:
     updated = plan_of(Change.POD_TEMPLATE, dict.fromkeys(FLEET, OLD), current=OLD)
     other = replace(updated, name="agent-gpu")
-    fresh_updated = replace(updated, live=LiveFingerprint(DS_UID, 4, OLD, updated.live.nodes))
-    moved = a_plan(updated, other).moves(a_plan(fresh_updated))
-    assert moved == [
+    fresh = {updated.key: LiveFingerprint(DS_UID, 4, OLD, updated.live.nodes)}
+    assert decide.drift(a_plan(updated, other), fresh, None) == [
         "agents/agent-general: spec changed since the plan (generation 3 → 4)",
         "agents/agent-gpu: no longer part of the environment",
     ]
-    assert a_plan(updated, other).moves(a_plan(other, updated)) == []
+    same = {updated.key: updated.live, other.key: other.live}
+    assert decide.drift(a_plan(updated, other), same, "https://10.0.0.1:6443") == []
+
+
+def test_drift_on_another_cluster_says_only_that() -> None:
+    plan = a_plan(plan_of(Change.POD_TEMPLATE, dict.fromkeys(FLEET, OLD), current=OLD))
+    assert decide.drift(plan, {}, "https://10.9.9.9:6443") == [
+        "the plan was made against https://10.0.0.1:6443, this is https://10.9.9.9:6443"
+    ]
 
 
 def test_plan_has_changes() -> None:

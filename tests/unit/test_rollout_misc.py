@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from dsroll.config import Environment, parse_environment
 from dsroll.errors import InputError
 from dsroll.render import Variant
-from dsroll.rollout.executor import _fit
+from dsroll.rollout.decide import fit_steps as _fit
 from dsroll.rollout.observe import Scope
 from dsroll.rollout.outcome import Result, RunSummary, VariantResult
 from dsroll.rollout.revisions import selector_string

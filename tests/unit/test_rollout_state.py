@@ -15,9 +15,9 @@ from dsroll.rollout import state as state_module
 from dsroll.rollout.state import (
     FINISHED,
     Failure,
-    Operation,
     Phase,
     RolloutState,
+    RunKind,
     read_request,
     read_state,
 )
@@ -41,7 +41,7 @@ DOC_KEYS = set(json.loads(DOC_EXAMPLE))
 
 def a_state(**changes: Any) -> RolloutState:
     fields: dict[str, Any] = {
-        "operation": Operation.rollout,
+        "operation": RunKind.rollout,
         "phase": Phase.progressing,
         "target_revision": "6d9f7c5b8d",
         "previous_revision": "8685cc7865",
@@ -74,7 +74,7 @@ def daemonset(annotations: dict[str, str] | None) -> dict[str, Any]:
 def test_reads_the_documented_example() -> None:
     got = RolloutState.from_json(DOC_EXAMPLE, "daemonset agents/agent-general")
     assert got == a_state(commit="3ba79aa…", nodes_done=1, in_flight=("kwok-node-001",))
-    assert got.operation is Operation.rollout and got.phase is Phase.progressing
+    assert got.operation is RunKind.rollout and got.phase is Phase.progressing
     assert isinstance(got.steps, tuple) and isinstance(got.nodes, tuple) and isinstance(got.in_flight, tuple)
 
 
@@ -167,7 +167,7 @@ times = st.from_regex(r"2026-1[0-2]-[0-2][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9]Z
 texts = st.text(max_size=40)
 states = st.builds(
     RolloutState,
-    operation=st.sampled_from(Operation),
+    operation=st.sampled_from(RunKind),
     phase=st.sampled_from(Phase),
     target_revision=st.one_of(st.just(""), revisions),
     previous_revision=st.one_of(st.none(), revisions),
@@ -202,7 +202,7 @@ def test_state_json_round_trips(state: RolloutState) -> None:
     assert set(json.loads(text)) == DOC_KEYS
 
 
-# --- phases, cap, moved ----------------------------------------------------------------
+# --- phases, cap, entering ----------------------------------------------------------------
 
 
 def test_finished_phases_are_the_terminal_ones() -> None:
@@ -231,10 +231,10 @@ def test_cap_is_every_node_but_the_partition(partition: int | None, cap: int) ->
     assert a_state(partition=partition).cap == cap
 
 
-def test_moved_changes_phase_and_fields_and_stamps_the_time(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_entering_changes_phase_and_fields_and_stamps_the_time(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(state_module, "now_iso", lambda: "2026-11-23T10:07:00Z")
     before = a_state(in_flight=("kwok-node-001",))
-    after = before.moved(Phase.awaiting_approval, step=2, in_flight=())
+    after = before.entering(Phase.awaiting_approval, step=2, in_flight=())
     assert (after.phase, after.step, after.in_flight, after.updated_at) == (
         Phase.awaiting_approval,
         2,
@@ -245,14 +245,14 @@ def test_moved_changes_phase_and_fields_and_stamps_the_time(monkeypatch: pytest.
     assert before.phase is Phase.progressing and before.in_flight == ("kwok-node-001",), "the original is a value"
 
 
-def test_moved_refuses_an_unknown_field() -> None:
+def test_entering_refuses_an_unknown_field() -> None:
     with pytest.raises(TypeError):
-        a_state().moved(Phase.paused, no_such_field=1)
+        a_state().entering(Phase.paused, no_such_field=1)
 
 
 def test_new_state_is_stamped_now_in_utc() -> None:
     fresh = RolloutState(
-        operation=Operation.rollout,
+        operation=RunKind.rollout,
         phase=Phase.progressing,
         target_revision="",
         previous_revision=None,

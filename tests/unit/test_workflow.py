@@ -14,9 +14,10 @@ from typer.testing import CliRunner
 from dsroll import workflow
 from dsroll.cli import app
 from dsroll.errors import InputError
-from dsroll.plan import Action, LiveFingerprint, Plan, Policy, VariantPlan, plan_to_json
+from dsroll.plan import Action, LiveFingerprint, Plan, Policy, VariantPlan
+from dsroll.planfile import plan_to_json
 from dsroll.rollout.observe import Scope
-from dsroll.rollout.state import Operation
+from dsroll.rollout.state import RunKind
 from tests.conftest import TEMPLATE
 
 runner = CliRunner()
@@ -156,8 +157,8 @@ def test_outside_git_there_is_no_commit_to_record(
 # --- dry runs and flags ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("operation", [Operation.rollout, Operation.rollback])
-def test_a_dry_run_reports_a_run_that_did_nothing_and_the_plan_without_manifests(operation: Operation) -> None:
+@pytest.mark.parametrize("operation", [RunKind.rollout, RunKind.rollback])
+def test_a_dry_run_reports_a_run_that_did_nothing_and_the_plan_without_manifests(operation: RunKind) -> None:
     data = workflow.dry_run_json(a_plan(), operation, 9)
     assert {k: data[k] for k in ("environment", "operation", "result", "exitCode", "apiRequests", "variants")} == {
         "environment": "dev",

@@ -1,0 +1,177 @@
+"""The live view of one variant's pods, kept up to date one watch event at a time.
+
+A rollout takes a decision after every watch event. Rebuilding the per-node facts from
+the whole pod list each time costs O(pods) per event, which a fleet of thousands of
+nodes cannot afford; ``PodIndex`` absorbs one event in O(pods on that node) and answers
+what the decisions ask — the pod on a node, which nodes lack a Ready pod, which are
+updated — in O(1). ``StepQueue`` keeps a step's nodes still to update in plan order,
+O(log n) per change. Pure: the informer feeds them; nothing here talks to the cluster.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from typing import Any
+
+from dsroll.plan import PodView
+
+
+def _owned_by(pod: Mapping[str, Any], uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in pod["metadata"].get("ownerReferences") or [])
+
+
+class PodIndex:
+    """The pods one DaemonSet owns, by node, with the rollout's per-node facts.
+
+    ``unavailable``: nodes of the rollout without a live Ready pod (they count against
+    ``maxUnavailable`` whoever caused it). ``updated``: nodes of the rollout whose live pod
+    is Ready on the target revision. ``touched``: nodes whose pods changed since the
+    caller last looked (``take_touched``), so that it re-examines only those.
+    """
+
+    def __init__(self, owner_uid: str, nodes: Iterable[str], target: str) -> None:
+        self.owner = owner_uid
+        self.scope = frozenset(nodes)
+        self.target = target
+        self._pods: dict[str, PodView] = {}
+        self._raw: dict[str, Mapping[str, Any]] = {}
+        self._by_node: dict[str, set[str]] = {}
+        self.unavailable: set[str] = set(self.scope)
+        self.updated: set[str] = set()
+        self.touched: set[str] = set()
+
+    # --- feeding --------------------------------------------------------------------
+
+    def reset(self, pods: Iterable[Mapping[str, Any]]) -> None:
+        """A fresh list (at start, and after the watch relisted)."""
+        nodes = set(self._by_node)
+        self._pods.clear()
+        self._raw.clear()
+        self._by_node.clear()
+        for pod in pods:
+            if _owned_by(pod, self.owner):
+                nodes.add(self._put(pod))
+        for node in nodes | self.scope:
+            self._refresh(node)
+
+    def apply(self, kind: str, pod: Mapping[str, Any]) -> None:
+        """One watch event (ADDED, MODIFIED, DELETED)."""
+        uid = pod["metadata"]["uid"]
+        node = self._drop(uid)
+        if kind != "DELETED" and _owned_by(pod, self.owner):
+            self._refresh(self._put(pod))
+        if node is not None:
+            self._refresh(node)
+
+    def absorb(self, changes: Iterable[tuple[str, Any]]) -> None:
+        """The informer's change log: ``("SYNC", [pods])`` after a (re)list, else events."""
+        for kind, obj in changes:
+            if kind == "SYNC":
+                self.reset(obj)
+            else:
+                self.apply(kind, obj)
+
+    def _put(self, pod: Mapping[str, Any]) -> str:
+        view = PodView.of(pod)
+        self._pods[view.uid] = view
+        self._raw[view.uid] = pod
+        self._by_node.setdefault(view.node, set()).add(view.uid)
+        return view.node
+
+    def _drop(self, uid: str) -> str | None:
+        view = self._pods.pop(uid, None)
+        self._raw.pop(uid, None)
+        if view is None:
+            return None
+        uids = self._by_node.get(view.node)
+        if uids is not None:
+            uids.discard(uid)
+            if not uids:
+                del self._by_node[view.node]
+        return view.node
+
+    def _refresh(self, node: str) -> None:
+        self.touched.add(node)
+        if node not in self.scope:
+            return
+        pod = self.pod_on(node)
+        healthy = pod is not None and pod.ready and not pod.terminating
+        if healthy:
+            self.unavailable.discard(node)
+        else:
+            self.unavailable.add(node)
+        if healthy and pod is not None and pod.revision == self.target:
+            self.updated.add(node)
+        else:
+            self.updated.discard(node)
+
+    # --- questions ------------------------------------------------------------------
+
+    def pod_on(self, node: str) -> PodView | None:
+        """The node's live pod; a terminating one only where nothing else is (as ``pods_by_node``)."""
+        found: PodView | None = None
+        for uid in self._by_node.get(node, ()):
+            pod = self._pods[uid]
+            if found is None or (found.terminating and not pod.terminating):
+                found = pod
+        return found
+
+    def old_pod(self, node: str) -> PodView | None:
+        """The pod to delete on a node: a live one not on the target revision."""
+        pod = self.pod_on(node)
+        return pod if pod is not None and pod.revision != self.target and not pod.terminating else None
+
+    def new_pod(self, node: str, old_uid: str | None) -> Mapping[str, Any] | None:
+        """The controller's live pod on the target revision that replaced ``old_uid`` on a node."""
+        for uid in self._by_node.get(node, ()):
+            pod = self._pods[uid]
+            if pod.revision == self.target and uid != old_uid and not pod.terminating:
+                return self._raw[uid]
+        return None
+
+    def take_touched(self) -> set[str]:
+        touched, self.touched = self.touched, set()
+        return touched
+
+
+class StepQueue:
+    """A step's nodes still to update, in plan order.
+
+    Nodes leave lazily: ``first`` skips the ones ``eligible`` refuses (updated or in flight
+    meanwhile) and forgets them; ``offer`` puts a node back when its pods changed (an
+    updated node whose pod someone deleted is due again).
+    """
+
+    def __init__(self, wanted: Sequence[str], eligible: Callable[[str], bool]) -> None:
+        self.position = {node: i for i, node in enumerate(wanted)}
+        self.eligible = eligible
+        self._heap = [(i, node) for i, node in enumerate(wanted) if eligible(node)]
+        self._queued = {node for _, node in self._heap}
+
+    def offer(self, node: str) -> None:
+        if node in self.position and node not in self._queued and self.eligible(node):
+            heapq.heappush(self._heap, (self.position[node], node))
+            self._queued.add(node)
+
+    def first(self, count: int, skip: Container[str] = ()) -> list[str]:
+        """Up to ``count`` eligible nodes in plan order, not in ``skip``; the queue keeps them.
+
+        Stale entries met on the way are dropped for good, so over a step this costs
+        O(log n) per node and per change."""
+        found: list[str] = []
+        kept: list[tuple[int, str]] = []
+        while self._heap and len(found) < count:
+            entry = heapq.heappop(self._heap)
+            if not self.eligible(entry[1]):
+                self._queued.discard(entry[1])
+                continue
+            kept.append(entry)
+            if entry[1] not in skip:
+                found.append(entry[1])
+        for entry in kept:
+            heapq.heappush(self._heap, entry)
+        return found
+
+    def empty(self) -> bool:
+        return not self.first(1)
