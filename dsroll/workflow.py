@@ -32,7 +32,7 @@ from dsroll.plan import Plan, parse_steps, resolve_partition
 from dsroll.planfile import plan_from_json, plan_to_json
 from dsroll.render import RenderResult, load_environment, render_environment
 from dsroll.rendered import FileChange, check_neighbours, sync
-from dsroll.rollout import inspect, requests
+from dsroll.rollout import decide, inspect, requests
 from dsroll.rollout.observe import Scope, drift_since, observe, replacements_for_diff, who
 from dsroll.rollout.outcome import RunOptions, RunSummary, Target
 from dsroll.rollout.rollback import rollback_plan
@@ -133,32 +133,6 @@ def load_plan(path: Path) -> Plan:
     return plan_from_json(text, str(path))
 
 
-def saved_plan_differs(saved: Plan, fresh: Plan) -> list[str]:
-    """Where a saved plan would do something a plan made now would not; empty: carry it out.
-
-    A saved plan is a file, and a file can be edited: its manifests are what gets applied
-    and its prunes are what gets deleted. So it may only carry out what the environment
-    renders and plans now, for the same variants, with the same actions and manifests
-    and the same policy (its steps and partition are its own: ``plan --steps``).
-    """
-    if saved.environment != fresh.environment:
-        return [f"it was made for environment {saved.environment!r}, not {fresh.environment!r}"]
-    now = {vp.key: vp for vp in fresh.variants}
-    found = []
-    for vp in saved.variants:
-        label = f"{vp.namespace}/{vp.name}"
-        current = now.get(vp.key)
-        if current is None:
-            found.append(f"{label} is not a variant of this environment")
-        elif vp.action is not current.action:
-            found.append(f"{label} would be {vp.action.value}, a plan made now says {current.action.value}")
-        elif (vp.manifest or None) != (current.manifest or None):
-            found.append(f"{label}: its manifest is not what the environment renders")
-        elif dataclasses.replace(vp.policy, steps=current.policy.steps) != current.policy:
-            found.append(f"{label}: its rollout policy is not the environment's")
-    return found
-
-
 def commit_to_record(project: Project, result: RenderResult, *, allow_dirty: bool, dry_run: bool) -> str | None:
     """The commit a run records; refused while what determines the render has uncommitted
     changes (the environment file, the templates it read, its rendered folder), since then
@@ -243,7 +217,7 @@ def rollout(
         if drifted:
             raise InputError(f"the cluster moved since the plan was made, nothing applied: {'; '.join(drifted)}")
         fresh = observe(kube, result.env, result.variants, scope, partition=None, steps=None, commit=commit)
-        differs = saved_plan_differs(saved_plan, fresh)
+        differs = decide.saved_plan_differs(saved_plan, fresh)
         if differs:
             raise InputError(
                 f"the plan does not match what {result.env.file} renders and plans now, nothing applied: "

@@ -323,3 +323,29 @@ def drift(saved: Plan, now: Mapping[tuple[str, str], LiveFingerprint | None], se
             continue
         found.extend(variant.live.drift(current, where))
     return found
+
+
+def saved_plan_differs(saved: Plan, fresh: Plan) -> list[str]:
+    """Where a saved plan would do something a plan made now would not; empty: carry it out.
+
+    A saved plan is a file, and a file can be edited: its manifests are what gets applied
+    and its prunes are what gets deleted. So it may only carry out what the environment
+    renders and plans now, for the same variants, with the same actions and manifests
+    and the same policy (its steps and partition are its own: ``plan --steps``).
+    """
+    if saved.environment != fresh.environment:
+        return [f"it was made for environment {saved.environment!r}, not {fresh.environment!r}"]
+    now = {vp.key: vp for vp in fresh.variants}
+    found = []
+    for vp in saved.variants:
+        label = f"{vp.namespace}/{vp.name}"
+        current = now.get(vp.key)
+        if current is None:
+            found.append(f"{label} is not a variant of this environment")
+        elif vp.action is not current.action:
+            found.append(f"{label} would be {vp.action.value}, a plan made now says {current.action.value}")
+        elif (vp.manifest or None) != (current.manifest or None):
+            found.append(f"{label}: its manifest is not what the environment renders")
+        elif replace(vp.policy, steps=current.policy.steps) != current.policy:
+            found.append(f"{label}: its rollout policy is not the environment's")
+    return found

@@ -16,6 +16,7 @@ from dsroll.cli import app
 from dsroll.errors import InputError
 from dsroll.plan import Action, LiveFingerprint, Plan, Policy, VariantPlan
 from dsroll.planfile import plan_to_json
+from dsroll.rollout import decide
 from dsroll.rollout.observe import Scope
 from dsroll.rollout.state import RunKind
 from tests.conftest import TEMPLATE
@@ -200,7 +201,7 @@ def test_a_saved_plan_equal_to_a_fresh_one_may_run_with_its_own_steps() -> None:
     saved = a_plan()
     one_step = dataclasses.replace(_variant(saved).policy, steps=("100%",))
     fresh = dataclasses.replace(saved, variants=(dataclasses.replace(_variant(saved), policy=one_step),))
-    assert workflow.saved_plan_differs(saved, fresh) == []
+    assert decide.saved_plan_differs(saved, fresh) == []
 
 
 @pytest.mark.parametrize(
@@ -219,11 +220,11 @@ def test_a_saved_plan_equal_to_a_fresh_one_may_run_with_its_own_steps() -> None:
 def test_an_edited_saved_plan_is_told_apart(edit: dict[str, object], why: str) -> None:
     fresh = a_plan()
     saved = dataclasses.replace(fresh, variants=(dataclasses.replace(_variant(fresh), **edit),))  # type: ignore[arg-type]
-    assert workflow.saved_plan_differs(saved, fresh) == [why]
+    assert decide.saved_plan_differs(saved, fresh) == [why]
 
 
 def test_a_plan_for_another_environment_is_told_apart() -> None:
     fresh = a_plan()
-    assert workflow.saved_plan_differs(dataclasses.replace(fresh, environment="prod"), fresh) == [
+    assert decide.saved_plan_differs(dataclasses.replace(fresh, environment="prod"), fresh) == [
         "it was made for environment 'prod', not 'dev'"
     ]
