@@ -14,8 +14,9 @@ import sys
 import tempfile
 import time
 import traceback
-from importlib import metadata
 from pathlib import Path
+
+from dsroll import version
 
 EXIT_CODE = 70
 MESSAGE_MAX = 300
@@ -30,16 +31,9 @@ def crash_dir() -> Path:
     return Path(xdg) / "dsroll" / "crash"
 
 
-def _version() -> str:
-    try:
-        return metadata.version("dsroll")
-    except metadata.PackageNotFoundError:
-        return "(not installed)"
-
-
 def _report(exc: BaseException) -> str:
     lines = [
-        f"dsroll {_version()}, Python {platform.python_version()} on {platform.platform()}",
+        f"dsroll {version()}, Python {platform.python_version()} on {platform.platform()}",
         f"argv: {sys.argv!r}",
         f"time: {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}",
         "",

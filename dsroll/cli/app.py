@@ -9,17 +9,33 @@ every command, ``sandbox`` included.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
-from typer.exceptions import TyperException
 
+import dsroll
 from dsroll import crash, output
-from dsroll.errors import DsrollError
+from dsroll.errors import DsrollError, SandboxError
 
 PROG = os.environ.get("DSROLL_PROG", "dsroll")
+
+
+def _usage_error_base() -> type[Exception]:
+    """click's ``ClickException``, found through typer's public ``BadParameter``.
+
+    Older typer depends on click, newer typer vendors it under a private module; in both
+    ``typer.BadParameter`` derives from the class every usage error and ``--help`` exit
+    derives from, so its ancestry names it without importing either private path.
+    """
+    return next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
+
+
+#: What the CLI framework raises to end a run itself (usage errors, ``Exit``, ``Abort``):
+#: it handles these, so ``Guarded`` lets them pass.
+_FRAMEWORK_EXITS: tuple[type[BaseException], ...] = (_usage_error_base(), typer.Exit, typer.Abort)
 
 
 class Guarded(TyperGroup):
@@ -33,7 +49,7 @@ class Guarded(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except (TyperException, typer.Exit, typer.Abort):
+        except _FRAMEWORK_EXITS:
             raise
         except DsrollError as exc:
             output.error(str(exc))
@@ -49,8 +65,14 @@ def _env_debug() -> bool:
     return os.environ.get("DSROLL_DEBUG", "").lower() in ("1", "true", "yes", "on")
 
 
+#: The sandbox's own dependencies (its certificates) come with the ``sandbox`` extra.
+SANDBOX_EXTRA_MISSING = "the sandbox needs the 'sandbox' extra: pip install 'dsroll[sandbox]'"
+
+
 @functools.cache
 def _sandbox_commands() -> TyperGroup:
+    if importlib.util.find_spec("cryptography") is None:
+        raise SandboxError(SANDBOX_EXTRA_MISSING)
     from dsroll.sandbox.cli import app as sandbox_app
 
     group = typer.main.get_group(sandbox_app)
@@ -92,8 +114,19 @@ app.add_typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    """``--version``: the distribution's version, then exit, like kubectl's and helm's."""
+    if value:
+        typer.echo(f"dsroll {dsroll.version()}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
+    ] = False,
     debug: Annotated[
         bool,
         typer.Option(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import threading
 from collections.abc import Iterator, Mapping
@@ -24,7 +25,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
-from dsroll import durations
+from dsroll import durations, version
 from dsroll.errors import ClusterError, InputError
 from dsroll.kube import resources
 from dsroll.kube.resources import FIELD_MANAGER
@@ -50,6 +51,13 @@ class KubeOptions:
     as_user: str | None = None
     as_group: str | None = None
     request_timeout: str | None = None
+
+
+def user_agent() -> str:
+    """``dsroll/<version> (<os>/<arch>) python/<version>``, kubectl's shape: an API server's
+    audit log and request metrics then tell which dsroll release made a request."""
+    system = f"{platform.system().lower()}/{platform.machine()}"
+    return f"dsroll/{version()} ({system}) python/{platform.python_version()}"
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -120,7 +128,7 @@ class Kube:
             self.api.set_default_header("Impersonate-User", options.as_user)
         if options.as_group:
             self.api.set_default_header("Impersonate-Group", options.as_group)
-        self.api.user_agent = "dsroll/0.1"
+        self.api.user_agent = user_agent()
         self.requests = 0
         self.writes = 0
         self._counting = threading.Lock()  # deletes of a batch run concurrently
