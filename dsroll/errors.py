@@ -42,6 +42,12 @@ class SandboxError(DsrollError):
     """The local sandbox cluster could not be built or started."""
 
 
+class WaitTimedOut(DsrollError):
+    """A wait (``status --watch --timeout``) ended before what it waited for; nothing was changed."""
+
+    exit_code = 6
+
+
 class Interrupted(DsrollError):
     """The cluster failed (or the run was stopped) after this run had changed something.
 

@@ -270,6 +270,25 @@ def status_view(
         )
 
 
+def watch_progress(row: Mapping[str, Any], *, fmt: str, line: str) -> None:
+    """One change seen by ``status --watch``: a JSON line, or ``line`` as text."""
+    if fmt == "json":
+        sys.stdout.write(json.dumps({"event": "progress", **row}, separators=(",", ":")) + "\n")
+    else:
+        out.print(line, markup=False)
+    sys.stdout.flush()
+
+
+def watch_result(env: str, code: int, message: str, rows: Sequence[Mapping[str, Any]], *, fmt: str) -> None:
+    """How ``status --watch`` ended: the summary (JSON), or its one line (text; stderr when not 0)."""
+    if fmt == "json":
+        emit_json({"environment": env, "exitCode": code, "message": message, "variants": list(rows)})
+    elif code == 0:
+        out.print(message, markup=False)
+    else:
+        error(message)
+
+
 def history_view(env: str, rows: Sequence[Mapping[str, Any]], *, fmt: str) -> None:
     if fmt == "json":
         emit_json({"environment": env, "variants": list(rows)})

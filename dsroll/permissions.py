@@ -71,6 +71,11 @@ def _cluster_wide(group: str, resource: str, *verbs: str) -> frozenset[Access]:
 NODES = _cluster_wide("", "nodes", "list")
 HISTORY = _in_namespaces("apps", "daemonsets", "get") | _in_namespaces("apps", "controllerrevisions", "list")
 STATUS = HISTORY | _in_namespaces("", "pods", "list") | _in_namespaces("", "configmaps", "list")
+WATCH = (
+    STATUS
+    | _in_namespaces("apps", "daemonsets", "list", "watch")  # follow the rollout's DaemonSets
+    | _in_namespaces("coordination.k8s.io", "leases", "get")  # is its runner still there
+)
 DIFF = (
     STATUS  # the live objects, their pods and revisions, recorded orphan replacements
     | NODES  # which class each node falls into, for the replacements a diff implies
@@ -97,6 +102,7 @@ COMMANDS: Mapping[str, frozenset[Access]] = {
     "render": frozenset(),
     "nodes": NODES,
     "status": STATUS,
+    "status-watch": WATCH,
     "history": HISTORY,
     "diff": DIFF,
     "plan": PLAN,
@@ -110,7 +116,7 @@ COMMANDS: Mapping[str, frozenset[Access]] = {
 
 GRANTS: Mapping[str, frozenset[Access]] = {
     "deployer": frozenset().union(*COMMANDS.values()),
-    "reviewer": STATUS | HISTORY | NODES | DIFF,
+    "reviewer": WATCH | HISTORY | NODES | DIFF,
 }
 """What each shipped role grants: the deployer runs every command; the reviewer only reads."""
 

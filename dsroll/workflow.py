@@ -23,6 +23,7 @@ from typing import Any
 from dsroll import output, permissions, scaffold
 from dsroll.config import DNS_LABEL, Environment
 from dsroll.diff import DiffReport, against_git, against_live
+from dsroll.durations import flag_seconds
 from dsroll.errors import DsrollError, InputError
 from dsroll.gitsource import Project, locate
 from dsroll.kube import Kube
@@ -32,7 +33,7 @@ from dsroll.plan import Plan, parse_steps, resolve_partition
 from dsroll.planfile import plan_from_json, plan_to_json
 from dsroll.render import RenderResult, load_environment, render_environment
 from dsroll.rendered import FileChange, check_neighbours, sync
-from dsroll.rollout import decide, inspect, requests
+from dsroll.rollout import decide, inspect, requests, watch_status
 from dsroll.rollout.observe import Scope, drift_since, observe, replacements_for_diff, who
 from dsroll.rollout.outcome import RunOptions, RunSummary, Target
 from dsroll.rollout.rollback import rollback_plan
@@ -306,6 +307,19 @@ def status(env_arg: str, namespace: str | None, scope: Scope, connect: Connect) 
     name, variants, kube = _scoped("status", env_arg, namespace, scope, connect)
     found = inspect.replacement_status(kube, variants)
     return Report(name, inspect.status(kube, variants), found)
+
+
+def watch(
+    env_arg: str, namespace: str | None, scope: Scope, connect: Connect, timeout: str | None, emit: watch_status.Emit
+) -> tuple[str, watch_status.Verdict, list[dict[str, Any]]]:
+    """``status --watch``: wait for the rollout in progress, whoever runs it; its verdict and last progress."""
+    try:
+        seconds = flag_seconds(timeout) if timeout is not None else None
+    except ValueError as exc:
+        raise InputError(f"--timeout: {exc}") from None
+    name, variants, kube = _scoped("status-watch", env_arg, namespace, scope, connect)
+    verdict, rows = watch_status.watch(kube, variants, name, seconds, emit, waited=timeout or "")
+    return name, verdict, rows
 
 
 def history(env_arg: str, namespace: str | None, scope: Scope, connect: Connect) -> Report:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
+import typer
+
 from dsroll import output, workflow
 from dsroll.cli.app import app
 from dsroll.cli.flags import (
@@ -16,18 +20,63 @@ from dsroll.cli.flags import (
     with_kube_flags,
 )
 from dsroll.errors import BAD_INPUT, exits
+from dsroll.rollout.watch_status import progress_line
+
+WATCH_EXAMPLE = """Example: wait up to 30 minutes for the rollout of prod that another job started:
+
+    dsroll status prod --watch --timeout 30m
+
+With --watch the exit code is the rollout's own (without it, only 0 and 2 are used).
+
+"""
+
+WatchOpt = Annotated[
+    bool,
+    typer.Option(
+        "--watch",
+        "-w",
+        help="Wait for the rollout in progress (whoever runs it), printing each change; exit with its exit code.",
+    ),
+]
+TimeoutOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--timeout", metavar="DURATION", help="With --watch: give up after this long (30s, 1m30s, 2h), exit 6."
+    ),
+]
 
 
-@app.command(epilog=exits(BAD_INPUT))
+@app.command(
+    epilog=WATCH_EXAMPLE
+    + exits(
+        "1 failed (rolled back, stopped on failure or aborted)",
+        BAD_INPUT,
+        "3 paused, awaiting approval",
+        "5 its runner is gone before it finished (run resume)",
+        "6 --timeout passed first",
+    )
+)
 @with_kube_flags
 def status(
     env: EnvArg,
     workload: WorkloadOpt = None,
     cls: ClassOpt = None,
+    watch: WatchOpt = False,
+    timeout: TimeoutOpt = None,
     kube: KubeFlags = KUBE_FLAGS,
     out: OutputOpt = OutputFormat.text,
 ) -> None:
-    """Per variant: nodes updated / ready / total, step, phase, who, since when."""
+    """Per variant: nodes updated / ready / total, step, phase, who, since when; --watch waits for the rollout."""
+    if timeout is not None and not watch:
+        raise typer.BadParameter("--timeout needs --watch", param_hint="--timeout")
+    if watch:
+
+        def emit(row: Any) -> None:
+            output.watch_progress(row, fmt=out.value, line=progress_line(row))
+
+        name, verdict, rows = workflow.watch(env, kube.namespace, scope(workload, cls), kube.connect, timeout, emit)
+        output.watch_result(name, verdict.exit_code, verdict.message, rows, fmt=out.value)
+        raise typer.Exit(verdict.exit_code)
     report = workflow.status(env, kube.namespace, scope(workload, cls), kube.connect)
     output.status_view(report.environment, report.variants, fmt=out.value, replacements=report.replacements)
 
