@@ -15,10 +15,13 @@ from dsroll.cli.flags import (
     scope,
     with_kube_flags,
 )
-from dsroll.errors import BAD_INPUT, exits
+from dsroll.cli.helptext import epilog
+from dsroll.errors import BAD_INPUT
 
 
-@app.command(epilog=exits(BAD_INPUT))
+@app.command(
+    epilog=epilog([("Progress of every variant of node-exporter", "status dev --workload node-exporter")], BAD_INPUT)
+)
 @with_kube_flags
 def status(
     env: EnvArg,
@@ -32,7 +35,18 @@ def status(
     output.status_view(report.environment, report.variants, fmt=out.value, replacements=report.replacements)
 
 
-@app.command(epilog=exits(BAD_INPUT))
+@app.command(
+    epilog=epilog(
+        [
+            (
+                "The revisions of one variant (* marks the current one)",
+                "history dev --workload node-exporter --class gpu",
+            ),
+            ("The revision numbers, for rollback --to-revision", "history dev --workload node-exporter -o json"),
+        ],
+        BAD_INPUT,
+    )
+)
 @with_kube_flags
 def history(
     env: EnvArg,
@@ -46,7 +60,11 @@ def history(
     output.history_view(report.environment, report.variants, fmt=out.value)
 
 
-@app.command(epilog=exits(BAD_INPUT))
+@app.command(
+    epilog=epilog(
+        [("Pause node-exporter's rollout, from any machine", "pause dev --workload node-exporter")], BAD_INPUT
+    )
+)
 @with_kube_flags
 def pause(
     env: EnvArg,
@@ -60,7 +78,9 @@ def pause(
     output.request_view(rows, fmt=out.value)
 
 
-@app.command(epilog=exits(BAD_INPUT))
+@app.command(
+    epilog=epilog([("Stop the gpu variants' rollout; every node stays as it is", "abort dev --class gpu")], BAD_INPUT)
+)
 @with_kube_flags
 def abort(
     env: EnvArg,
