@@ -2,6 +2,7 @@
 # `make demo`: a local sandbox cluster, the dev environment rendered, compared with git and
 # the live cluster, deployed, and a change classified. Runs in a scratch copy of the
 # project so your work tree is never touched. The sandbox stays up: `make demo-down`.
+# Each run starts from an empty demo namespace, so it passes however often it runs.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -11,6 +12,14 @@ step "1. a sandbox: real kube-apiserver, controller-manager, scheduler and etcd;
 run dsroll sandbox up --name demo --nodes 12
 export KUBECONFIG="$(dsroll sandbox status --name demo -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["kubeconfig"])')"
 kubectl="$(python3 -c 'from dsroll.sandbox.build import ensure_binaries; print(ensure_binaries().kubectl)')"
+
+# A sandbox still up from an earlier run keeps that run's DaemonSets, revisions, leases and
+# backups: start from an empty namespace.
+if "$kubectl" get namespace dsroll-demo >/dev/null 2>&1; then
+  echo "deleting the namespace dsroll-demo left by an earlier run" >&2
+  "$kubectl" delete namespace dsroll-demo --wait=true --timeout=180s >/dev/null
+fi
+"$kubectl" create namespace dsroll-demo >/dev/null
 
 work="$(mktemp -d /tmp/dsroll-demo.XXXXXX)"
 cp -r "$root/environments" "$root/templates" "$work/"
@@ -26,7 +35,6 @@ git add -A && git -c user.name=demo -c user.email=demo@dsroll.invalid commit -qm
 run dsroll render dev --check
 
 step "4. compare with the live cluster: nothing there yet, so every variant is added"
-"$kubectl" create namespace dsroll-demo --dry-run=client -o yaml | "$kubectl" apply -f - >/dev/null
 run dsroll diff dev --against live -o json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["summary"]); [print(" ", v["namespace"]+"/"+v["name"], v["change"]) for v in r["variants"]]' || true
 
 step "5. deploy: every variant is new, so dsroll creates each one and waits until its pods are Ready"
@@ -56,7 +64,9 @@ run dsroll rollout dev --workload node-exporter --class general --yes || echo "e
 run dsroll status dev --workload node-exporter --class general
 
 step "9. and back to the very first revision, by the same batched executor"
-run dsroll rollback dev --workload node-exporter --class general --to-revision 1 --yes
+first="$(dsroll history dev --workload node-exporter --class general -o json \
+  | python3 -c 'import json,sys; print(min(r["revision"] for r in json.load(sys.stdin)["variants"][0]["revisions"]))')"
+run dsroll rollback dev --workload node-exporter --class general --to-revision "$first" --yes
 run dsroll history dev --workload node-exporter --class general
 
 step "10. take over a DaemonSet dsroll did not create (the Kubernetes docs' fluentd-elasticsearch) and split it per class"

@@ -45,21 +45,25 @@ class KubeFlags:
 KUBE_FLAGS = KubeFlags()
 """A command's ``kube`` default, for Python's sake: ``with_kube_flags`` always passes the flags given."""
 
+NAMESPACE_HELP = "Namespace for workloads that name none (default: the environment's cluster.namespace)."
 _HELP = {
-    "kubeconfig": typer.Option("--kubeconfig", help="Path to the kubeconfig file to use."),
+    "kubeconfig": typer.Option("--kubeconfig", metavar="PATH", help="Path to the kubeconfig file to use."),
     "context": typer.Option(
         "--context",
+        metavar="NAME",
         help="The kubeconfig context to use (default: the environment's cluster.context, else the current one).",
     ),
     "namespace": typer.Option(
         "-n",
         "--namespace",
-        help="Namespace for workloads that name none (default: the environment's cluster.namespace).",
+        metavar="NAME",
+        help=NAMESPACE_HELP,
     ),
-    "as_user": typer.Option("--as", help="Username to impersonate for the operation."),
-    "as_group": typer.Option("--as-group", help="Group to impersonate for the operation."),
+    "as_user": typer.Option("--as", metavar="USER", help="Username to impersonate for the operation."),
+    "as_group": typer.Option("--as-group", metavar="GROUP", help="Group to impersonate for the operation."),
     "request_timeout": typer.Option(
         "--request-timeout",
+        metavar="DURATION",
         help="Client-side timeout of each API request, a duration (30s, 1m30s) or seconds; 0 for none. Default 30s.",
     ),
 }
@@ -120,12 +124,18 @@ EnvArg = Annotated[
         show_default=False,
     ),
 ]
-OutputOpt = Annotated[OutputFormat, typer.Option("-o", "--output", help="Output format.")]
+OutputOpt = Annotated[OutputFormat, typer.Option("-o", "--output", metavar="text|json", help="Output format.")]
+NamespaceOpt = Annotated[
+    str | None, typer.Option("-n", "--namespace", metavar="NAME", help=NAMESPACE_HELP, show_default=False)
+]
+"""-n alone, for the commands that never talk to the cluster (``render``, ``rbac``)."""
 WorkloadOpt = Annotated[
-    list[str] | None, typer.Option("--workload", help="Only this workload (repeatable).", show_default=False)
+    list[str] | None,
+    typer.Option("--workload", metavar="NAME", help="Only this workload (repeatable).", show_default=False),
 ]
 ClassOpt = Annotated[
-    list[str] | None, typer.Option("--class", help="Only this hardware class (repeatable).", show_default=False)
+    list[str] | None,
+    typer.Option("--class", metavar="NAME", help="Only this hardware class (repeatable).", show_default=False),
 ]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask: start at once and approve every manual pause.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")]

@@ -8,29 +8,50 @@ import typer
 
 from dsroll import output, workflow
 from dsroll.cli.app import app
-from dsroll.cli.flags import KUBE_FLAGS, EnvArg, KubeFlags, OutputFormat, OutputOpt, with_kube_flags
-from dsroll.errors import BAD_INPUT, exits
+from dsroll.cli.flags import KUBE_FLAGS, EnvArg, KubeFlags, NamespaceOpt, OutputFormat, OutputOpt, with_kube_flags
+from dsroll.cli.helptext import epilog
+from dsroll.errors import BAD_INPUT
 
 
-@app.command(epilog=exits("1 drift (--check)", BAD_INPUT))
-@with_kube_flags
+@app.command(
+    epilog=epilog(
+        [
+            ("Write rendered/dev/ from environments/dev.yaml and its templates", "render dev"),
+            ("In CI: exit 1 when the committed files differ from a fresh render", "render dev --check"),
+        ],
+        "1 drift (--check)",
+        BAD_INPUT,
+    )
+)
 def render(
     env: EnvArg,
     check: Annotated[
         bool,
         typer.Option("--check", help="Write nothing; exit 1 if the files on disk differ (a CI drift gate)."),
     ] = False,
-    kube: KubeFlags = KUBE_FLAGS,
+    namespace: NamespaceOpt = None,
     out: OutputOpt = OutputFormat.text,
 ) -> None:
-    """Render every variant to <renderedDir>/<namespace>/<name>.yaml, byte-for-byte deterministic."""
-    result, changes = workflow.render(env, kube.namespace, check=check)
+    """Render every variant to <renderedDir>/<namespace>/<name>.yaml, byte-for-byte deterministic.
+
+    Reads only the environment file and its templates: no cluster is asked.
+    """
+    result, changes = workflow.render(env, namespace, check=check)
     output.render_result(result, changes, check=check, fmt=out.value)
     if check and any(c.drift for c in changes):
         raise typer.Exit(1)
 
 
-@app.command(epilog=exits("1 differences", BAD_INPUT))
+@app.command(
+    epilog=epilog(
+        [
+            ("What a rollout would change in the cluster (a server-side dry-run)", "diff dev"),
+            ("What this branch changes since main (no cluster needed)", "diff dev --against git:main"),
+        ],
+        "1 differences",
+        BAD_INPUT,
+    )
+)
 @with_kube_flags
 def diff(
     env: EnvArg,
@@ -38,6 +59,7 @@ def diff(
         str,
         typer.Option(
             "--against",
+            metavar="live|git|git:REF",
             help="live (the cluster, normalised by a server-side dry-run), git (HEAD) "
             "or git:REF (the rendered files committed at REF).",
         ),
@@ -59,7 +81,15 @@ def diff(
         raise typer.Exit(1)
 
 
-@app.command(epilog=exits(BAD_INPUT))
+@app.command(
+    epilog=epilog(
+        [
+            ("Which hardware class each live node falls into", "nodes dev"),
+            ("The same, for a script", "nodes dev --context prod-admin -o json"),
+        ],
+        BAD_INPUT,
+    )
+)
 @with_kube_flags
 def nodes(env: EnvArg, kube: KubeFlags = KUBE_FLAGS, out: OutputOpt = OutputFormat.text) -> None:
     """Per live node: every hardware class that matched and the one that won; nodes no variant covers."""

@@ -32,10 +32,14 @@ from dsroll.cli.flags import (
     scope,
     with_kube_flags,
 )
-from dsroll.errors import BAD_INPUT, Interrupted, exits
+from dsroll.cli.helptext import epilog
+from dsroll.errors import BAD_INPUT, Interrupted
 from dsroll.rollout.reporter import Reporter
 from dsroll.rollout.run import execute
 
+StepsOpt = Annotated[
+    str | None, typer.Option("--steps", metavar="1,10%,100%", help="Override the steps: node counts or percentages.")
+]
 RUN_EXITS = ("1 rolled back or stopped", BAD_INPUT, "3 paused", "4 locked", "5 interrupted (resume continues)")
 
 
@@ -86,18 +90,27 @@ def _carry_out(run: workflow.Run, *, out: OutputFormat, events: bool, yes: bool,
     raise typer.Exit(summary.exit_code)
 
 
-@app.command(epilog=exits(BAD_INPUT))
+@app.command(
+    epilog=epilog(
+        [
+            ("The node batches of every step for node-exporter", "plan dev --workload node-exporter"),
+            ("Save it for review; `rollout --plan` carries it out later", "plan prod --out plan.json"),
+        ],
+        BAD_INPUT,
+    )
+)
 @with_kube_flags
 def plan(
     env: EnvArg,
     workload: WorkloadOpt = None,
     cls: ClassOpt = None,
     partition: Annotated[
-        str | None, typer.Option("--partition", help="Nodes (N or P%) kept on the old revision.")
+        str | None, typer.Option("--partition", metavar="N|P%", help="Nodes (N or P%) kept on the old revision.")
     ] = None,
-    steps: Annotated[str | None, typer.Option("--steps", help='Override the steps, e.g. "1,25%,100%".')] = None,
+    steps: StepsOpt = None,
     out_file: Annotated[
-        Path | None, typer.Option("--out", help="Save the plan (with manifests) for `rollout --plan`.")
+        Path | None,
+        typer.Option("--out", metavar="PATH", help="Save the plan (with manifests) for `rollout --plan`."),
     ] = None,
     kube: KubeFlags = KUBE_FLAGS,
     out: OutputOpt = OutputFormat.text,
@@ -111,19 +124,30 @@ def plan(
     output.plan_view(found, fmt=out.value)
 
 
-@app.command(epilog=exits(*RUN_EXITS))
+@app.command(
+    epilog=epilog(
+        [
+            ("Roll node-exporter out in the environment's steps", "rollout dev --workload node-exporter"),
+            ("In CI: one node, then 10 %, then all, approving every pause", "rollout prod --steps 1,10%,100% --yes"),
+        ],
+        *RUN_EXITS,
+    )
+)
 @with_kube_flags
 def rollout(
     env: EnvArg,
     workload: WorkloadOpt = None,
     cls: ClassOpt = None,
-    steps: Annotated[str | None, typer.Option("--steps", help='Override the steps, e.g. "1,25%,100%".')] = None,
+    steps: StepsOpt = None,
     partition: Annotated[
         str | None,
-        typer.Option("--partition", help="Keep N nodes (or P%) on the old revision and stop there."),
+        typer.Option("--partition", metavar="N|P%", help="Keep N nodes (or P%) on the old revision and stop there."),
     ] = None,
     saved: Annotated[
-        Path | None, typer.Option("--plan", help="Execute a plan saved by `plan --out`; refused if the cluster moved.")
+        Path | None,
+        typer.Option(
+            "--plan", metavar="PATH", help="Execute a plan saved by `plan --out`; refused if the cluster moved."
+        ),
     ] = None,
     prune: Annotated[bool, typer.Option("--prune", help="Delete live variants that are no longer rendered.")] = False,
     yes: YesOpt = False,
@@ -141,7 +165,15 @@ def rollout(
     _carry_out(run, out=out, events=events, yes=yes, dry_run=dry_run, again=f"resume {env}", prune=prune)
 
 
-@app.command(epilog=exits(*RUN_EXITS))
+@app.command(
+    epilog=epilog(
+        [
+            ("Approve the pending pause of every variant and continue", "resume dev --yes"),
+            ("Continue only node-exporter's gpu variant", "resume dev --workload node-exporter --class gpu"),
+        ],
+        *RUN_EXITS,
+    )
+)
 @with_kube_flags
 def resume(
     env: EnvArg,
@@ -160,14 +192,27 @@ def resume(
     _carry_out(run, out=out, events=events, yes=True, dry_run=False, again=f"resume {env}")
 
 
-@app.command(epilog=exits("1 failed", BAD_INPUT, "4 locked", "5 interrupted (rollback again continues)"))
+@app.command(
+    epilog=epilog(
+        [
+            ("Back to the previous revision of node-exporter", "rollback dev --workload node-exporter"),
+            ("Back to what main rendered (even if that revision was pruned)", "rollback dev --to-git main"),
+        ],
+        "1 failed",
+        BAD_INPUT,
+        "4 locked",
+        "5 interrupted (rollback again continues)",
+    )
+)
 @with_kube_flags
 def rollback(
     env: EnvArg,
     workload: WorkloadOpt = None,
     cls: ClassOpt = None,
-    to_revision: Annotated[int | None, typer.Option("--to-revision", help="The ControllerRevision number.")] = None,
-    to_git: Annotated[str | None, typer.Option("--to-git", help="The render of this git ref.")] = None,
+    to_revision: Annotated[
+        int | None, typer.Option("--to-revision", metavar="N", help="The ControllerRevision number.")
+    ] = None,
+    to_git: Annotated[str | None, typer.Option("--to-git", metavar="REF", help="The render of this git ref.")] = None,
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     events: EventsOpt = False,

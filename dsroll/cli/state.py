@@ -19,16 +19,9 @@ from dsroll.cli.flags import (
     scope,
     with_kube_flags,
 )
-from dsroll.errors import BAD_INPUT, exits
+from dsroll.cli.helptext import epilog
+from dsroll.errors import BAD_INPUT
 from dsroll.rollout.watch_status import progress_line
-
-WATCH_EXAMPLE = """Example: wait up to 30 minutes for the rollout of prod that another job started:
-
-    dsroll status prod --watch --timeout 30m
-
-With --watch the exit code is the rollout's own (without it, only 0 and 2 are used).
-
-"""
 
 WatchOpt = Annotated[
     bool,
@@ -47,8 +40,14 @@ TimeoutOpt = Annotated[
 
 
 @app.command(
-    epilog=WATCH_EXAMPLE
-    + exits(
+    epilog=epilog(
+        [
+            ("Progress of every variant of node-exporter", "status dev --workload node-exporter"),
+            (
+                "Wait up to 30 minutes for a rollout another job runs; exit with its code",
+                "status prod --watch --timeout 30m",
+            ),
+        ],
         "1 failed (rolled back, stopped on failure or aborted)",
         BAD_INPUT,
         "3 paused, awaiting approval",
@@ -81,7 +80,18 @@ def status(
     output.status_view(report.environment, report.variants, fmt=out.value, replacements=report.replacements)
 
 
-@app.command(epilog=exits(BAD_INPUT))
+@app.command(
+    epilog=epilog(
+        [
+            (
+                "The revisions of one variant (* marks the current one)",
+                "history dev --workload node-exporter --class gpu",
+            ),
+            ("The revision numbers, for rollback --to-revision", "history dev --workload node-exporter -o json"),
+        ],
+        BAD_INPUT,
+    )
+)
 @with_kube_flags
 def history(
     env: EnvArg,
@@ -95,7 +105,11 @@ def history(
     output.history_view(report.environment, report.variants, fmt=out.value)
 
 
-@app.command(epilog=exits(BAD_INPUT))
+@app.command(
+    epilog=epilog(
+        [("Pause node-exporter's rollout, from any machine", "pause dev --workload node-exporter")], BAD_INPUT
+    )
+)
 @with_kube_flags
 def pause(
     env: EnvArg,
@@ -109,7 +123,9 @@ def pause(
     output.request_view(rows, fmt=out.value)
 
 
-@app.command(epilog=exits(BAD_INPUT))
+@app.command(
+    epilog=epilog([("Stop the gpu variants' rollout; every node stays as it is", "abort dev --class gpu")], BAD_INPUT)
+)
 @with_kube_flags
 def abort(
     env: EnvArg,

@@ -11,7 +11,8 @@ from typing import Annotated
 
 import typer
 
-from dsroll.errors import SandboxError, exits
+from dsroll.cli.helptext import epilog
+from dsroll.errors import SandboxError
 from dsroll.sandbox.nodes import DEFAULT_CLASSES
 
 app = typer.Typer(
@@ -22,7 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-NameOpt = Annotated[str, typer.Option("--name", help="Sandbox name; several can run at once.")]
+NameOpt = Annotated[str, typer.Option("--name", metavar="NAME", help="Sandbox name; several can run at once.")]
 
 
 def _fail(exc: SandboxError) -> typer.Exit:
@@ -34,16 +35,30 @@ def _progress(message: str) -> None:
     typer.echo(message, err=True)
 
 
-@app.command(epilog=exits("2 could not build or start it"))
+@app.command(
+    epilog=epilog(
+        [
+            ("12 fake nodes in three hardware classes (the first run builds ~15 min)", "sandbox up"),
+            (
+                "A second one, its context merged into your kubeconfig",
+                "sandbox up --name ci --nodes 30 --kubeconfig ~/.kube/config",
+            ),
+        ],
+        "2 could not build or start it",
+    )
+)
 def up(
     name: NameOpt = "default",
-    nodes: Annotated[int, typer.Option("--nodes", min=0, help="Number of fake (kwok) nodes.")] = 12,
+    nodes: Annotated[int, typer.Option("--nodes", metavar="N", min=0, help="Number of fake (kwok) nodes.")] = 12,
     classes: Annotated[
-        str, typer.Option("--classes", help="Comma-separated hardware classes to split the nodes into.")
+        str,
+        typer.Option(
+            "--classes", metavar="NAME,NAME...", help="Comma-separated hardware classes to split the nodes into."
+        ),
     ] = ",".join(DEFAULT_CLASSES),
     kubeconfig: Annotated[
         Path | None,
-        typer.Option("--kubeconfig", help="Also merge the admin context into this kubeconfig file."),
+        typer.Option("--kubeconfig", metavar="PATH", help="Also merge the admin context into this kubeconfig file."),
     ] = None,
 ) -> None:
     """Start a sandbox (builds the binaries on first use) and print how to use it."""
@@ -67,7 +82,9 @@ def up(
     typer.echo(f"stop it with: dsroll sandbox down --name {shlex.quote(info.name)}")
 
 
-@app.command(epilog=exits("2 could not stop it"))
+@app.command(
+    epilog=epilog([("Stop the sandbox named ci and delete its state", "sandbox down --name ci")], "2 could not stop it")
+)
 def down(name: NameOpt = "default") -> None:
     """Stop every process of a sandbox and delete its state."""
     try:
@@ -79,10 +96,19 @@ def down(name: NameOpt = "default") -> None:
     typer.echo(f"sandbox {name!r} {'stopped and removed' if existed else 'was not running'}")
 
 
-@app.command(epilog=exits("1 not running", "2 bad input"))
+@app.command(
+    epilog=epilog(
+        [
+            ("Its processes, ports and kubeconfig", "sandbox status"),
+            ("Point kubectl at it", "sandbox status -o json | jq -r .kubeconfig"),
+        ],
+        "1 not running",
+        "2 bad input",
+    )
+)
 def status(
     name: NameOpt = "default",
-    output: Annotated[str, typer.Option("-o", "--output", help="text or json")] = "text",
+    output: Annotated[str, typer.Option("-o", "--output", metavar="text|json", help="Output format.")] = "text",
 ) -> None:
     """Show whether a sandbox runs, its processes, ports and kubeconfig (exit 1 if not running)."""
     if output not in ("text", "json"):
@@ -112,7 +138,9 @@ def status(
         raise typer.Exit(1)
 
 
-@app.command(epilog=exits("2 the build failed"))
+@app.command(
+    epilog=epilog([("Build the binaries ahead of time (Go modules, ~15 min)", "sandbox build")], "2 the build failed")
+)
 def build() -> None:
     """Build (once) and cache the sandbox's binaries; print where they are."""
     from dsroll.sandbox.build import cache_root, ensure_binaries
@@ -133,10 +161,20 @@ fault_app = typer.Typer(
 app.add_typer(fault_app, name="fault")
 
 
-@fault_app.command("restart", epilog=exits("2 no such sandbox or component, or it did not come back"))
+@fault_app.command(
+    "restart",
+    epilog=epilog(
+        [("Restart the API server mid-rollout", "sandbox fault restart kube-apiserver")],
+        "2 no such sandbox or component, or it did not come back",
+    ),
+)
 def fault_restart(
     component: Annotated[
-        str, typer.Argument(help="etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok or node-agent.")
+        str,
+        typer.Argument(
+            metavar="COMPONENT",
+            help="etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok or node-agent.",
+        ),
     ],
     name: NameOpt = "default",
 ) -> None:
@@ -150,10 +188,21 @@ def fault_restart(
     typer.echo(f"{component} restarted (pid {new.pid}) and healthy")
 
 
-@fault_app.command("pause", epilog=exits("2 no such sandbox or component"))
+@fault_app.command(
+    "pause",
+    epilog=epilog(
+        [
+            ("Freeze the API server for 20 seconds", "sandbox fault pause 20"),
+            ("Freeze etcd", "sandbox fault pause 10 --component etcd"),
+        ],
+        "2 no such sandbox or component",
+    ),
+)
 def fault_pause(
-    seconds: Annotated[float, typer.Argument(min=0, help="How long the process stays stopped.")],
-    component: Annotated[str, typer.Option("--component", help="The process to stop.")] = "kube-apiserver",
+    seconds: Annotated[float, typer.Argument(metavar="SECONDS", min=0, help="How long the process stays stopped.")],
+    component: Annotated[
+        str, typer.Option("--component", metavar="NAME", help="The process to stop.")
+    ] = "kube-apiserver",
     name: NameOpt = "default",
 ) -> None:
     """SIGSTOP a component (the apiserver by default) for SECONDS, then SIGCONT; returns after the resume."""
@@ -166,12 +215,23 @@ def fault_pause(
     typer.echo(f"{component} was stopped for {seconds:g}s and runs again")
 
 
-@fault_app.command("node", epilog=exits("2 no such sandbox or node, or an unknown behaviour"))
+@fault_app.command(
+    "node",
+    epilog=epilog(
+        [
+            ("Make a node NotReady", "sandbox fault node kwok-node-003 not-ready"),
+            ("And well again", "sandbox fault node kwok-node-003 healthy"),
+        ],
+        "2 no such sandbox or node, or an unknown behaviour",
+    ),
+)
 def fault_node(
-    node: Annotated[str, typer.Argument(help="Node name.")],
+    node: Annotated[str, typer.Argument(metavar="NODE", help="Node name.")],
     behaviour: Annotated[
         str,
-        typer.Argument(help="not-ready, flapping, kubelet-gone, slow-start[=5s], slow-pull[=10s], or healthy."),
+        typer.Argument(
+            metavar="BEHAVIOUR", help="not-ready, flapping, kubelet-gone, slow-start[=5s], slow-pull[=10s], or healthy."
+        ),
     ],
     name: NameOpt = "default",
 ) -> None:

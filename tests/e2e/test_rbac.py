@@ -103,7 +103,7 @@ def ok(run: Run, *codes: int) -> Run:
 
 def test_the_deployer_runs_every_command_and_the_reviewer_only_reads(rbac: Rbac) -> None:
     project = rbac.project
-    ok(rbac.as_("deployer", "render", "e2e"))
+    ok(project.dsroll("render", "e2e"))
     project.git("add", "-A")
     project.git("commit", "-q", "-m", "rendered")
     first = ok(rbac.as_("deployer", "diff", "e2e", "--against", "live", "-o", "json"), 1)
@@ -114,7 +114,7 @@ def test_the_deployer_runs_every_command_and_the_reviewer_only_reads(rbac: Rbac)
 
     # 2.0 with a manual pause: exit 3 after the first step, approved by resume
     project.commit("2.0", tag="2.0", **{**SETTINGS, "pause": "manual"})
-    ok(rbac.as_("deployer", "render", "e2e"))
+    ok(project.dsroll("render", "e2e"))
     project.git("add", "-A")
     project.git("commit", "-q", "-m", "rendered 2.0")
     ok(rbac.as_("deployer", "rollout", "e2e"), 3)

@@ -173,6 +173,8 @@ class Project:
 
     # -- the CLI -------------------------------------------------------------------
     def argv(self, *args: str) -> list[str]:
+        if args[:1] == ("render",):  # it never asks the cluster, and so takes no connection flags
+            return list(args)
         extra = ["--context", self.cluster.context] if self.cluster.context else []
         return [*args, "--kubeconfig", str(self.cluster.kubeconfig_path), *extra]
 

@@ -63,7 +63,8 @@ def test_nothing_outside_the_sandbox_imports_it_but_the_lazy_door() -> None:
     assert found == [("dsroll/cli/app.py", "_sandbox_commands")]
 
 
-LOCAL_COMMANDS = {"schema", "rbac"}  # they read files only; the cluster is never asked
+LOCAL_COMMANDS = {"render", "schema", "rbac"}  # they read files only; the cluster is never asked
+CONNECTION_OPTIONS = [flag for flag in KUBE_OPTIONS if flag != "--namespace"]  # -n also picks a default namespace
 
 
 def test_every_cluster_command_offers_the_same_kube_flags() -> None:
@@ -73,6 +74,12 @@ def test_every_cluster_command_offers_the_same_kube_flags() -> None:
             continue
         text = runner.invoke(app, [name, "--help"], terminal_width=200).output
         assert all(flag in text for flag in KUBE_OPTIONS), name
+
+
+def test_commands_that_never_ask_the_cluster_offer_no_connection_flags() -> None:
+    for name in sorted(LOCAL_COMMANDS):
+        text = runner.invoke(app, [name, "--help"], terminal_width=200).output
+        assert not [flag for flag in CONNECTION_OPTIONS if flag in text], name
 
 
 def test_kube_flags_reach_the_command_as_one_value() -> None:
