@@ -9,9 +9,10 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from e2e.polling import wait_until
 from kubernetes import client
 from typer.testing import CliRunner
 
@@ -20,23 +21,9 @@ from dsroll.sandbox import processes
 from dsroll.sandbox.cli import app as sandbox_cli
 from dsroll.sandbox.nodes import node_specs
 
-T = TypeVar("T")
 PAUSE = "registry.k8s.io/pause:3.10"
 BEHAVIOUR = "sandbox.dsroll.io/behaviour"
 CLASS = "sandbox.dsroll.io/class"
-
-
-def wait_until(what: str, probe: Callable[[], tuple[bool, T]], timeout: float = 60, interval: float = 0.25) -> T:
-    """Poll ``probe`` (-> (done, observation)) until done; fail naming what was awaited."""
-    deadline = time.monotonic() + timeout
-    while True:
-        done, seen = probe()
-        if done:
-            return seen
-        if time.monotonic() > deadline:
-            text = repr(seen)
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {text[:1500]}")
-        time.sleep(interval)
 
 
 def daemonset(

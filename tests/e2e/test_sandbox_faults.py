@@ -7,29 +7,17 @@ Ready and untainted (``K8sCluster.misbehaving`` heals in ``finally``)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from e2e.polling import wait_until
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-T = TypeVar("T")
 PAUSE = "registry.k8s.io/pause:3.10"
 CLASS = "sandbox.dsroll.io/class"
 HOSTNAME = "kubernetes.io/hostname"
-
-
-def wait_until(what: str, probe: Callable[[], tuple[bool, T]], timeout: float = 60, interval: float = 0.25) -> T:
-    """Poll ``probe`` (-> (done, observation)) until done; fail naming what was awaited."""
-    deadline = time.monotonic() + timeout
-    while True:
-        done, seen = probe()
-        if done:
-            return seen
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {seen!r:.1500}")
-        time.sleep(interval)
 
 
 def apis(k8s_cluster: Any) -> tuple[client.CoreV1Api, client.AppsV1Api]:
