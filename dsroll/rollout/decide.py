@@ -241,9 +241,7 @@ class InFlight:
     lost_ready: bool = False
 
 
-def judge(
-    track: InFlight, pod: Mapping[str, Any] | None, gate: Gate, now: float
-) -> tuple[InFlight, Verdict]:
+def judge(track: InFlight, pod: Mapping[str, Any] | None, gate: Gate, now: float) -> tuple[InFlight, Verdict]:
     """The node's new pod (None while there is none) through the health gate."""
     if pod is not None:
         ready = is_ready(pod)

@@ -79,4 +79,3 @@ def rollback_plan(
         variants.append(replace(vp, action=Action.UPDATE, reason=reason, pending=pending, steps=steps, applies=True))
         targets[vp.key] = target
     return replace(plan, variants=tuple(variants), replacements=tuple(restores.values())), targets
-

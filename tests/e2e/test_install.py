@@ -135,3 +135,70 @@ def test_the_sandbox_without_its_extra_says_what_to_install(installed: Installed
     assert result.returncode == 2, result.stdout + result.stderr
     assert "pip install 'dsroll[sandbox]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_new_repo_from_the_wheel_rolls_out_and_back_as_its_least_privileged_deployer(
+    installed: Installed,
+    k8s_cluster,
+    namespace: str,  # type: ignore[no-untyped-def]
+) -> None:
+    """The whole way in, as a new user takes it: `kubectl dsroll init --from-cluster` in an
+    empty folder, the RBAC it wrote applied, then render, diff, rollout, a change rolled out
+    and rolled back, every cluster command as the deployer ServiceAccount."""
+    repo = installed.workdir.parent / f"gitops-{namespace}"
+    deployer = ["--as", f"system:serviceaccount:{namespace}:dsroll-wheel-deployer"]
+
+    def dsroll(*args: str) -> subprocess.CompletedProcess[str]:
+        kubectl_binary = str(k8s_cluster.kubectl_binary)
+        return subprocess.run(
+            [kubectl_binary, "dsroll", *args],
+            capture_output=True,
+            text=True,
+            env=installed.env,
+            cwd=repo if repo.is_dir() else repo.parent,
+            timeout=300,
+        )
+
+    def git(*args: str) -> None:
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@x", *args], cwd=repo, check=True, env=installed.env
+        )
+
+    made = dsroll("init", str(repo), "--name", "wheel", "--from-cluster", "-n", namespace)
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert "general" in made.stdout and "node" in made.stdout, "the proposed classes come with node counts"
+    env_file = repo / "environments/wheel.yaml"
+    fast = env_file.read_text()
+    for slow, quick in (('["1", "10%", "50%", "100%"]', '["1", "100%"]'), ("maxUnavailable: 1", "maxUnavailable: 3"),
+                        ("pause: manual", 'pause: "0"'), ("readyTimeout: 5m", "readyTimeout: 30s")):  # fmt: skip
+        assert slow in fast, f"init's environment changed: {slow!r} not in it"
+        fast = fast.replace(slow, quick)
+    env_file.write_text(fast)
+    rbac = repo / "deploy/rbac/wheel.yaml"
+    applied = kubectl(installed, k8s_cluster, "apply", "-f", str(rbac))
+    assert applied.returncode == 0, applied.stderr
+    try:
+        assert dsroll("render", "wheel").returncode == 0
+        git("init", "-q", "-b", "main")
+        git("add", "-A")
+        git("commit", "-q", "-m", "dsroll: environment wheel")
+        diff = dsroll("diff", "wheel", "--against", "live", *deployer)
+        assert diff.returncode == 1, diff.stdout + diff.stderr  # every variant is new
+        first = dsroll("rollout", "wheel", "--yes", *deployer)
+        assert first.returncode == 0, first.stdout + first.stderr
+        env_file.write_text(env_file.read_text().replace("tag: v1.8.2", "tag: v1.9.0"))
+        assert dsroll("render", "wheel").returncode == 0
+        git("commit", "-q", "-am", "node-exporter v1.9.0")
+        second = dsroll("rollout", "wheel", "--workload", "node-exporter", "--yes", *deployer)
+        assert second.returncode == 0, second.stdout + second.stderr
+        back = dsroll("rollback", "wheel", "--workload", "node-exporter", "--yes", *deployer)
+        assert back.returncode == 0, back.stdout + back.stderr
+        pods = kubectl(installed, k8s_cluster, "-n", namespace, "get", "pods", "-l", "dsroll.io/workload=node-exporter",
+                       "-o", "jsonpath={.items[*].spec.containers[0].image}")  # fmt: skip
+        images = set(pods.stdout.split())
+        assert images == {"quay.io/prometheus/node-exporter:v1.8.2"}, images
+        as_reviewer = f"system:serviceaccount:{namespace}:dsroll-wheel-reviewer"
+        reviewer = dsroll("rollout", "wheel", "--yes", "--as", as_reviewer)
+        assert reviewer.returncode == 2 and "RBAC preflight" in reviewer.stderr, reviewer.stderr
+    finally:
+        kubectl(installed, k8s_cluster, "delete", "--ignore-not-found", "-f", str(rbac))
