@@ -218,25 +218,55 @@ def checks(needed: Iterable[Access], namespaces: Iterable[str]) -> list[Check]:
     return found
 
 
-def denied(kube: Kube, wanted: Sequence[Check], warn: Callable[[str], None]) -> list[Check]:
-    """The checks the API server denies, asked concurrently.
+def granted(rules: Iterable[Mapping[str, Any]], access: Access) -> bool:
+    """Whether a SelfSubjectRulesReview's resource rules allow ``access`` on every object of
+    its kind (a rule limited to some ``resourceNames`` does not). Pure."""
+    for rule in rules:
+        if rule.get("resourceNames"):
+            continue
+        if (
+            {access.verb, "*"} & set(rule.get("verbs") or ())
+            and {access.group, "*"} & set(rule.get("apiGroups") or ())
+            and {access.resource, "*"} & set(rule.get("resources") or ())
+        ):
+            return True
+    return False
 
-    Where the server cannot be asked (an authorizer that refuses SelfSubjectAccessReviews,
-    which every conformant cluster grants to all), ``warn`` says so and nothing is denied:
-    the command's own requests will meet RBAC anyway, only later.
+
+def denied(kube: Kube, wanted: Sequence[Check], warn: Callable[[str], None]) -> list[Check]:
+    """The checks the API server denies.
+
+    A namespace's checks are answered by one SelfSubjectRulesReview (its rules, matched
+    here); cluster-wide checks, and those of a namespace whose rules come back incomplete,
+    by one SelfSubjectAccessReview each, asked concurrently. Where the server cannot be
+    asked (an authorizer that refuses both reviews, which every conformant cluster grants
+    to all), ``warn`` says so and nothing is denied: the command's own requests will meet
+    RBAC anyway, only later.
     """
+    by_namespace: dict[str, list[Check]] = {}
+    for check in wanted:
+        if check.namespace is not None:
+            by_namespace.setdefault(check.namespace, []).append(check)
+    answers: dict[Check, bool] = {}
 
     def ask(check: Check) -> bool:
         a = check.access
         return kube.access.allowed(a.verb, a.group, a.resource, check.namespace)
 
     try:
+        for namespace, found in by_namespace.items():
+            rules, incomplete = kube.access_rules.rules(namespace)
+            for check in found:
+                allowed = granted(rules, check.access)
+                if allowed or not incomplete:  # what an incomplete answer leaves out is asked below
+                    answers[check] = allowed
+        rest = [check for check in wanted if check not in answers]
         with ThreadPoolExecutor(max_workers=8) as pool:
-            answers = list(pool.map(ask, wanted))
+            answers.update(zip(rest, pool.map(ask, rest), strict=True))
     except ClusterError as exc:
         warn(f"RBAC preflight skipped: cannot ask the API server ({exc})")
         return []
-    return [check for check, allowed in zip(wanted, answers, strict=True) if not allowed]
+    return [check for check in wanted if not answers[check]]
 
 
 def refusal(command: str, found: Sequence[Check]) -> str:

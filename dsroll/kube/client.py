@@ -141,6 +141,7 @@ class Kube:
         self.nodes = resources.Nodes(self)
         self.namespaces = resources.Namespaces(self)
         self.access = resources.SelfSubjectAccessReviews(self)
+        self.access_rules = resources.SelfSubjectRulesReviews(self)
 
     @staticmethod
     def _load_kubeconfig(cfg: client.Configuration, path: str | None, context: str | None) -> str:

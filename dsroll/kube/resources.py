@@ -288,6 +288,23 @@ class Namespaces(_Kind):
         return self._get(None, quote(name)) is not None
 
 
+class SelfSubjectRulesReviews(_Kind):
+    """Everything the caller may do in one namespace, in one request (``permissions.preflight``)."""
+
+    prefix, plural = "/apis/authorization.k8s.io/v1", "selfsubjectrulesreviews"
+
+    def rules(self, namespace: str) -> tuple[list[dict[str, Any]], bool]:
+        """The caller's resource rules in ``namespace``, and whether the answer is incomplete
+        (an authorizer that cannot list rules, such as a webhook, leaves some out)."""
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectRulesReview",
+            "spec": {"namespace": namespace},
+        }
+        status = self.kube.request("POST", self.path(None), body=body).get("status") or {}
+        return list(status.get("resourceRules") or []), bool(status.get("incomplete"))
+
+
 class SelfSubjectAccessReviews(_Kind):
     """Asks "may I?" before a command changes anything (``dsroll.permissions.preflight``)."""
 

@@ -44,7 +44,7 @@ def test_every_kind_the_client_speaks_is_in_the_table() -> None:
         and isinstance(node.value.elts[1], ast.Constant)
     }  # fmt: skip
     granted = {a.resource for a in GRANTS["deployer"]}
-    assert plurals - granted == {"selfsubjectaccessreviews"}
+    assert plurals - granted == {"selfsubjectaccessreviews", "selfsubjectrulesreviews"}
 
 
 def test_rules_group_verbs_per_resource_in_kubectls_order() -> None:
@@ -58,8 +58,14 @@ def test_rules_group_verbs_per_resource_in_kubectls_order() -> None:
     ]
 
 
-def fake_kube(denied: set[tuple[str, str, str | None]], fail: bool = False) -> Any:
+EVERY_ACCESS = {access for needed in COMMANDS.values() for access in needed}
+
+
+def fake_kube(denied: set[tuple[str, str, str | None]], fail: bool = False, incomplete: bool = False) -> Any:
+    """An API server whose rules grant every access but ``denied`` ((verb, resource, namespace));
+    an ``incomplete`` rules review lists nothing, as with an authorizer that cannot list rules."""
     asked: list[tuple[str, str, str, str | None]] = []
+    reviewed: list[str] = []
 
     def allowed(verb: str, group: str, resource: str, namespace: str | None = None) -> bool:
         if fail:
@@ -67,18 +73,60 @@ def fake_kube(denied: set[tuple[str, str, str | None]], fail: bool = False) -> A
         asked.append((verb, group, resource, namespace))
         return (verb, resource, namespace) not in denied
 
-    return SimpleNamespace(access=SimpleNamespace(allowed=allowed), asked=asked)
+    def rules(namespace: str) -> tuple[list[dict[str, Any]], bool]:
+        if fail:
+            raise ClusterError("RBAC denied: cannot create selfsubjectrulesreviews")
+        reviewed.append(namespace)
+        listed = [
+            {"verbs": [a.verb], "apiGroups": [a.group], "resources": [a.resource]}
+            for a in EVERY_ACCESS
+            if (a.verb, a.resource, namespace) not in denied
+        ]
+        return ([] if incomplete else listed), incomplete
+
+    return SimpleNamespace(
+        access=SimpleNamespace(allowed=allowed),
+        access_rules=SimpleNamespace(rules=rules),
+        asked=asked,
+        reviewed=reviewed,
+    )
 
 
-def test_the_preflight_asks_once_per_access_and_namespace() -> None:
+def test_the_preflight_reviews_each_namespace_once_and_asks_only_cluster_wide_access() -> None:
     kube = fake_kube(set())
-    permissions.preflight(kube, "status", ["b", "a"], warn=pytest.fail)
+    permissions.preflight(kube, "status", ["b", "a", "b"], warn=pytest.fail)
+    assert sorted(kube.reviewed) == ["a", "b"]
     assert sorted(kube.asked) == sorted(
-        (a.verb, a.group, a.resource, ns) for a in COMMANDS["status"] for ns in ("a", "b")
+        (a.verb, a.group, a.resource, None) for a in COMMANDS["status"] if a.cluster_wide
     )
     kube = fake_kube(set())
     permissions.preflight(kube, "nodes", ["a"], warn=pytest.fail)
-    assert kube.asked == [("list", "", "nodes", None)]
+    assert (kube.reviewed, kube.asked) == ([], [("list", "", "nodes", None)])
+
+
+def test_an_incomplete_rules_review_is_completed_access_by_access() -> None:
+    kube = fake_kube({("patch", "daemonsets", "a")}, incomplete=True)
+    with pytest.raises(DsrollError, match=r"cannot patch daemonsets\.apps in namespace a"):
+        permissions.preflight(kube, "rollout", ["a"], warn=pytest.fail)
+    assert {(verb, resource) for verb, _, resource, ns in kube.asked if ns == "a"} == {
+        (a.verb, a.resource) for a in COMMANDS["rollout"] if not a.cluster_wide
+    }
+
+
+@pytest.mark.parametrize(
+    ("rule", "allowed"),
+    [
+        ({"verbs": ["patch"], "apiGroups": ["apps"], "resources": ["daemonsets"]}, True),
+        ({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}, True),
+        ({"verbs": ["get", "patch"], "apiGroups": ["apps"], "resources": ["*"]}, True),
+        ({"verbs": ["patch"], "apiGroups": [""], "resources": ["daemonsets"]}, False),
+        ({"verbs": ["get"], "apiGroups": ["apps"], "resources": ["daemonsets"]}, False),
+        ({"verbs": ["patch"], "apiGroups": ["apps"], "resources": ["daemonsets/status"]}, False),
+        ({"verbs": ["patch"], "apiGroups": ["apps"], "resources": ["daemonsets"], "resourceNames": ["one"]}, False),
+    ],
+)
+def test_a_rule_grants_an_access_as_rbac_reads_it(rule: dict[str, Any], allowed: bool) -> None:
+    assert permissions.granted([rule], Access("patch", "apps", "daemonsets")) is allowed
 
 
 def test_a_denial_names_the_verb_the_resource_and_the_command() -> None:
