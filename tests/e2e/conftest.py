@@ -163,10 +163,18 @@ class K8sCluster:
                     raise
                 holder = None
             if (holder == behaviours.AGENT_IDENTITY) == want_agent and (want_agent or holder is not None):
+                if want_agent:  # kwok lets go of a node only when its next renewal finds another holder
+                    time.sleep(self.kwok_renew_seconds() + 1)
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"node {node}: Lease holder still {holder!r} {timeout}s after {behaviour!r}")
             time.sleep(0.2)
+
+    def kwok_renew_seconds(self) -> float:
+        """How often kwok renews a node's Lease in this sandbox (a quarter of its duration)."""
+        from dsroll.sandbox.behaviours import lease_timing
+
+        return lease_timing(len(self.node_specs) or 12)[0] / 4
 
     @contextlib.contextmanager
     def misbehaving(self, node: str, behaviour: str, heal_timeout: float = 30) -> Iterator[str]:
