@@ -80,6 +80,7 @@ class Policy:
     min_ready_seconds: int
     on_failure: str
     canary_node_selector: Mapping[str, str] = field(default_factory=dict)
+    unready_nodes: str = "skip"
 
     @classmethod
     def of(cls, policy: RolloutPolicy, steps: Sequence[str] | None = None) -> Policy:
@@ -91,6 +92,7 @@ class Policy:
             min_ready_seconds=policy.min_ready_seconds or 0,
             on_failure=policy.on_failure or "rollback",
             canary_node_selector=dict(policy.canary_node_selector or {}),
+            unready_nodes=policy.unready_nodes or "skip",
         )
 
 

@@ -45,6 +45,7 @@ def plan_to_json(plan: Plan, *, manifests: bool = True) -> dict[str, Any]:
                 "minReadySeconds": v.policy.min_ready_seconds,
                 "onFailure": v.policy.on_failure,
                 "canaryNodeSelector": dict(v.policy.canary_node_selector),
+                "unreadyNodes": v.policy.unready_nodes,
             },
             "live": {
                 "uid": v.live.uid,
@@ -84,6 +85,7 @@ def plan_from_json(text: str, file: str) -> Plan:
                 min_ready_seconds=p["minReadySeconds"],
                 on_failure=p["onFailure"],
                 canary_node_selector=p.get("canaryNodeSelector") or {},
+                unready_nodes=p.get("unreadyNodes") or "skip",
             )
             steps = tuple(
                 StepPlan(s["step"], s["count"], tuple(s["nodes"]), tuple(tuple(b) for b in s["batches"]))
