@@ -180,7 +180,9 @@ def plan_view(plan: Plan, *, fmt: str, stream: Console | None = None) -> None:
         console.print(f"  {v.name}: {v.reason}", markup=False)
         for step in v.steps:
             batches = " | ".join(_nodes_text(b, 4) for b in step.batches) or "nothing to replace"
-            console.print(f"  {v.name} step {step.number} (→ {step.count}/{len(v.nodes)}): {batches}", markup=False)
+            console.print(f"  {v.name} step {step.number} (→ {step.count}/{v.updatable}): {batches}", markup=False)
+        for s in v.skipped:
+            console.print(f"  {v.name} skips {s.node}: {s.reason.value} ({s.detail})", markup=False)
     for r in plan.replacements:
         for line in replacement_lines(r):
             console.print(line, markup=False)

@@ -7,12 +7,10 @@ What is decided here:
 - where a run starts: create, apply in place, prune, continue a rollback, stay paused,
   resume the recorded rollout, or start afresh (``start``; a new render supersedes a
   paused or unfinished rollout), and the state it starts from (``fresh_state``,
-  ``resumed_state``, ``skipped_at_start``); when a created variant is done (``created``);
-  when progress is worth a write (``record_due``);
+  ``resumed_state``); when a created variant is done (``created``); when progress is
+  worth a write (``record_due``);
 - the steps a state carries out (``step_counts``) and what happens between two steps
   (``between_steps``);
-- what a node whose turn comes gets: replaced, skipped (not Ready, or held), waited
-  for, or failed (``turn``, by ``unreadyNodes``);
 - the next batch inside a step within the ``maxUnavailable`` budget, and how it departs
   from the plan's forecast (``next_batch``); whether a node in flight is done
   (``judge``);
@@ -35,9 +33,9 @@ from typing import Any
 from dsroll.config import parse_duration
 from dsroll.plan import Action, LiveFingerprint, Plan, PodView, Policy, resolve_max_unavailable, resolve_steps
 from dsroll.rollout import revisions as revs
-from dsroll.rollout.fleet import NodeView
+from dsroll.rollout.fleet import NodeTurn, Turn
 from dsroll.rollout.health import Gate, Verdict, assess, is_ready
-from dsroll.rollout.state import Phase, RolloutState, RunKind, SkippedNode, SkipReason
+from dsroll.rollout.state import Phase, RolloutState, RunKind, SkippedNode
 
 # --- where a run starts ------------------------------------------------------------------
 
@@ -139,22 +137,6 @@ def resumed_state(
     )
 
 
-def skipped_at_start(
-    order: Sequence[str], node_of: Callable[[str], NodeView | None], unready_nodes: str
-) -> tuple[SkippedNode, ...]:
-    """The nodes a run leaves out of its steps from the start: held ones, and with
-    ``unreadyNodes: skip`` the ones not Ready now (with ``wait`` or ``fail`` their turn decides)."""
-    found = []
-    for name in order:
-        node = node_of(name)
-        if node is None:
-            continue
-        verdict = turn(node, unready_nodes, waited=0.0, timeout=1.0)
-        if verdict.action is Turn.SKIP and verdict.reason is not None:
-            found.append(SkippedNode(name, verdict.reason, verdict.detail))
-    return tuple(found)
-
-
 def fit_steps(steps: Sequence[int], total: int) -> tuple[int, ...]:
     """Saved step counts on a node count that changed since: clamped, reaching the total."""
     return resolve_steps([str(c) for c in steps], total)
@@ -214,46 +196,6 @@ def between_steps(state: RolloutState, number: int, *, yes: bool, approve: bool)
     return (Pause.WAIT, seconds) if seconds else (Pause.GO, 0.0)
 
 
-# --- a node's turn ----------------------------------------------------------------------------
-
-
-class Turn(StrEnum):
-    GO = "go"  # replace its pod now
-    SKIP = "skip"  # leave it on its revision: reported, done by a later rollout or resume
-    WAIT = "wait"  # not yet: its node is not Ready (``unreadyNodes: wait``)
-    FAIL = "fail"  # a failed node: ``onFailure`` applies
-
-
-@dataclass(frozen=True)
-class NodeTurn:
-    action: Turn
-    reason: SkipReason | None = None
-    detail: str = ""
-
-
-def turn(node: NodeView | None, unready_nodes: str, *, waited: float, timeout: float) -> NodeTurn:
-    """What a node whose turn came gets, by its Node object and ``unreadyNodes``.
-
-    A held node is always skipped. A node whose own Ready condition is not True has no
-    kubelet to start a new pod, and its old pod is not serving anyway: ``skip`` leaves it
-    (a later rollout does it), ``wait`` waits for it up to ``timeout`` from the first
-    time its turn came (``waited`` seconds ago), ``fail`` fails it. A node the index does
-    not know (not listed yet) goes ahead: its pod's health gate judges it."""
-    if node is None:
-        return NodeTurn(Turn.GO)
-    if node.held:
-        return NodeTurn(Turn.SKIP, SkipReason.held, "dsroll.io/hold=true")
-    if node.ready:
-        return NodeTurn(Turn.GO)
-    if unready_nodes == "skip":
-        return NodeTurn(Turn.SKIP, SkipReason.not_ready, node.why)
-    if unready_nodes == "fail":
-        return NodeTurn(Turn.FAIL, detail=f"node not Ready ({node.why}) and unreadyNodes is fail")
-    if waited >= timeout:
-        return NodeTurn(Turn.FAIL, detail=f"node not Ready within readyTimeout ({timeout:g}s): {node.why}")
-    return NodeTurn(Turn.WAIT, detail=f"waiting for the node to be Ready ({node.why})")
-
-
 # --- the batch -------------------------------------------------------------------------------
 
 
@@ -292,7 +234,8 @@ def next_batch(
     unready or held on their own, which the caller leaves out) and every node in flight
     (whose new pod may be Ready but not yet for long enough). ``first_todo(k, skip)``
     gives the first ``k`` nodes still to do in plan order, ``skip`` left out. Each node
-    drawn is asked its ``turn``: one that does not go costs no slot and is ``passed``.
+    drawn is asked its ``turn`` (``fleet.turn``): one that does not go costs no slot and
+    is ``passed``.
     """
     busy = len(unavailable) + sum(1 for n in in_flight if n not in unavailable)
     slots = max(0, budget - busy)

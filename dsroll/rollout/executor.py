@@ -26,6 +26,7 @@ from dsroll.plan import VariantPlan
 from dsroll.rollout import decide
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.decide import AfterFailure, Pause, Start
+from dsroll.rollout.fleet import skipped_at_start
 from dsroll.rollout.health import Gate
 from dsroll.rollout.lease import RENEW_EVERY, Lease
 from dsroll.rollout.outcome import NodeFailed, Result, RunOptions, SecondHand, Stopped, Target, VariantResult
@@ -84,7 +85,7 @@ class VariantRollout:
     def _skipped_now(self, unready_nodes: str) -> tuple[SkippedNode, ...]:
         """The plan's nodes held, or not Ready with ``unreadyNodes: skip``, as the run starts."""
         fleet = self._surroundings().fleet
-        found = decide.skipped_at_start(self.plan.nodes, fleet.get, unready_nodes)
+        found = skipped_at_start(self.plan.nodes, fleet.get, unready_nodes)
         for s in found:
             message = f"{s.node} skipped: {s.reason.value} ({s.detail}); a later rollout does it"
             self.reporter.emit("node-skipped", self.label, message, node=s.node, reason=s.reason.value)

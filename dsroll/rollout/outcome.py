@@ -88,7 +88,7 @@ class VariantResult:
         nodes = len(state.nodes) if state else planned_nodes
         done = state.nodes_done if state else 0
         if result is Result.COMPLETE and state:
-            done = nodes
+            done = state.updatable
         return cls(
             namespace=namespace,
             name=name,

@@ -24,8 +24,8 @@ from dsroll.kube.protocols import PodsApi
 from dsroll.kube.resources import FIELD_MANAGER
 from dsroll.plan import PodView
 from dsroll.rollout import revisions as revs
-from dsroll.rollout.decide import Batch, InFlight, NodeTurn, Turn, judge, next_batch, turn
-from dsroll.rollout.fleet import NodeIndex
+from dsroll.rollout.decide import Batch, InFlight, judge, next_batch
+from dsroll.rollout.fleet import NodeIndex, NodeTurn, Turn, turn
 from dsroll.rollout.health import Gate, Outcome
 from dsroll.rollout.lease import RENEW_EVERY, Lease
 from dsroll.rollout.outcome import NodeFailed, SecondHand, Stopped
@@ -96,7 +96,6 @@ class PodSwap:
         state's policy (a rollback skips unready nodes whatever it is)."""
         policy = unready_nodes or state.unready_nodes
         fleet = self.around.fleet
-        generation = int(daemonset["metadata"]["generation"])
         index = PodIndex(daemonset["metadata"]["uid"], state.nodes, state.target_revision)
         flight: dict[str, InFlight] = {}
         skipped = {s.node: s for s in state.skipped}
@@ -121,7 +120,7 @@ class PodSwap:
             while True:
                 self.lease.renew()
                 self._check_deletes(pending)
-                self._check_spec(generation)
+                self._check_spec(daemonset)
                 index.absorb(informer.changes())
                 now = time.monotonic()
                 for node in sorted(self.around.absorb()):
@@ -215,7 +214,7 @@ class PodSwap:
                     noted = (state.nodes, state.skipped)
                     if stopping:
                         continue
-                    self._check_spec(generation)  # as late as can be: a pod deleted now comes back on the spec
+                    self._check_spec(daemonset)  # as late as can be: a pod deleted now comes back on the spec
                     self._off_plan(batch)
                     olds = {n: index.old_pod(n) for n in batch.nodes}
                     self._delete([pod for pod in olds.values() if pod is not None], pool, pending)
@@ -237,12 +236,12 @@ class PodSwap:
 
     # --- what moves under a step ----------------------------------------------------------
 
-    def _check_spec(self, generation: int) -> None:
+    def _check_spec(self, planned: Mapping[str, Any]) -> None:
         """Stop before deleting another pod if someone else changed the DaemonSet's spec."""
         found = self.around.daemonset.snapshot()
         if not found:
-            raise SecondHand("it was deleted by someone else")
-        reason = second_hand(found[0], generation, FIELD_MANAGER)
+            raise SecondHand("the DaemonSet was deleted by someone else")
+        reason = second_hand(found[0], planned, FIELD_MANAGER)
         if reason is not None:
             raise SecondHand(reason)
 

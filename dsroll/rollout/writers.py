@@ -38,12 +38,16 @@ def changed_by(daemonset: Mapping[str, Any], exclude: str) -> str:
     return f"by {manager} ({operation}{f' at {time}' if time else ''})"
 
 
-def second_hand(daemonset: Mapping[str, Any], expected_generation: int, exclude: str) -> str | None:
-    """Why the rollout must stop (None: the spec is still the one it planned).
+def second_hand(daemonset: Mapping[str, Any], planned: Mapping[str, Any], exclude: str) -> str | None:
+    """Why the rollout must stop (None: the spec is still the one it ``planned``).
 
-    Names the newest other writer of the spec, with the operation and time the API
-    server recorded."""
+    Names what changed (the spec's top-level fields), and the newest other writer of the
+    spec, with the operation and time the API server recorded."""
     generation = (daemonset.get("metadata") or {}).get("generation")
-    if not isinstance(generation, int) or generation == expected_generation:
-        return None
-    return f"its spec was changed {changed_by(daemonset, exclude)}: generation {expected_generation} → {generation}"
+    expected = (planned.get("metadata") or {}).get("generation")
+    if not isinstance(generation, int) or not isinstance(expected, int) or generation <= expected:
+        return None  # the same spec, or a watch that has not caught up with the rollout's own apply yet
+    now, before = daemonset.get("spec") or {}, planned.get("spec") or {}
+    fields = sorted(k for k in {*now, *before} if now.get(k) != before.get(k))
+    what = f"spec.{', spec.'.join(fields)}" if fields else "its spec"
+    return f"{what} changed {changed_by(daemonset, exclude)} (generation {expected} → {generation})"

@@ -77,7 +77,8 @@ def daemonset(annotations: dict[str, str] | None) -> dict[str, Any]:
 
 def test_reads_the_documented_example() -> None:
     got = RolloutState.from_json(DOC_EXAMPLE, "daemonset agents/agent-general")
-    skipped = (SkippedNode("kwok-node-002", SkipReason.not_ready, "Ready=Unknown: Kubelet stopped posting node status."),)
+    why = "Ready=Unknown: Kubelet stopped posting node status."
+    skipped = (SkippedNode("kwok-node-002", SkipReason.not_ready, why),)
     assert got == a_state(commit="3ba79aa…", nodes_done=1, in_flight=("kwok-node-001",), skipped=skipped)
     assert got.operation is RunKind.rollout and got.phase is Phase.progressing
     assert isinstance(got.steps, tuple) and isinstance(got.nodes, tuple) and isinstance(got.in_flight, tuple)
