@@ -231,7 +231,7 @@ class StepQueue:
         kept: list[tuple[int, str]] = []
         while self._heap and len(found) < count:
             entry = heapq.heappop(self._heap)
-            if not self.eligible(entry[1]):
+            if entry[1] in self.left_out or not self.eligible(entry[1]):
                 self._queued.discard(entry[1])
                 continue
             kept.append(entry)
