@@ -88,7 +88,9 @@ class VariantRollout:
         found = skipped_at_start(self.plan.nodes, fleet.get, unready_nodes)
         for s in found:
             message = f"{s.node} skipped: {s.reason.value} ({s.detail}); a later rollout does it"
-            self.reporter.emit("node-skipped", self.label, message, node=s.node, reason=s.reason.value)
+            self.reporter.emit(
+                "node-skipped", self.label, message, daemonset=self.ds, node=s.node, reason=s.reason.value
+            )
         return found
 
     def _run(self) -> VariantResult:

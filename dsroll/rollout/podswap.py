@@ -125,7 +125,7 @@ class PodSwap:
                 now = time.monotonic()
                 for node in sorted(self.around.absorb()):
                     if node in index.scope and not fleet.exists(node):
-                        state = self._gone(node, index, queue, flight, state)
+                        state = self._gone(node, index, queue, flight, state, daemonset)
                     elif node in index.scope and (view := fleet.get(node)) is not None:
                         if view.cordoned and (node, "cordoned") not in told:
                             told.add((node, "cordoned"))
@@ -137,7 +137,7 @@ class PodSwap:
                         queue.offer(node)
                 for node in sorted(index.strangers):
                     if fleet.exists(node) and fleet.synced:
-                        state = self._joined(node, index, queue, flight, state, now)
+                        state = self._joined(node, index, queue, flight, state, now, daemonset)
                 for node in index.take_touched():
                     queue.offer(node)
                 wake = now + RENEW_EVERY
@@ -186,7 +186,10 @@ class PodSwap:
                         queue.leave_out(node)
                         waiting_since.pop(node, None)
                         message = f"{node} skipped: {verdict.reason.value} ({verdict.detail}); a later rollout does it"
-                        self.reporter.emit("node-skipped", self.label, message, node=node, reason=verdict.reason.value)
+                        self.reporter.emit(
+                            "node-skipped", self.label, message, daemonset=daemonset, node=node,
+                            reason=verdict.reason.value,
+                        )  # fmt: skip
                     elif verdict.action is Turn.WAIT:
                         since = waiting_since.setdefault(node, now)
                         wake = min(wake, since + self.gate.ready_timeout)
@@ -246,13 +249,20 @@ class PodSwap:
             raise SecondHand(reason)
 
     def _gone(
-        self, node: str, index: PodIndex, queue: StepQueue, flight: dict[str, InFlight], state: RolloutState
+        self,
+        node: str,
+        index: PodIndex,
+        queue: StepQueue,
+        flight: dict[str, InFlight],
+        state: RolloutState,
+        daemonset: Mapping[str, Any],
     ) -> RolloutState:
         """A node deleted under the rollout: dropped, not waited for."""
         index.drop_node(node)
         queue.leave_out(node)
         was = " (it was being replaced)" if flight.pop(node, None) is not None else ""
-        self.reporter.emit("node-gone", self.label, f"{node} deleted from the cluster: dropped{was}", node=node)
+        message = f"{node} deleted from the cluster: dropped{was}"
+        self.reporter.emit("node-gone", self.label, message, daemonset=daemonset, node=node)
         return replace(state, nodes=tuple(n for n in state.nodes if n != node))
 
     def _joined(
@@ -263,6 +273,7 @@ class PodSwap:
         flight: dict[str, InFlight],
         state: RolloutState,
         now: float,
+        daemonset: Mapping[str, Any],
     ) -> RolloutState:
         """A node that joined (or came into the class) under the rollout: its pod is
         health-gated like any other, counted in this step, and part of any rollback."""
@@ -274,7 +285,8 @@ class PodSwap:
             what = "its new pod is health-gated"
         else:
             what = "its pod is replaced in this step"
-        self.reporter.emit("node-joined", self.label, f"{node} joined the variant: {what}", node=node)
+        message = f"{node} joined the variant: {what}"
+        self.reporter.emit("node-joined", self.label, message, daemonset=daemonset, node=node)
         return replace(state, nodes=(*state.nodes, node))
 
     def _off_plan(self, batch: Batch) -> None:
