@@ -166,13 +166,16 @@ class PodSwap:
                     waited = now - waiting_since.get(node, now)
                     return turn(fleet.get(node), policy, waited=waited, timeout=self.gate.ready_timeout)
 
+                free = [  # the pod is down, not its node: replacing it costs nothing (a node down waits its turn)
+                    n for n in index.unavailable if queue.in_window(n) and queue.eligible(n) and not fleet.on_its_own(n)
+                ]
                 batch = next_batch(
                     budget=state.max_unavailable,
                     unavailable={
                         n for n in index.unavailable if n in flight or not (n in skipped or fleet.on_its_own(n))
                     },
                     in_flight=flight,
-                    todo_unavailable=[n for n in index.unavailable if queue.in_window(n) and queue.eligible(n)],
+                    todo_unavailable=free,
                     first_todo=queue.first,
                     position=queue.position,
                     planned=planned,
