@@ -11,9 +11,11 @@ that play ``slow-start`` (docs/sandbox.md), so batches overlap as on a real flee
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from e2e.invariants import (
     assert_final_revision,
     assert_max_unavailable,
@@ -22,7 +24,7 @@ from e2e.invariants import (
     replacements,
 )
 from e2e.polling import wait_until
-from e2e.test_rollout import WORKLOAD, Deployed, Project, deploy
+from e2e.test_rollout import TEMPLATE, WORKLOAD, Deployed, Project, deploy, env_text
 from kubernetes import client
 
 if TYPE_CHECKING:
@@ -30,6 +32,17 @@ if TYPE_CHECKING:
 
 HOLD = "dsroll.io/hold"
 GENERAL = {"classes": ("general",), "pause": "0", "ready_timeout": "30s"}
+
+
+@pytest.fixture
+def project(make_project: Callable[..., Path], namespace: str, k8s_cluster: K8sCluster) -> Iterator[Project]:
+    if not k8s_cluster.simulates_behaviours:
+        pytest.skip(f"the {k8s_cluster.backend} backend has no kwok to play node behaviours")
+    root = make_project(env=env_text(namespace), templates={"agent.yaml.j2": TEMPLATE}, name="e2e")
+    made = Project(root, namespace, k8s_cluster)
+    yield made
+    for pods in made.watchers:  # a test that failed half-way has not stopped its watcher
+        pods.stop(sync=False)
 
 
 def node_ready(core: client.CoreV1Api, node: str) -> bool:
@@ -73,7 +86,7 @@ def variant(run_report: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def test_unready_and_held_nodes_are_skipped_and_a_later_resume_does_them(
-    project: Project, k8s_cluster: K8sCluster, behaviours: None
+    project: Project, k8s_cluster: K8sCluster
 ) -> None:
     deployed = deploy(project, steps=("1", "100%"), max_unavailable=2, **GENERAL)
     nodes, canary, others = general(deployed)
@@ -129,7 +142,7 @@ def test_unready_and_held_nodes_are_skipped_and_a_later_resume_does_them(
 
 
 def test_an_unready_node_fails_the_rollout_or_is_waited_for(
-    project: Project, k8s_cluster: K8sCluster, behaviours: None
+    project: Project, k8s_cluster: K8sCluster
 ) -> None:
     settings: dict[str, Any] = {"steps": ("100%",), "max_unavailable": 1, **GENERAL, "ready_timeout": "60s"}
     deployed = deploy(project, unready_nodes="fail", **settings)
@@ -179,7 +192,7 @@ def test_an_unready_node_fails_the_rollout_or_is_waited_for(
     assert project.state("general")["previousRevision"] == old
 
 
-def test_nodes_deleted_or_joining_mid_rollout(project: Project, k8s_cluster: K8sCluster, behaviours: None) -> None:
+def test_nodes_deleted_or_joining_mid_rollout(project: Project, k8s_cluster: K8sCluster) -> None:
     extra = [spec.name for spec in k8s_cluster.add_nodes(count=2)]
     joined: list[str] = []
     settings: dict[str, Any] = {"steps": ("100%",), "max_unavailable": 1, **GENERAL}
@@ -216,7 +229,7 @@ def test_nodes_deleted_or_joining_mid_rollout(project: Project, k8s_cluster: K8s
 
 
 def test_a_second_hand_stops_the_rollout_and_a_new_render_supersedes_cleanly(
-    project: Project, k8s_cluster: K8sCluster, behaviours: None
+    project: Project, k8s_cluster: K8sCluster
 ) -> None:
     settings: dict[str, Any] = {"steps": ("1", "100%"), "max_unavailable": 1, **GENERAL}
     deployed = deploy(project, **settings)
