@@ -89,6 +89,7 @@ class RolloutOverride(_Model):
     min_ready_seconds: int | None = None
     on_failure: Literal["rollback", "pause", "abort"] | None = None
     canary_node_selector: dict[str, str] | None = None
+    unready_nodes: Literal["skip", "wait", "fail"] | None = None
 
     @field_validator("steps")
     @classmethod
@@ -149,6 +150,7 @@ class RolloutPolicy(RolloutOverride):
     ready_timeout: str | None = "5m"
     min_ready_seconds: int | None = 0
     on_failure: Literal["rollback", "pause", "abort"] | None = "rollback"
+    unready_nodes: Literal["skip", "wait", "fail"] | None = "skip"
 
     def merged(self, override: RolloutOverride | None) -> RolloutPolicy:
         if override is None:

@@ -28,6 +28,11 @@ REQUEST_ANNOTATION = "dsroll.io/rollout-request"
 #: On a ControllerRevision: the git commit that first produced it (shown by ``history``).
 COMMIT_ANNOTATION = "dsroll.io/commit"
 
+# --- on nodes, set by operators ---------------------------------------------------------
+
+#: ``dsroll.io/hold=true`` keeps a node on the revision it runs: every rollout skips it.
+HOLD_LABEL = "dsroll.io/hold"
+
 # --- orphan replacement backups ---------------------------------------------------------
 
 #: On the backup ConfigMap: the workload whose replacement it records.

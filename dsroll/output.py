@@ -180,7 +180,9 @@ def plan_view(plan: Plan, *, fmt: str, stream: Console | None = None) -> None:
         console.print(f"  {v.name}: {v.reason}", markup=False)
         for step in v.steps:
             batches = " | ".join(_nodes_text(b, 4) for b in step.batches) or "nothing to replace"
-            console.print(f"  {v.name} step {step.number} (→ {step.count}/{len(v.nodes)}): {batches}", markup=False)
+            console.print(f"  {v.name} step {step.number} (→ {step.count}/{v.updatable}): {batches}", markup=False)
+        for s in v.skipped:
+            console.print(f"  {v.name} skips {s.node}: {s.reason.value} ({s.detail})", markup=False)
     for r in plan.replacements:
         for line in replacement_lines(r):
             console.print(line, markup=False)
@@ -205,18 +207,27 @@ def replacement_lines(r: ReplacementPlan) -> list[str]:
     return lines
 
 
+def _failure(failure: Mapping[str, str]) -> str:
+    """A recorded failure: of a node ("node: reason"), or of the whole variant (its reason)."""
+    return f"{failure['node']}: {failure['reason']}" if failure.get("node") else failure["reason"]
+
+
 def run_summary(summary: RunSummary, *, fmt: str, compact: bool = False) -> None:
     if fmt == "json":
         data = summary.to_json()
         sys.stdout.write((json.dumps(data) if compact else json.dumps(data, indent=2)) + "\n")
         return
     for r in summary.results:
-        failure = f" — {r.failure['node']}: {r.failure['reason']}" if r.failure else ""
+        failure = f" — {_failure(r.failure)}" if r.failure else ""
         where = f" on revision {r.target_revision}" if r.target_revision else " Ready"
+        skipped = f", {len(r.skipped_nodes)} node(s) skipped" if r.skipped_nodes else ""
         out.print(
-            f"{r.namespace}/{r.name}: {r.result.value}, {r.nodes_updated}/{r.nodes_total} node(s){where}{failure}",
+            f"{r.namespace}/{r.name}: {r.result.value}{skipped}, {r.nodes_updated}/{r.nodes_total} node(s){where}"
+            f"{failure}",
             markup=False,
         )
+        for s in r.skipped_nodes:
+            out.print(f"  skipped {s['node']}: {s['reason']} ({s['detail']})", markup=False)
     for r in summary.replacements:
         backup = r["backup"]
         out.print(
@@ -260,7 +271,13 @@ def status_view(
     for row in rows:
         failure = (row.get("rollout") or {}).get("failure")
         if failure:
-            out.print(f"{row['namespace']}/{row['name']}: {failure['node']}: {failure['reason']}", markup=False)
+            out.print(f"{row['namespace']}/{row['name']}: {_failure(failure)}", markup=False)
+        for s in (row.get("rollout") or {}).get("skipped") or []:
+            out.print(
+                f"{row['namespace']}/{row['name']}: skipped {s['node']}: {s['reason']} ({s.get('detail', '')}); "
+                "a later rollout or resume does it",
+                markup=False,
+            )
     for r in replacements:
         out.print(
             f"{r['namespace']}/{r['workload']}: orphan replacement {', '.join(r['deletes'])} → "

@@ -21,7 +21,8 @@ from dsroll.diff import Change, VariantDiff
 from dsroll.errors import InputError
 from dsroll.labels import REVISION_LABEL, ZONE_LABEL
 from dsroll.orphans import ReplacementPlan
-from dsroll.rollout.state import Phase, RolloutState
+from dsroll.rollout.fleet import NodeView, skipped_at_start
+from dsroll.rollout.state import Phase, RolloutState, SkippedNode
 
 _DECIMAL = re.compile(r"[0-9]+")
 
@@ -80,6 +81,7 @@ class Policy:
     min_ready_seconds: int
     on_failure: str
     canary_node_selector: Mapping[str, str] = field(default_factory=dict)
+    unready_nodes: str = "skip"
 
     @classmethod
     def of(cls, policy: RolloutPolicy, steps: Sequence[str] | None = None) -> Policy:
@@ -91,6 +93,7 @@ class Policy:
             min_ready_seconds=policy.min_ready_seconds or 0,
             on_failure=policy.on_failure or "rollback",
             canary_node_selector=dict(policy.canary_node_selector or {}),
+            unready_nodes=policy.unready_nodes or "skip",
         )
 
 
@@ -235,6 +238,11 @@ class VariantPlan:
     manifest: Mapping[str, Any] | None
     resumes: bool = False  # continues a rollout recorded in the cluster
     applies: bool = False  # the rendered template differs from the live one: apply it first
+    skipped: tuple[SkippedNode, ...] = ()  # held, or not Ready with unreadyNodes: skip, as planned
+
+    @property
+    def updatable(self) -> int:
+        return len(self.nodes) - len({s.node for s in self.skipped})
 
     @property
     def key(self) -> tuple[str, str]:
@@ -269,8 +277,12 @@ def plan_variant(
     policy: Policy,
     state: RolloutState | None,
     partition: str | None,
+    node_views: Mapping[str, NodeView] | None = None,
 ) -> VariantPlan:
-    """Decide one variant's action and its node batches from what is desired and what is live."""
+    """Decide one variant's action and its node batches from what is desired and what is live.
+
+    Nodes held, or not Ready under ``unreadyNodes: skip``, are forecast as skipped (as the
+    rollout will find them if nothing changes) and left out of the steps."""
     on_node = pods_by_node(pods)
     known = {n: node_labels.get(n, {}) for n in (on_node if live is not None else class_nodes)}
     order = order_nodes(known, policy.canary_node_selector)
@@ -279,8 +291,15 @@ def plan_variant(
         order = keep_order(state.nodes, order)
     behind = tuple(n for n in order if on_node.get(n) is None or on_node[n].revision != current_revision)
     action, reason, pending = _decide(diff, live, state, unfinished, order, behind)
-    kept = resolve_partition(partition, len(order)) if action is Action.UPDATE else None
-    steps = plan_steps(order, pending, policy, kept) if action is Action.UPDATE else ()
+    skipped: tuple[SkippedNode, ...] = ()
+    if action is Action.UPDATE and node_views is not None:
+        skipped = skipped_at_start(order, node_views.get, policy.unready_nodes)
+    left = {s.node for s in skipped}
+    updatable = tuple(n for n in order if n not in left)
+    kept = resolve_partition(partition, len(updatable)) if action is Action.UPDATE else None
+    steps = (
+        plan_steps(updatable, [n for n in pending if n not in left], policy, kept) if action is Action.UPDATE else ()
+    )
     meta = (live or {}).get("metadata") or {}
     return VariantPlan(
         namespace=diff.namespace,
@@ -299,6 +318,7 @@ def plan_variant(
         manifest=manifest,
         resumes=unfinished,
         applies=action is Action.UPDATE and diff.change is Change.POD_TEMPLATE,
+        skipped=skipped,
     )
 
 
@@ -319,7 +339,13 @@ def _decide(
     if diff.change is Change.POD_TEMPLATE:
         return Action.UPDATE, "pod template changed: pods are replaced in steps", tuple(order)
     if unfinished and state is not None:
-        what = "rollback" if state.phase is Phase.rolling_back else state.operation.value
+        what = "rollback" if state.phase in (Phase.rolling_back, Phase.rolled_back) else state.operation.value
+        if state.phase in (Phase.complete, Phase.rolled_back):
+            return (
+                Action.UPDATE,
+                f"finishes the {what} recorded in the cluster: it skipped {len(behind)} node(s)",
+                (tuple(behind)),
+            )
         return Action.UPDATE, f"continues the {what} recorded in the cluster (phase {state.phase})", tuple(behind)
     if behind:
         return Action.UPDATE, f"{len(behind)} node(s) not on the current revision", tuple(behind)

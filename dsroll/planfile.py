@@ -12,6 +12,7 @@ from typing import Any
 from dsroll.errors import InputError
 from dsroll.orphans import ReplacementPlan
 from dsroll.plan import Action, LiveFingerprint, Plan, Policy, StepPlan, VariantPlan
+from dsroll.rollout.state import SkippedNode, SkipReason
 
 PLAN_KIND = {"apiVersion": "dsroll.io/v1alpha1", "kind": "Plan"}
 
@@ -32,6 +33,7 @@ def plan_to_json(plan: Plan, *, manifests: bool = True) -> dict[str, Any]:
             "applies": v.applies,
             "nodes": list(v.nodes),
             "pending": list(v.pending),
+            "skipped": [{"node": s.node, "reason": s.reason.value, "detail": s.detail} for s in v.skipped],
             "partition": v.partition,
             "steps": [
                 {"step": s.number, "count": s.count, "nodes": list(s.nodes), "batches": [list(b) for b in s.batches]}
@@ -45,6 +47,7 @@ def plan_to_json(plan: Plan, *, manifests: bool = True) -> dict[str, Any]:
                 "minReadySeconds": v.policy.min_ready_seconds,
                 "onFailure": v.policy.on_failure,
                 "canaryNodeSelector": dict(v.policy.canary_node_selector),
+                "unreadyNodes": v.policy.unready_nodes,
             },
             "live": {
                 "uid": v.live.uid,
@@ -84,6 +87,7 @@ def plan_from_json(text: str, file: str) -> Plan:
                 min_ready_seconds=p["minReadySeconds"],
                 on_failure=p["onFailure"],
                 canary_node_selector=p.get("canaryNodeSelector") or {},
+                unready_nodes=_one_of(p.get("unreadyNodes") or "skip", ("skip", "wait", "fail"), "unreadyNodes"),
             )
             steps = tuple(
                 StepPlan(s["step"], s["count"], tuple(s["nodes"]), tuple(tuple(b) for b in s["batches"]))
@@ -107,6 +111,10 @@ def plan_from_json(text: str, file: str) -> Plan:
                     manifest=item.get("manifest"),
                     resumes=bool(item.get("resumes")),
                     applies=bool(item.get("applies")),
+                    skipped=tuple(
+                        SkippedNode(str(s["node"]), SkipReason(s["reason"]), str(s.get("detail") or ""))
+                        for s in item.get("skipped") or ()
+                    ),
                 )
             )
         replacements = tuple(ReplacementPlan.from_json(r) for r in data.get("replacements") or ())
@@ -115,3 +123,9 @@ def plan_from_json(text: str, file: str) -> Plan:
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"not a valid dsroll plan: {exc}", file) from None
+
+
+def _one_of(value: Any, allowed: tuple[str, ...], key: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"{key} {value!r} is not one of {', '.join(allowed)}")
+    return str(value)

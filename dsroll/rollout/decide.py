@@ -5,9 +5,10 @@ handover (``handover.py``) observe, ask here, perform and record; none of them c
 What is decided here:
 
 - where a run starts: create, apply in place, prune, continue a rollback, stay paused,
-  resume the recorded rollout, or start afresh (``start``), and the state it starts
-  from (``fresh_state``, ``resumed_state``); when a created variant is done
-  (``created``); when progress is worth a write (``record_due``);
+  resume the recorded rollout, or start afresh (``start``; a new render supersedes a
+  paused or unfinished rollout), and the state it starts from (``fresh_state``,
+  ``resumed_state``); when a created variant is done (``created``); when progress is
+  worth a write (``record_due``);
 - the steps a state carries out (``step_counts``) and what happens between two steps
   (``between_steps``);
 - the next batch inside a step within the ``maxUnavailable`` budget, and how it departs
@@ -32,8 +33,9 @@ from typing import Any
 from dsroll.config import parse_duration
 from dsroll.plan import Action, LiveFingerprint, Plan, PodView, Policy, resolve_max_unavailable, resolve_steps
 from dsroll.rollout import revisions as revs
+from dsroll.rollout.fleet import NodeTurn, Turn
 from dsroll.rollout.health import Gate, Verdict, assess, is_ready
-from dsroll.rollout.state import Phase, RolloutState, RunKind
+from dsroll.rollout.state import Phase, RolloutState, RunKind, SkippedNode
 
 # --- where a run starts ------------------------------------------------------------------
 
@@ -51,8 +53,9 @@ class Start(StrEnum):
 def start(action: Action, recorded: RolloutState | None, *, retargeted: bool, approve: bool) -> Start:
     """What a run does first, from the planned action and the state recorded in the cluster.
 
-    ``retargeted``: the run moves to a named target (a rollback), which starts afresh
-    from any unfinished rollout but keeps its way back."""
+    ``retargeted``: the run moves to a new target — a new render, or a rollback's
+    revision — which starts afresh from a paused, awaiting or unfinished rollout but keeps
+    its way back (the stable revision it recorded); never from a rollback under way."""
     if action is Action.CREATE:
         return Start.CREATE
     if action is Action.IN_PLACE:
@@ -81,14 +84,17 @@ def fresh_state(
     partition: int | None,
     on_failure: str | None = None,
     replacement: str | None = None,
+    skipped: Sequence[SkippedNode] = (),
 ) -> RolloutState:
-    """The state a rollout starts with; its target revision is filled in once the controller has one."""
+    """The state a rollout starts with; its target revision is filled in once the controller has one.
+
+    Its steps count the nodes it can update: ``skipped`` (``skipped_at_start``) are not."""
     return RolloutState(
         operation=kind,
         phase=Phase.progressing,
         target_revision="",
         previous_revision=previous,
-        steps=resolve_steps(steps or policy.steps, len(order)),
+        steps=resolve_steps(steps or policy.steps, len(order) - len({s.node for s in skipped})),
         step=0,
         nodes=tuple(order),
         max_unavailable=resolve_max_unavailable(policy.max_unavailable, len(order)),
@@ -101,6 +107,8 @@ def fresh_state(
         commit=commit,
         partition=partition,
         replacement=replacement,
+        unready_nodes=policy.unready_nodes,
+        skipped=tuple(skipped),
     )
 
 
@@ -112,15 +120,20 @@ def resumed_state(
     partition: int | None,
     approve: bool,
     who: str,
+    skipped: Sequence[SkippedNode] = (),
 ) -> RolloutState:
     """A recorded rollout continued on today's nodes: its saved steps fitted to them
-    (``--steps`` replaces them), its partition kept when ``resume`` approves, else the new one."""
+    (``--steps`` replaces them), its partition kept when ``resume`` approves, else the new
+    one. Nodes it skipped before are looked at again: ``skipped`` are the ones still held
+    or not Ready now."""
+    total = len(order) - len({s.node for s in skipped})
     return recorded.entering(
         Phase.progressing if recorded.phase is not Phase.awaiting_approval else recorded.phase,
         nodes=tuple(order),
-        steps=resolve_steps(steps, len(order)) if steps else fit_steps(recorded.steps, len(order)),
+        steps=resolve_steps(steps, total) if steps else fit_steps(recorded.steps, total),
         partition=recorded.partition if approve else partition,
         who=who,
+        skipped=tuple(skipped),
     )
 
 
@@ -144,6 +157,8 @@ def record_due(last: RolloutState | None, state: RolloutState, since_written: fl
     the pods anyway)."""
     if last is None or last.phase is not state.phase or last.step != state.step or not last.in_flight:
         return True
+    if last.nodes != state.nodes or last.skipped != state.skipped:
+        return True  # a node joined, left or was skipped: a rollback must know at once
     return since_written >= 1.0
 
 
@@ -151,8 +166,9 @@ def record_due(last: RolloutState | None, state: RolloutState, since_written: fl
 
 
 def step_counts(state: RolloutState) -> tuple[int, ...]:
-    """The cumulative node counts the state's steps reach, capped by its partition."""
-    return resolve_steps([str(c) for c in state.steps], len(state.nodes), state.cap)
+    """The cumulative counts of updated nodes the state's steps reach, capped by its
+    partition; skipped and held nodes are not counted."""
+    return resolve_steps([str(c) for c in state.steps], state.updatable, state.cap)
 
 
 def first_step(state: RolloutState, counts: Sequence[int]) -> int:
@@ -191,7 +207,8 @@ class Batch:
     free: tuple[str, ...] = ()  # already without a Ready pod: replacing them costs nothing
     ahead: tuple[str, ...] = ()  # of ``free``: taken before nodes the plan puts earlier
     unplanned: tuple[str, ...] = ()  # not among the plan's pending nodes (joined, or regressed, since)
-    blocked: bool = False  # work is left but nodes unready on their own use the whole budget
+    blocked: bool = False  # work is left but nodes without a Ready pod use the whole budget
+    passed: tuple[tuple[str, NodeTurn], ...] = ()  # whose turn came and did not go: skip, wait or fail
 
     @property
     def off_plan(self) -> bool:
@@ -207,25 +224,46 @@ def next_batch(
     first_todo: Callable[[int, Container[str]], list[str]],
     position: Mapping[str, int],
     planned: Container[str] | None = None,
+    turn: Callable[[str], NodeTurn] | None = None,
 ) -> Batch:
     """The nodes to start now without ever exceeding ``budget`` nodes without a Ready pod.
 
     Nodes of the step already without a Ready pod go first: replacing them makes nothing
     worse. Then, in plan order, as many as the budget has slots left after every node
-    without a Ready pod (``unavailable``, wherever in the variant, whoever caused it) and
-    every node in flight (whose new pod may be Ready but not yet for long enough). ``first_todo(k,
-    skip)`` gives the first ``k`` nodes still to do in plan order, ``skip`` left out.
+    without a Ready pod (``unavailable``: wherever in the variant, except the nodes
+    unready or held on their own, which the caller leaves out) and every node in flight
+    (whose new pod may be Ready but not yet for long enough). ``first_todo(k, skip)``
+    gives the first ``k`` nodes still to do in plan order, ``skip`` left out. Each node
+    drawn is asked its ``turn`` (``fleet.turn``): one that does not go costs no slot and
+    is ``passed``.
     """
     busy = len(unavailable) + sum(1 for n in in_flight if n not in unavailable)
     slots = max(0, budget - busy)
-    free = tuple(sorted(todo_unavailable, key=lambda n: position.get(n, len(position))))
-    costing = tuple(first_todo(slots, set(free))) if slots else ()
+    passed: dict[str, NodeTurn] = {}
+
+    def admit(nodes: Sequence[str]) -> list[str]:
+        going = []
+        for node in nodes:
+            verdict = turn(node) if turn is not None else NodeTurn(Turn.GO)
+            if verdict.action is Turn.GO:
+                going.append(node)
+            else:
+                passed[node] = verdict
+        return going
+
+    free = admit(sorted(todo_unavailable, key=lambda n: position.get(n, len(position))))
+    costing: list[str] = []
+    while len(costing) < slots:
+        more = first_todo(slots - len(costing), {*free, *costing, *passed})
+        if not more:
+            break
+        costing.extend(admit(more))
     nodes = (*free, *costing)
-    waiting = first_todo(1, set(nodes))
+    waiting = first_todo(1, {*nodes, *passed})
     ahead = tuple(n for n in free if waiting and position.get(n, 0) > position.get(waiting[0], 0))
     unplanned = tuple(n for n in nodes if planned is not None and n not in planned)
     blocked = not nodes and bool(waiting) and not in_flight
-    return Batch(nodes, free, ahead, unplanned, blocked)
+    return Batch(nodes, tuple(free), ahead, unplanned, blocked, tuple(passed.items()))
 
 
 # --- a node in flight -----------------------------------------------------------------------

@@ -11,26 +11,30 @@ transition is acted on.
 from __future__ import annotations
 
 import copy
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import replace
 from typing import Any
 
 from dsroll.config import parse_duration
 from dsroll.errors import ClusterError
-from dsroll.kube import Kube
+from dsroll.kube import FIELD_MANAGER, Kube
 from dsroll.labels import REQUEST_ANNOTATION, ROLLOUT_ANNOTATION
 from dsroll.plan import VariantPlan
 from dsroll.rollout import decide
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.decide import AfterFailure, Pause, Start
+from dsroll.rollout.fleet import skipped_at_start
 from dsroll.rollout.health import Gate
 from dsroll.rollout.lease import RENEW_EVERY, Lease
-from dsroll.rollout.outcome import NodeFailed, Result, RunOptions, Stopped, Target, VariantResult
-from dsroll.rollout.podswap import PodSwap
+from dsroll.rollout.outcome import NodeFailed, Result, RunOptions, SecondHand, Stopped, Target, VariantResult
+from dsroll.rollout.podswap import PodSwap, Surroundings
 from dsroll.rollout.reporter import Reporter
-from dsroll.rollout.state import Failure, Phase, RolloutState, RunKind, read_request, read_state
+from dsroll.rollout.state import Failure, Phase, RolloutState, RunKind, SkippedNode, read_request, read_state
 from dsroll.rollout.watching import Informer
+from dsroll.rollout.writers import changed_by
 
 ON_DELETE = {"type": "OnDelete"}
 
@@ -51,15 +55,43 @@ class VariantRollout:
         self.state: RolloutState | None = None
         self._written_at = 0.0
         self.gate = Gate(parse_duration(plan.policy.ready_timeout), float(plan.policy.min_ready_seconds))
+        self._watches = ExitStack()
+        self._around: Surroundings | None = None
 
     # --- entry ---------------------------------------------------------------------
 
     def run(self) -> VariantResult:
         self.lease.acquire()
         try:
-            return self._run()
+            with self._watches:
+                return self._run()
         finally:
             self.lease.release()
+
+    def _surroundings(self) -> Surroundings:
+        """The nodes and the DaemonSet, watched from the first time a step needs them."""
+        if self._around is None:
+            changed = threading.Condition()
+            nodes = Informer(self.kube.nodes.collection(None), log_changes=True, changed=changed)
+            daemonset = Informer(
+                self.kube.daemonsets.collection(self.ns, field_selector=f"metadata.name={self.name}"), changed=changed
+            )
+            self._watches.enter_context(nodes)
+            self._watches.enter_context(daemonset)
+            self._around = Surroundings(changed, nodes, daemonset)
+            self._around.absorb()
+        return self._around
+
+    def _skipped_now(self, unready_nodes: str) -> tuple[SkippedNode, ...]:
+        """The plan's nodes held, or not Ready with ``unreadyNodes: skip``, as the run starts."""
+        fleet = self._surroundings().fleet
+        found = skipped_at_start(self.plan.nodes, fleet.get, unready_nodes)
+        for s in found:
+            message = f"{s.node} skipped: {s.reason.value} ({s.detail}); a later rollout does it"
+            self.reporter.emit(
+                "node-skipped", self.label, message, daemonset=self.ds, node=s.node, reason=s.reason.value
+            )
+        return found
 
     def _run(self) -> VariantResult:
         def start(recorded: RolloutState | None) -> Start:
@@ -91,7 +123,12 @@ class VariantRollout:
             self.reporter.emit("paused", self.label, f"rollout is paused{by}; `dsroll resume` continues")
             return self._result(Result.PAUSED, unfinished)
         if then is Start.RESUME and unfinished is not None:
-            return self._steps(self._resume(unfinished))
+            try:
+                resumed = self._resume(unfinished)
+            except SecondHand as moved:
+                self.state = unfinished
+                return self._second_hand(moved)
+            return self._steps(resumed)
         return self._steps(self._begin(unfinished))
 
     # --- cluster reads and writes ------------------------------------------------------
@@ -119,9 +156,12 @@ class VariantRollout:
         self._write(state)
         return True, read_request(self.ds)
 
-    def _swap(self, state: RolloutState, wanted: Sequence[str], step: int, steps: int, planned: bool) -> RolloutState:
-        swap = PodSwap(self.kube.pods, self.ns, self.label, self.gate, self.lease, self.reporter, self._record)
-        return swap.run(self.ds, state, wanted, step, steps, set(self.plan.pending) if planned else None)
+    def _swap(
+        self, state: RolloutState, count: int | None, step: int, steps: int, planned: bool, unready: str | None = None
+    ) -> RolloutState:
+        around = self._surroundings()
+        swap = PodSwap(self.kube.pods, self.ns, self.label, self.gate, self.lease, self.reporter, self._record, around)
+        return swap.run(self.ds, state, count, step, steps, set(self.plan.pending) if planned else None, unready)
 
     def _manifest(self, state: RolloutState | None = None) -> dict[str, Any]:
         manifest = copy.deepcopy(dict(self.target.manifest if self.target and self.target.manifest else {}))
@@ -186,6 +226,14 @@ class VariantRollout:
     def _resume(self, recorded: RolloutState) -> RolloutState:
         """Continue the recorded rollout on the plan's nodes; a target revision not known
         yet (killed before the controller made it) is waited for."""
+        if recorded.target_revision:
+            current = self._current_revision()
+            if current.hash != recorded.target_revision:
+                raise SecondHand(
+                    f"its current revision is {current.number} ({current.hash}), not the target "
+                    f"{recorded.target_revision} this rollout recorded: the spec was changed "
+                    f"{changed_by(self.ds, FIELD_MANAGER)}"
+                )
         state = decide.resumed_state(
             recorded,
             self.plan.nodes,
@@ -193,6 +241,7 @@ class VariantRollout:
             partition=self.plan.partition,
             approve=self.options.approve,
             who=self.options.who,
+            skipped=self._skipped_now(recorded.unready_nodes),
         )
         self._write(state, clear_request=True)
         if not state.target_revision:
@@ -217,9 +266,10 @@ class VariantRollout:
             ),
             partition=self.plan.partition,
             replacement=recorded.replacement if recorded else None,
+            skipped=self._skipped_now(self.plan.policy.unready_nodes),
         )
         what = f"revision {self.target.revision.number}" if self.target and self.target.revision else "the render"
-        message = f"{self.options.operation} to {what}: {len(state.nodes)} node(s), steps {list(state.steps)}"
+        message = f"{self.options.operation} to {what}: {state.updatable} node(s), steps {list(state.steps)}"
         self.reporter.emit("start", self.label, message)
         self._apply_target(state)
         self._wait_observed()
@@ -244,7 +294,8 @@ class VariantRollout:
         )  # fmt: skip
 
     def _steps(self, state: RolloutState) -> VariantResult:
-        """Carry out the state's steps; each step's nodes are the first of the plan's order."""
+        """Carry out the state's steps; each step's nodes are the first of the plan's order
+        that are not skipped; the last step without a partition takes them all."""
         counts = decide.step_counts(state)
         planned = tuple(s.count for s in self.plan.steps)
         if planned and planned != counts:
@@ -255,25 +306,30 @@ class VariantRollout:
             if stop is not None:
                 return stop
             state = replace(self.state or state, step=number)
+            last = number == len(counts) - 1 and not state.partition
             try:
-                state = self._swap(state, state.nodes[: counts[number]], number + 1, len(counts), bool(planned))
+                state = self._swap(state, None if last else counts[number], number + 1, len(counts), bool(planned))
             except NodeFailed as failed:
                 return self._on_failure(failed)
             except Stopped as stopped:
                 return self._honour(stopped.action)
-            state = replace(self.state or state, nodes_done=max(state.nodes_done, counts[number]))
+            except SecondHand as moved:
+                return self._second_hand(moved)
+            state = replace(state, nodes_done=max(state.nodes_done, min(counts[number], state.updatable)))
+            skipped = f", {len(state.skipped)} skipped" if state.skipped else ""
             self.reporter.emit(
                 "step-complete",
                 self.label,
-                f"step {number + 1}/{len(counts)} complete: {counts[number]}/{len(state.nodes)} node(s) updated",
+                f"step {number + 1}/{len(counts)} complete: {min(counts[number], state.updatable)}/{state.updatable}"
+                f" node(s) updated{skipped}",
                 daemonset=self.ds,
                 step=number + 1,
                 nodes=counts[number],
             )
-        cap = state.cap
-        if cap < len(state.nodes):
+        if state.partition:
+            cap = state.cap
             state = self._write(state.entering(Phase.partitioned, in_flight=()))
-            message = f"partition reached: {cap}/{len(state.nodes)} node(s) on the new revision, {state.partition} kept"
+            message = f"partition reached: {cap}/{state.updatable} node(s) on the new revision, {state.partition} kept"
             self.reporter.emit("partitioned", self.label, message, daemonset=self.ds)
             return self._result(Result.PARTITIONED, state, updated=cap)
         return self._finish(state, Phase.complete)
@@ -348,8 +404,8 @@ class VariantRollout:
             self._wait_observed()
         state = self._write(replace(state, target_revision=self._current_revision().hash))
         try:
-            state = self._swap(state, state.nodes, 1, 1, planned=False)
-        except (NodeFailed, Stopped) as exc:
+            state = self._swap(state, None, 1, 1, planned=False, unready="skip")
+        except (NodeFailed, Stopped, SecondHand) as exc:
             state = self._write(state.entering(Phase.failed))
             message = f"rollback stopped: {exc}"
             self.reporter.emit("failed", self.label, message, daemonset=self.ds)
@@ -357,23 +413,48 @@ class VariantRollout:
         return self._finish(state, Phase.rolled_back)
 
     def _finish(self, state: RolloutState, phase: Phase) -> VariantResult:
+        """The end of a rollout or rollback: the update strategy back, unless nodes were
+        skipped — then it stays OnDelete, because the native controller would replace
+        them with no health gate, and the state keeps the way to do them later."""
         manifest = self.plan.manifest or {}
         wanted = (manifest.get("spec") or {}).get("updateStrategy") if phase is Phase.complete else None
         strategy = wanted or state.original_strategy or {"type": "RollingUpdate"}
-        state = state.entering(phase, in_flight=(), nodes_done=len(state.nodes))
-        self.ds = self.kube.daemonsets.set_strategy(
-            self.ns, self.name, update_strategy=strategy, annotations={ROLLOUT_ANNOTATION: state.to_json()}
-        )
-        self.state = state
+        state = state.entering(phase, in_flight=(), nodes_done=state.updatable)
+        if state.skipped:
+            self._write(state)
+        else:
+            self.ds = self.kube.daemonsets.set_strategy(
+                self.ns, self.name, update_strategy=strategy, annotations={ROLLOUT_ANNOTATION: state.to_json()}
+            )
+            self.state = state
+        skipped = f", {len(state.skipped)} node(s) skipped (the DaemonSet stays OnDelete)" if state.skipped else ""
         if phase is Phase.rolled_back:
             failure = state.failure
-            message = f"rolled back: every node on revision {state.target_revision}"
+            message = (
+                f"rolled back{skipped}: every other node on revision {state.target_revision}"
+                if skipped
+                else (f"rolled back: every node on revision {state.target_revision}")
+            )
             self.reporter.emit("rolled-back", self.label, message, daemonset=self.ds)
-            reason = f"{failure.node}: {failure.reason}" if failure else "rolled back"
+            reason = (
+                f"{failure.node}: {failure.reason}"
+                if failure and failure.node
+                else (failure.reason if failure else "rolled back")
+            )
             return self._result(Result.ROLLED_BACK, state, message=reason)
-        message = f"{state.operation} complete: {len(state.nodes)} node(s) on revision {state.target_revision}"
+        message = f"{state.operation} complete{skipped}: {state.updatable} node(s) on revision {state.target_revision}"
         self.reporter.emit("complete", self.label, message, daemonset=self.ds)
         return self._result(Result.COMPLETE, state)
+
+    def _second_hand(self, moved: SecondHand) -> VariantResult:
+        """Someone else changed the spec: stop replacing pods, keep the state, say who."""
+        state = self.state
+        assert state is not None
+        reason = f"stopped: {moved.reason}; dsroll never rolls a revision it did not plan"
+        state = self._write(state.entering(Phase.paused, failure=Failure("", reason), in_flight=()))
+        hint = "`dsroll rollout` applies the render again; `dsroll rollback` goes back"
+        self.reporter.emit("paused", self.label, f"{reason} ({hint})", daemonset=self.ds)
+        return self._result(Result.FAILED, state, message=reason)
 
     def _honour(self, action: str) -> VariantResult:
         state = self.state

@@ -23,6 +23,7 @@ from dsroll.plan import LiveFingerprint, Plan, PodView, Policy, VariantPlan, pla
 from dsroll.render import Variant
 from dsroll.rollout import decide, replacements
 from dsroll.rollout import revisions as revs
+from dsroll.rollout.fleet import NodeView
 from dsroll.rollout.state import read_state
 
 
@@ -64,17 +65,21 @@ def observe_pods(kube: Kube, live: Mapping[str, Any]) -> tuple[list[PodView], st
     return [PodView.of(p) for p in owned], current.hash if current else None
 
 
-def _nodes(kube: Kube, env: Environment) -> tuple[dict[str, dict[str, str]], dict[str, str | None]]:
-    """Every node's labels, and the class each belongs to."""
-    labels = kube.nodes.labels()
-    return labels, {name: classify(env.classes, lb)[1] for name, lb in labels.items()}
+def _nodes(
+    kube: Kube, env: Environment
+) -> tuple[dict[str, dict[str, str]], dict[str, str | None], dict[str, NodeView]]:
+    """Every node's labels, the class each belongs to, and what a rollout needs to know of it."""
+    nodes = kube.nodes.list()
+    labels = {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in nodes}
+    views = {n["metadata"]["name"]: NodeView.of(n) for n in nodes}
+    return labels, {name: classify(env.classes, lb)[1] for name, lb in labels.items()}, views
 
 
 def replacements_for_diff(
     kube: Kube, env: Environment, variants: Sequence[Variant], report: DiffReport
 ) -> list[dict[str, Any]]:
     """The orphan replacements a live diff implies, as plan JSON with each target's steps."""
-    labels, winners = _nodes(kube, env)
+    labels, winners, _ = _nodes(kube, env)
     seen = replacements.Observed(labels, winners, {}, report)
     members, found = replacements.fold(
         kube, env, variants, [], seen, workloads=(), classes=(),
@@ -99,7 +104,7 @@ def observe(
     chosen = scope.select(variants)
     lives = {v.key: kube.daemonsets.get(v.namespace, v.name) for v in chosen}
     report = against_live(env, chosen, kube, lives)
-    labels, winners = _nodes(kube, env)
+    labels, winners, views = _nodes(kube, env)
     manifests = {v.key: v.manifest for v in chosen}
     owned: dict[tuple[str, str], list[PodView]] = {}
     planned: list[VariantPlan] = []
@@ -122,6 +127,7 @@ def observe(
                 policy=_policy(env, diff.workload, steps),
                 state=read_state(live),
                 partition=partition,
+                node_views=views,
             )
         )
     seen = replacements.Observed(labels, winners, lives, report, owned)

@@ -23,12 +23,11 @@ class Result(StrEnum):
     ROLLED_BACK = "rolled-back"
     ABORTED = "aborted"
     FAILED = "failed"
-    SKIPPED = "skipped"
     INTERRUPTED = "interrupted"  # the cluster failed after this run changed something
 
     @property
     def exit_code(self) -> int:
-        if self in (Result.COMPLETE, Result.PARTITIONED, Result.SKIPPED):
+        if self in (Result.COMPLETE, Result.PARTITIONED):
             return 0
         if self is Result.INTERRUPTED:
             return 5
@@ -69,6 +68,7 @@ class VariantResult:
     nodes_total: int = 0
     failure: dict[str, str] | None = None
     message: str = ""
+    skipped_nodes: list[dict[str, str]] = field(default_factory=list)
 
     @classmethod
     def of(
@@ -88,7 +88,7 @@ class VariantResult:
         nodes = len(state.nodes) if state else planned_nodes
         done = state.nodes_done if state else 0
         if result is Result.COMPLETE and state:
-            done = nodes
+            done = state.updatable
         return cls(
             namespace=namespace,
             name=name,
@@ -101,6 +101,9 @@ class VariantResult:
             nodes_total=total if total is not None else nodes,
             failure={"node": state.failure.node, "reason": state.failure.reason} if state and state.failure else None,
             message=message,
+            skipped_nodes=[
+                {"node": s.node, "reason": s.reason.value, "detail": s.detail} for s in (state.skipped if state else ())
+            ],
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -116,6 +119,7 @@ class VariantResult:
             "nodesTotal": self.nodes_total,
             "failure": self.failure,
             "message": self.message,
+            "skippedNodes": self.skipped_nodes,
         }
 
 
@@ -169,6 +173,14 @@ class NodeFailed(Exception):
     def __init__(self, node: str, reason: str) -> None:
         super().__init__(f"{node}: {reason}")
         self.node = node
+        self.reason = reason
+
+
+class SecondHand(Exception):
+    """Someone else changed the DaemonSet's spec under the rollout: stop replacing pods."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
         self.reason = reason
 
 

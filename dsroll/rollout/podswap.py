@@ -1,39 +1,72 @@
 """One step's pod swap: bring nodes to the target revision within the budget.
 
 Per node: delete the old pod, then judge the controller's new pod on that node by the
-health gate. This module observes (the informer's change log, absorbed by a
-``view.PodIndex``), asks ``decide.next_batch`` and ``decide.judge``, performs (deletes)
-and records (through the executor's ``record``, before pods are deleted); it chooses
-nothing itself. (Orphan *replacement* — handing pods to a new DaemonSet — is
+health gate. This module observes (the pod informer's change log, absorbed by a
+``view.PodIndex``; the nodes, absorbed by a ``fleet.NodeIndex``; the DaemonSet, for a
+second hand on its spec), asks ``decide.turn``, ``decide.next_batch`` and
+``decide.judge``, performs (deletes) and records (through the executor's ``record``,
+before pods are deleted); it chooses nothing itself. Nodes deleted under a step are
+dropped, nodes that join are gated, nodes not Ready or held on their turn are passed
+as ``unreadyNodes`` says. (Orphan *replacement* — handing pods to a new DaemonSet — is
 ``handover.py``; this is the ordinary per-node update.)
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dsroll.kube.protocols import PodsApi
+from dsroll.kube.resources import FIELD_MANAGER
 from dsroll.plan import PodView
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.decide import Batch, InFlight, judge, next_batch
+from dsroll.rollout.fleet import NodeIndex, NodeTurn, Turn, turn
 from dsroll.rollout.health import Gate, Outcome
 from dsroll.rollout.lease import RENEW_EVERY, Lease
-from dsroll.rollout.outcome import NodeFailed, Stopped
+from dsroll.rollout.outcome import NodeFailed, SecondHand, Stopped
 from dsroll.rollout.reporter import Reporter
-from dsroll.rollout.state import Phase, RolloutState
+from dsroll.rollout.state import Phase, RolloutState, SkippedNode
 from dsroll.rollout.view import PodIndex, StepQueue
-from dsroll.rollout.watching import Informer
+from dsroll.rollout.watching import Informer, wait_any
+from dsroll.rollout.writers import second_hand
 
 #: Records a state when due; answers (whether it was written, a pending pause/abort request).
 Recorder = Callable[[RolloutState], tuple[bool, str | None]]
 
 
+@dataclass
+class Surroundings:
+    """What a variant's pod swaps watch besides its pods, made once per variant run: its
+    nodes (``fleet``, fed by ``nodes``) and its DaemonSet (``daemonset``), informers that
+    share one condition (``changed``) so that one wait serves all."""
+
+    changed: threading.Condition
+    nodes: Informer
+    daemonset: Informer
+    fleet: NodeIndex = field(default_factory=NodeIndex)
+
+    def absorb(self) -> set[str]:
+        """Take in node changes; the nodes that changed."""
+        self.fleet.absorb(self.nodes.changes())
+        return self.fleet.take_touched()
+
+
 class PodSwap:
     def __init__(
-        self, pods: PodsApi, namespace: str, label: str, gate: Gate, lease: Lease, reporter: Reporter, record: Recorder
+        self,
+        pods: PodsApi,
+        namespace: str,
+        label: str,
+        gate: Gate,
+        lease: Lease,
+        reporter: Reporter,
+        record: Recorder,
+        around: Surroundings,
     ) -> None:
         self.pods = pods
         self.ns = namespace
@@ -42,40 +75,71 @@ class PodSwap:
         self.lease = lease
         self.reporter = reporter
         self.record = record
+        self.around = around
 
     def run(
         self,
         daemonset: Mapping[str, Any],
         state: RolloutState,
-        wanted: Sequence[str],
+        count: int | None,
         step: int,
         steps: int,
         planned: Collection[str] | None = None,
+        unready_nodes: str | None = None,
     ) -> RolloutState:
-        """Bring every node in ``wanted`` to the target revision, Ready, within the budget.
+        """Bring the step's nodes to the target revision, Ready, within the budget.
 
-        ``planned``: the plan's pending nodes; a node started outside them, or ahead of
-        its turn, is reported as off the plan."""
+        The step is the first ``count`` nodes of the state's order that are not skipped
+        (``None``: all of them); a node skipped on its turn is replaced in the step by the
+        next one. ``planned``: the plan's pending nodes; a node started outside them, or
+        ahead of its turn, is reported as off the plan. ``unready_nodes`` overrides the
+        state's policy (a rollback skips unready nodes whatever it is)."""
+        policy = unready_nodes or state.unready_nodes
+        fleet = self.around.fleet
         index = PodIndex(daemonset["metadata"]["uid"], state.nodes, state.target_revision)
         flight: dict[str, InFlight] = {}
-        wanted_set = set(wanted)
+        skipped = {s.node: s for s in state.skipped}
+        waiting_since: dict[str, float] = {}
+        told: set[tuple[str, str]] = set()  # (node, what) said once
         stopping: str | None = None
         blocked = False
         pending: list[Future[bool]] = []
         selector = revs.selector_string(daemonset["spec"]["selector"])
-        informer = Informer(self.pods.collection(self.ns, label_selector=selector), log_changes=True)
+        informer = Informer(
+            self.pods.collection(self.ns, label_selector=selector), log_changes=True, changed=self.around.changed
+        )
         with informer, ThreadPoolExecutor(max_workers=8, thread_name_prefix="delete") as pool:
             index.absorb(informer.changes())
+            self.around.absorb()
+            queue = StepQueue(
+                state.nodes, lambda n: n not in index.updated and n not in flight and n not in skipped, count, skipped
+            )
             index.take_touched()
-            queue = StepQueue(wanted, lambda n: n not in index.updated and n not in flight)
-            seen = -1
+            seen: tuple[int, ...] | None = None
+            noted = (state.nodes, state.skipped)
             while True:
                 self.lease.renew()
                 self._check_deletes(pending)
+                self._check_spec(daemonset)
                 index.absorb(informer.changes())
+                now = time.monotonic()
+                for node in sorted(self.around.absorb()):
+                    if node in index.scope and not fleet.exists(node):
+                        state = self._gone(node, index, queue, flight, state, daemonset)
+                    elif node in index.scope and (view := fleet.get(node)) is not None:
+                        if view.cordoned and (node, "cordoned") not in told:
+                            told.add((node, "cordoned"))
+                            message = (
+                                f"{node} cordoned: its daemon pod stays (DaemonSet pods tolerate unschedulable)"
+                                " and is replaced as any other"
+                            )
+                            self.reporter.emit("node-cordoned", self.label, message, node=node)
+                        queue.offer(node)
+                for node in sorted(index.strangers):
+                    if fleet.exists(node) and fleet.synced:
+                        state = self._joined(node, index, queue, flight, state, now, daemonset)
                 for node in index.take_touched():
                     queue.offer(node)
-                now = time.monotonic()
                 wake = now + RENEW_EVERY
                 for node, track in list(flight.items()):
                     flight[node], verdict = judge(track, index.new_pod(node, track.old_uid), self.gate, now)
@@ -91,21 +155,58 @@ class PodSwap:
                         wake = min(wake, verdict.wake_at)
                 done = len(index.updated) - sum(1 for n in flight if n in index.updated)
                 self.reporter.progress(
-                    self.label, step=step, steps=steps, done=done, total=len(state.nodes), in_flight=sorted(flight)
+                    self.label, step=step, steps=steps, done=done, total=state.updatable, in_flight=sorted(flight)
                 )
                 if stopping and not flight:
                     raise Stopped(stopping)
                 if not flight and queue.empty():
-                    return state
+                    return replace(state, skipped=tuple(skipped.values()))
+
+                def node_turn(node: str, now: float = now) -> NodeTurn:
+                    waited = now - waiting_since.get(node, now)
+                    return turn(fleet.get(node), policy, waited=waited, timeout=self.gate.ready_timeout)
+
+                free = [  # the pod is down, not its node: replacing it costs nothing (a node down waits its turn)
+                    n for n in index.unavailable if queue.in_window(n) and queue.eligible(n) and not fleet.on_its_own(n)
+                ]
                 batch = next_batch(
                     budget=state.max_unavailable,
-                    unavailable=index.unavailable,
+                    unavailable={
+                        n for n in index.unavailable if n in flight or not (n in skipped or fleet.on_its_own(n))
+                    },
                     in_flight=flight,
-                    todo_unavailable=[n for n in index.unavailable if n in wanted_set and queue.eligible(n)],
+                    todo_unavailable=free,
                     first_todo=queue.first,
                     position=queue.position,
                     planned=planned,
+                    turn=node_turn,
                 )
+                for node, verdict in batch.passed:
+                    if verdict.action is Turn.FAIL:
+                        raise NodeFailed(node, verdict.detail)
+                    if verdict.action is Turn.SKIP and verdict.reason is not None:
+                        skipped[node] = SkippedNode(node, verdict.reason, verdict.detail)
+                        queue.leave_out(node)
+                        waiting_since.pop(node, None)
+                        message = f"{node} skipped: {verdict.reason.value} ({verdict.detail}); a later rollout does it"
+                        self.reporter.emit(
+                            "node-skipped", self.label, message, daemonset=daemonset, node=node,
+                            reason=verdict.reason.value,
+                        )  # fmt: skip
+                    elif verdict.action is Turn.WAIT:
+                        since = waiting_since.setdefault(node, now)
+                        wake = min(wake, since + self.gate.ready_timeout)
+                        if (node, "waiting") not in told:
+                            told.add((node, "waiting"))
+                            self.reporter.emit("node-waiting", self.label, f"{node}: {verdict.detail}", node=node)
+                if batch.passed:
+                    state = replace(state, skipped=tuple(skipped.values()))
+                if (state.nodes, state.skipped) != noted and not batch.nodes:
+                    # a node joined, left or was skipped: recorded at once (a rollback must know)
+                    entered = state.entering(state.phase, in_flight=tuple(sorted(flight)), nodes_done=done)
+                    _, request = self.record(entered)
+                    state, stopping = entered, stopping or request
+                noted = (state.nodes, state.skipped)
                 if batch.nodes and not stopping:
                     rolling_back = state.phase is Phase.rolling_back  # keeps its phase and its cause
                     entered = state.entering(
@@ -114,25 +215,82 @@ class PodSwap:
                         nodes_done=done,
                         failure=state.failure if rolling_back else None,
                     )
-                    written, stopping = self.record(entered)
-                    state = entered if written else state
+                    _, stopping = self.record(entered)
+                    state = entered
+                    noted = (state.nodes, state.skipped)
                     if stopping:
                         continue
+                    self._check_spec(daemonset)  # as late as can be: a pod deleted now comes back on the spec
                     self._off_plan(batch)
                     olds = {n: index.old_pod(n) for n in batch.nodes}
                     self._delete([pod for pod in olds.values() if pod is not None], pool, pending)
                     for node, old in olds.items():
+                        waiting_since.pop(node, None)
                         flight[node] = InFlight(started=time.monotonic(), old_uid=old.uid if old else None)
                     continue
                 if batch.blocked and not blocked:
                     blocked = True  # said once: the operator must see why nothing moves
-                    unavailable = sorted(index.unavailable)
+                    unavailable = sorted(index.unavailable - set(skipped))
                     message = (
                         f"waiting: {len(unavailable)} node(s) without a Ready pod ({', '.join(unavailable[:5])}) "
                         f"use the whole maxUnavailable budget of {state.max_unavailable}"
                     )
                     self.reporter.emit("blocked", self.label, message)
-                seen = informer.wait(max(0.05, wake - time.monotonic()), seen)
+                seen = wait_any(
+                    [informer, self.around.nodes, self.around.daemonset], max(0.05, wake - time.monotonic()), seen
+                )
+
+    # --- what moves under a step ----------------------------------------------------------
+
+    def _check_spec(self, planned: Mapping[str, Any]) -> None:
+        """Stop before deleting another pod if someone else changed the DaemonSet's spec."""
+        found = self.around.daemonset.snapshot()
+        if not found:
+            raise SecondHand("the DaemonSet was deleted by someone else")
+        reason = second_hand(found[0], planned, FIELD_MANAGER)
+        if reason is not None:
+            raise SecondHand(reason)
+
+    def _gone(
+        self,
+        node: str,
+        index: PodIndex,
+        queue: StepQueue,
+        flight: dict[str, InFlight],
+        state: RolloutState,
+        daemonset: Mapping[str, Any],
+    ) -> RolloutState:
+        """A node deleted under the rollout: dropped, not waited for."""
+        index.drop_node(node)
+        queue.leave_out(node)
+        was = " (it was being replaced)" if flight.pop(node, None) is not None else ""
+        message = f"{node} deleted from the cluster: dropped{was}"
+        self.reporter.emit("node-gone", self.label, message, daemonset=daemonset, node=node)
+        return replace(state, nodes=tuple(n for n in state.nodes if n != node))
+
+    def _joined(
+        self,
+        node: str,
+        index: PodIndex,
+        queue: StepQueue,
+        flight: dict[str, InFlight],
+        state: RolloutState,
+        now: float,
+        daemonset: Mapping[str, Any],
+    ) -> RolloutState:
+        """A node that joined (or came into the class) under the rollout: its pod is
+        health-gated like any other, counted in this step, and part of any rollback."""
+        index.add_node(node)
+        queue.add(node)
+        pod = index.pod_on(node)
+        if pod is not None and pod.revision == index.target and not pod.terminating:
+            flight[node] = InFlight(started=now, old_uid=None)
+            what = "its new pod is health-gated"
+        else:
+            what = "its pod is replaced in this step"
+        message = f"{node} joined the variant: {what}"
+        self.reporter.emit("node-joined", self.label, message, daemonset=daemonset, node=node)
+        return replace(state, nodes=(*state.nodes, node))
 
     def _off_plan(self, batch: Batch) -> None:
         """Say where the live choice departs from the plan's forecast (the run does not hide it)."""

@@ -43,7 +43,7 @@ def execute(
         for vp in plan.variants:
             if vp.action is Action.UNCHANGED or (vp.action is Action.PRUNE and not prune):
                 if vp.action is Action.PRUNE:
-                    reporter.emit("skipped", f"{vp.namespace}/{vp.name}", "no longer rendered; --prune deletes it")
+                    reporter.emit("not-pruned", f"{vp.namespace}/{vp.name}", "no longer rendered; --prune deletes it")
                 continue
             group = next((g for g in plan.replacements if vp.key in replacements.replaced_keys(g)), None)
             if group is not None:

@@ -50,6 +50,20 @@ class Failure:
     reason: str
 
 
+class SkipReason(StrEnum):
+    not_ready = "not-ready"  # the node's own Ready condition was not True when its turn came
+    held = "held"  # the node carries dsroll.io/hold=true
+
+
+@dataclass(frozen=True)
+class SkippedNode:
+    """A node left on its revision by this rollout; a later `rollout` or `resume` does it."""
+
+    node: str
+    reason: SkipReason
+    detail: str = ""
+
+
 @dataclass(frozen=True)
 class RolloutState:
     """One variant's rollout, as recorded in the cluster."""
@@ -76,16 +90,29 @@ class RolloutState:
     updated_at: str = field(default_factory=now_iso)
     failure: Failure | None = None
     replacement: str | None = None  # the backup ConfigMap of the orphan replacement that created this object
+    unready_nodes: str = "skip"  # rollout.unreadyNodes: skip | wait | fail
+    skipped: tuple[SkippedNode, ...] = ()
     version: int = 1
 
     @property
     def finished(self) -> bool:
-        return self.phase in FINISHED
+        """Stopped for good: a new `rollout` starts afresh. A rollout (or rollback) that
+        skipped nodes is not: those nodes are still to do, from the recorded revisions."""
+        return self.phase in FINISHED and not (self.skipped and self.phase in (Phase.complete, Phase.rolled_back))
+
+    @property
+    def skipped_names(self) -> frozenset[str]:
+        return frozenset(s.node for s in self.skipped)
+
+    @property
+    def updatable(self) -> int:
+        """The nodes this rollout can update: all but the skipped and held ones."""
+        return len(self.nodes) - len(self.skipped_names & set(self.nodes))
 
     @property
     def cap(self) -> int:
-        """How many nodes this rollout may replace: all but the partition."""
-        return max(0, len(self.nodes) - (self.partition or 0))
+        """How many nodes this rollout may replace: every updatable one but the partition."""
+        return max(0, self.updatable - (self.partition or 0))
 
     def entering(self, phase: Phase, **changes: Any) -> RolloutState:
         return replace(self, phase=phase, updated_at=now_iso(), **changes)
@@ -93,6 +120,7 @@ class RolloutState:
     def to_json(self) -> str:
         data = asdict(self)
         data["failure"] = asdict(self.failure) if self.failure else None
+        data["skipped"] = [asdict(s) for s in self.skipped]
         return camel_json(data)
 
     @classmethod
@@ -105,6 +133,10 @@ class RolloutState:
                 data[key] = tuple(data.get(key) or ())
             failure = data.get("failure")
             data["failure"] = Failure(**failure) if failure else None
+            data["skipped"] = tuple(
+                SkippedNode(str(s["node"]), SkipReason(s["reason"]), str(s.get("detail") or ""))
+                for s in data.get("skipped") or ()
+            )
             return cls(**data)
         except (ValueError, TypeError, KeyError) as exc:
             raise ClusterError(

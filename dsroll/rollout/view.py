@@ -25,9 +25,11 @@ class PodIndex:
     """The pods one DaemonSet owns, by node, with the rollout's per-node facts.
 
     ``unavailable``: nodes of the rollout without a live Ready pod (they count against
-    ``maxUnavailable`` whoever caused it). ``updated``: nodes of the rollout whose live pod
-    is Ready on the target revision. ``touched``: nodes whose pods changed since the
-    caller last looked (``take_touched``), so that it re-examines only those.
+    ``maxUnavailable`` unless unready or held on their own). ``updated``: nodes of the
+    rollout whose live pod is Ready on the target revision. ``touched``: nodes whose pods
+    changed since the caller last looked (``take_touched``), so that it re-examines only
+    those. ``strangers``: nodes outside the rollout where this DaemonSet has a pod (a
+    node that joined, or came into the variant's class, since the rollout began).
     """
 
     def __init__(self, owner_uid: str, nodes: Iterable[str], target: str) -> None:
@@ -40,6 +42,7 @@ class PodIndex:
         self.unavailable: set[str] = set(self.scope)
         self.updated: set[str] = set()
         self.touched: set[str] = set()
+        self.strangers: set[str] = set()
 
     # --- feeding --------------------------------------------------------------------
 
@@ -91,9 +94,26 @@ class PodIndex:
                 del self._by_node[view.node]
         return view.node
 
+    def add_node(self, node: str) -> None:
+        """Take a node into the rollout (one that joined)."""
+        self.scope = self.scope | {node}
+        self.strangers.discard(node)
+        self._refresh(node)
+
+    def drop_node(self, node: str) -> None:
+        """Leave a node out of the rollout (one that was deleted)."""
+        self.scope = self.scope - {node}
+        self.unavailable.discard(node)
+        self.updated.discard(node)
+        self.strangers.discard(node)
+
     def _refresh(self, node: str) -> None:
         self.touched.add(node)
         if node not in self.scope:
+            if node and self._by_node.get(node):
+                self.strangers.add(node)
+            else:
+                self.strangers.discard(node)
             return
         pod = self.pod_on(node)
         healthy = pod is not None and pod.ready and not pod.terminating
@@ -138,21 +158,69 @@ class PodIndex:
 class StepQueue:
     """A step's nodes still to update, in plan order.
 
+    The step is a window at the front of the rollout's order holding ``count`` nodes that
+    are not ``left_out`` (skipped or held); ``None`` is the whole order. When a node in
+    the window is left out (``leave_out``), the window grows by the next node, so that a
+    step still updates its count where the fleet allows. A node that joined is ``add``-ed
+    to the window at the end of the order.
+
     Nodes leave lazily: ``first`` skips the ones ``eligible`` refuses (updated or in flight
     meanwhile) and forgets them; ``offer`` puts a node back when its pods changed (an
     updated node whose pod someone deleted is due again).
     """
 
-    def __init__(self, wanted: Sequence[str], eligible: Callable[[str], bool]) -> None:
-        self.position = {node: i for i, node in enumerate(wanted)}
+    def __init__(
+        self,
+        order: Sequence[str],
+        eligible: Callable[[str], bool],
+        count: int | None = None,
+        left_out: Container[str] = (),
+    ) -> None:
+        self.order = list(order)
+        self.position = {node: i for i, node in enumerate(self.order)}
         self.eligible = eligible
-        self._heap = [(i, node) for i, node in enumerate(wanted) if eligible(node)]
+        self.left_out = set(n for n in self.order if n in left_out)
+        end, kept = 0, 0
+        while end < len(self.order) and (count is None or kept < count):
+            kept += self.order[end] not in self.left_out
+            end += 1
+        self.end = end
+        wanted = self.order[:end]
+        self._heap = [(i, node) for i, node in enumerate(wanted) if node not in self.left_out and eligible(node)]
+        heapq.heapify(self._heap)
         self._queued = {node for _, node in self._heap}
 
+    def in_window(self, node: str) -> bool:
+        return self.position.get(node, self.end) < self.end and node not in self.left_out
+
     def offer(self, node: str) -> None:
-        if node in self.position and node not in self._queued and self.eligible(node):
+        if self.in_window(node) and node not in self._queued and self.eligible(node):
             heapq.heappush(self._heap, (self.position[node], node))
             self._queued.add(node)
+
+    def leave_out(self, node: str) -> None:
+        """Leave a node out of the step (skipped, held or gone); the window grows by one."""
+        if node in self.left_out or node not in self.position:
+            return
+        self.left_out.add(node)
+        if self.position[node] < self.end and self.end < len(self.order):
+            self.end += 1
+            self.offer(self.order[self.end - 1])
+
+    def add(self, node: str) -> None:
+        """A node that joined: at the end of the order, inside the window."""
+        if node in self.position:
+            return
+        self.position[node] = len(self.order)
+        self.order.append(node)
+        if self.end == len(self.order) - 1:
+            self.end += 1
+        else:  # keep the window a prefix: move the joined node to its end
+            self.order.insert(self.end, self.order.pop())
+            for i in range(self.end, len(self.order)):  # queued entries lie before the window's end
+                self.position[self.order[i]] = i
+            self.end += 1
+        self.offer(node)
 
     def first(self, count: int, skip: Container[str] = ()) -> list[str]:
         """Up to ``count`` eligible nodes in plan order, not in ``skip``; the queue keeps them.
@@ -163,7 +231,7 @@ class StepQueue:
         kept: list[tuple[int, str]] = []
         while self._heap and len(found) < count:
             entry = heapq.heappop(self._heap)
-            if not self.eligible(entry[1]):
+            if entry[1] in self.left_out or not self.eligible(entry[1]):
                 self._queued.discard(entry[1])
                 continue
             kept.append(entry)

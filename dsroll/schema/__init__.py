@@ -77,6 +77,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "minReadySeconds": "The new pod must stay Ready this many seconds.",
         "onFailure": "What a failed health gate does: rollback, pause or abort.",
         "canaryNodeSelector": "Nodes with these labels go first.",
+        "unreadyNodes": "A node not Ready when its turn comes: skip it (reported; a later rollout or resume"
+        " does it), wait for it up to readyTimeout, or fail (onFailure applies).",
     },
     "WorkloadSpec": {
         "name": "The workload's name: a DNS label, the prefix of its variants' names.",

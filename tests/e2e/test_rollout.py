@@ -79,6 +79,7 @@ def env_text(
     ready_timeout: str = "20s",
     min_ready_seconds: int = 0,
     on_failure: str = "rollback",
+    unready_nodes: str = "skip",
 ) -> str:
     return f"""\
 apiVersion: dsroll.io/v1alpha1
@@ -104,6 +105,7 @@ rollout:
   readyTimeout: {ready_timeout}
   minReadySeconds: {min_ready_seconds}
   onFailure: {on_failure}
+  unreadyNodes: {unready_nodes}
   canaryNodeSelector: {{{CANARY}: "true"}}
 """
 

@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 from dsroll.plan import Action, LiveFingerprint, Plan, PodView, Policy, StepPlan, VariantPlan, pods_by_node
 from dsroll.rollout import decide
 from dsroll.rollout.decide import AfterFailure, InFlight, Pause, Start
+from dsroll.rollout.fleet import NodeTurn, NodeView, Turn, skipped_at_start, turn
 from dsroll.rollout.health import Gate, Outcome
 from dsroll.rollout.revisions import Revision
-from dsroll.rollout.state import Failure, Phase, RolloutState, RunKind
+from dsroll.rollout.state import Failure, Phase, RolloutState, RunKind, SkippedNode, SkipReason
 from dsroll.rollout.view import PodIndex, StepQueue
 
 FAST = settings(max_examples=60, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -188,12 +189,43 @@ def test_a_node_not_in_the_plan_is_reported() -> None:
 def test_never_more_than_the_budget_in_flight_and_every_node_is_chosen(
     nodes: int, budget: int, own: set[int], seed: int
 ) -> None:
-    """Counting nodes unready on their own: dsroll never takes the fleet past the budget
-    (nor makes it worse when they alone exceed it), and every node gets its turn."""
+    """``unreadyNodes: wait``. Not counting nodes unready on their own (they wait for
+    their node): dsroll never takes the fleet past the budget, and every node gets its turn."""
     cluster = Cluster(nodes, unready={f"n{i}" for i in own if i < nodes}, seed=seed)
-    state = a_state(nodes, max_unavailable=budget, steps=(nodes,))
+    state = a_state(nodes, max_unavailable=budget, steps=(nodes,), unready_nodes="wait")
     result = run(cluster, state, on_start=check_budget(budget))
-    assert result.phase is Phase.complete
+    assert result.phase is Phase.complete and not result.skipped
+    assert all(pod.revision == NEW for pod in cluster.pods.values())
+
+
+@FAST
+@given(
+    nodes=st.integers(1, 12),
+    budget=st.integers(1, 4),
+    steps=st.lists(st.integers(1, 12), min_size=1, max_size=3).map(lambda s: tuple(sorted(set(s)))),
+    own=st.sets(st.integers(0, 11), max_size=5),
+    seed=st.integers(0, 10_000),
+)
+def test_unready_nodes_are_skipped_cost_nothing_and_a_later_run_does_them(
+    nodes: int, budget: int, steps: tuple[int, ...], own: set[int], seed: int
+) -> None:
+    """``unreadyNodes: skip``: a node not Ready when its turn comes is skipped and listed,
+    never counted against the budget; every other node is updated; once the skipped ones
+    are Ready again, a later run (the recorded state resumed) updates exactly them."""
+    cluster = Cluster(nodes, unready={f"n{i}" for i in own if i < nodes}, seed=seed)
+    state = a_state(nodes, max_unavailable=budget, steps=decide.fit_steps(steps, nodes))
+    store = Store()
+    first = run(cluster, state, store, on_start=check_budget(budget))
+    skipped = {s.node for s in first.skipped}
+    assert first.phase is Phase.complete and first.finished == (not skipped)  # skipped nodes are still to do
+    assert skipped <= {f"n{i}" for i in own}
+    assert all(s.reason is SkipReason.not_ready for s in first.skipped)
+    assert {n for n, pod in cluster.pods.items() if pod.revision != NEW} == skipped
+    cluster.unready.clear()
+    cluster.tick()
+    second = run(cluster, state, store, on_start=check_budget(budget))
+    assert second.phase is Phase.complete and second.finished and not second.skipped
+    assert second.target_revision == first.target_revision and second.previous_revision == OLD
     assert all(pod.revision == NEW for pod in cluster.pods.values())
 
 
@@ -437,6 +469,12 @@ class Store:
             raise Killed
 
 
+def views_of(cluster: Cluster) -> dict[str, NodeView]:
+    """The model's nodes as a node informer shows them: unready on their own, or Ready."""
+    return {f"n{i}": NodeView(f"n{i}", f"n{i}" not in cluster.unready, "Ready=Unknown", False, False)
+            for i in range(cluster.size)}  # fmt: skip
+
+
 def run(
     cluster: Cluster,
     fresh: RolloutState,
@@ -447,11 +485,13 @@ def run(
     store = store or Store()
     recorded = store.state
     then = decide.start(Action.UPDATE, recorded, retargeted=False, approve=False)
+    skipped = skipped_at_start(fresh.nodes, views_of(cluster).get, fresh.unready_nodes)
     if then is Start.RESUME and recorded is not None:
         state = decide.resumed_state(recorded, fresh.nodes, steps=None, partition=fresh.partition, approve=False,
-                                     who="me")  # fmt: skip
+                                     who="me", skipped=skipped)  # fmt: skip
     else:
-        state = fresh
+        total = len(fresh.nodes) - len(skipped)
+        state = replace(fresh, skipped=skipped, steps=decide.fit_steps(fresh.steps, total))
         cluster.revision = NEW
     store.write(state)
     counts = decide.step_counts(state)
@@ -459,39 +499,53 @@ def run(
         pause, _ = decide.between_steps(state, number, yes=True, approve=False)
         assert pause in (Pause.GO, Pause.APPROVED)
         state = replace(store.state or state, step=number)
-        state = swap(cluster, state, state.nodes[: counts[number]], store, on_start)
-    phase = Phase.partitioned if state.cap < len(state.nodes) else Phase.complete
+        last = number == len(counts) - 1 and not state.partition
+        state = swap(cluster, state, None if last else counts[number], store, on_start)
+    phase = Phase.partitioned if state.partition else Phase.complete
     state = state.entering(phase, in_flight=())
     store.write(state)
     return state
 
 
-def swap(cluster: Cluster, state: RolloutState, wanted: tuple[str, ...], store: Store, on_start: Any) -> RolloutState:
+def swap(cluster: Cluster, state: RolloutState, count: int | None, store: Store, on_start: Any) -> RolloutState:
     """``PodSwap.run`` over the model: the same view, queue and decisions."""
     index = PodIndex(OWNER, state.nodes, state.target_revision)
     flight: dict[str, InFlight] = {}
+    skipped = {s.node: s for s in state.skipped}
     index.absorb([("SYNC", [cluster._raw(p) for p in cluster.pods.values()])])
     cluster.changes()
-    queue = StepQueue(wanted, lambda n: n not in index.updated and n not in flight)
+    queue = StepQueue(state.nodes, lambda n: n not in index.updated and n not in flight and n not in skipped,
+                      count, skipped)  # fmt: skip
     gate = Gate(ready_timeout=1e9, min_ready_seconds=0.0)
     for now in itertools.count():
         assert now < 10_000, "the run does not end"
         index.absorb(cluster.changes())
+        views = views_of(cluster)
         for node in index.take_touched():
             queue.offer(node)
+        for node in views:
+            queue.offer(node)  # readiness may have changed
         for node, track in list(flight.items()):
             flight[node], verdict = decide.judge(track, index.new_pod(node, track.old_uid), gate, float(now))
             if verdict.outcome is Outcome.HEALTHY:
                 del flight[node]
         if not flight and queue.empty():
-            return state
+            return replace(state, skipped=tuple(skipped.values()))
+        own = {n for n in index.unavailable if n not in flight and (n in skipped or not views[n].ready)}
         batch = decide.next_batch(
-            budget=state.max_unavailable, unavailable=index.unavailable, in_flight=flight,
-            todo_unavailable=[n for n in index.unavailable if n in wanted and queue.eligible(n)],
+            budget=state.max_unavailable, unavailable=index.unavailable - own, in_flight=flight,
+            todo_unavailable=[n for n in index.unavailable if queue.in_window(n) and queue.eligible(n)],
             first_todo=queue.first, position=queue.position,
+            turn=lambda n, views=views, policy=state.unready_nodes: turn(views.get(n), policy, waited=0.0, timeout=1e9),
         )  # fmt: skip
+        for node, verdict in batch.passed:
+            assert verdict.action in (Turn.SKIP, Turn.WAIT)
+            if verdict.action is Turn.SKIP and verdict.reason is not None:
+                skipped[node] = SkippedNode(node, verdict.reason, verdict.detail)
+                queue.leave_out(node)
+        state = replace(state, skipped=tuple(skipped.values()))
         if batch.nodes:
-            before = set(index.unavailable) | set(flight)
+            before = (set(index.unavailable) | set(flight)) - own
             state = state.entering(Phase.progressing, in_flight=tuple(sorted({*flight, *batch.nodes})))
             store.write(state)
             for node in batch.nodes:
@@ -501,7 +555,7 @@ def swap(cluster: Cluster, state: RolloutState, wanted: tuple[str, ...], store: 
                 flight[node] = InFlight(started=float(now), old_uid=old.uid if old else None)
             index.absorb(cluster.changes())
             if on_start is not None:
-                on_start(before, set(index.unavailable) | set(flight))
+                on_start(before, (set(index.unavailable) | set(flight)) - own)
             continue
         cluster.tick()
     raise AssertionError("unreachable")
@@ -559,3 +613,83 @@ def test_steps_a_plan_forecasts_are_those_a_fresh_state_carries_out() -> None:
         )  # fmt: skip
         assert tuple(s.count for s in planned) == decide.step_counts(state)
         assert all(isinstance(s, StepPlan) for s in planned)
+
+
+# --- nodes that are skipped, join or leave ------------------------------------------------------
+
+
+def test_a_node_that_does_not_go_costs_no_slot() -> None:
+    queue = StepQueue(["a", "b", "c", "d"], lambda n: True)
+    verdicts = {"a": NodeTurn(Turn.SKIP, SkipReason.held, "dsroll.io/hold=true"), "b": NodeTurn(Turn.WAIT)}
+    batch = decide.next_batch(
+        budget=2, unavailable=set(), in_flight={}, todo_unavailable=["a"], first_todo=queue.first,
+        position=queue.position, turn=lambda n: verdicts.get(n, NodeTurn(Turn.GO)),
+    )  # fmt: skip
+    assert batch.nodes == ("c", "d") and dict(batch.passed) == verdicts
+    assert batch.free == () and not batch.blocked
+
+
+def test_a_failing_turn_is_passed_to_the_caller() -> None:
+    queue = StepQueue(["a", "b"], lambda n: True)
+    batch = decide.next_batch(
+        budget=1, unavailable=set(), in_flight={}, todo_unavailable=[], first_todo=queue.first,
+        position=queue.position, turn=lambda n: NodeTurn(Turn.FAIL, detail="node not Ready"),
+    )  # fmt: skip
+    assert batch.nodes == () and [n for n, _ in batch.passed] == ["a", "b"]
+
+
+def test_a_step_window_counts_only_nodes_not_left_out_and_grows_when_one_is() -> None:
+    order = ["a", "b", "c", "d", "e"]
+    queue = StepQueue(order, lambda n: True, 2, {"a"})
+    assert queue.first(5) == ["b", "c"] and not queue.in_window("a") and not queue.in_window("d")
+    queue.leave_out("b")  # skipped on its turn: the next node takes its place
+    assert queue.first(5) == ["c", "d"]
+    queue.add("z")  # joined: inside the window, after the nodes already in it
+    assert queue.first(5) == ["c", "d", "z"] and queue.in_window("z")
+    assert StepQueue(order, lambda n: True, None, {"c"}).first(9) == ["a", "b", "d", "e"]
+    whole = StepQueue(order, lambda n: True, 9)
+    whole.leave_out("a")
+    assert whole.first(9) == ["b", "c", "d", "e"]  # a window at the end of the order stays there
+
+
+def test_the_index_sees_pods_on_nodes_outside_the_rollout() -> None:
+    index = PodIndex(OWNER, ["a"], NEW)
+    index.apply("ADDED", raw_pod("u1", "a", NEW, True))
+    index.apply("ADDED", raw_pod("u2", "z", NEW, False))
+    index.apply("ADDED", raw_pod("u3", "y", NEW, True, owner="other"))
+    assert index.strangers == {"z"} and index.updated == {"a"}
+    index.add_node("z")
+    assert index.strangers == set() and "z" in index.unavailable and "z" in index.scope
+    index.apply("MODIFIED", raw_pod("u2", "z", NEW, True))
+    assert index.updated == {"a", "z"}
+    index.drop_node("a")
+    assert index.updated == {"z"} and "a" not in index.scope and "a" not in index.unavailable
+
+
+def test_a_rollout_that_skipped_nodes_is_not_finished_until_they_are_done() -> None:
+    skipped = (SkippedNode("n3", SkipReason.not_ready, "Ready=Unknown"),)
+    done = a_state(phase=Phase.complete, skipped=skipped)
+    assert not done.finished and done.updatable == 3 and done.cap == 3
+    assert decide.start(Action.UPDATE, done, retargeted=False, approve=False) is Start.RESUME
+    assert decide.start(Action.UPDATE, done, retargeted=True, approve=False) is Start.FRESH  # a new render
+    assert a_state(phase=Phase.complete).finished
+    assert not a_state(phase=Phase.rolled_back, skipped=skipped).finished
+    assert a_state(phase=Phase.aborted, skipped=skipped).finished
+    assert decide.step_counts(replace(done, steps=(1, 3, 4))) == (1, 3)
+
+
+def test_a_node_that_joins_or_leaves_is_recorded_at_once() -> None:
+    state = a_state(in_flight=("n0",))
+    assert not decide.record_due(state, state.entering(state.phase), 0.1)
+    assert decide.record_due(state, replace(state, nodes=(*state.nodes, "n9")), 0.1)
+    assert decide.record_due(state, replace(state, skipped=(SkippedNode("n1", SkipReason.held),)), 0.1)
+
+
+def test_a_fresh_state_counts_its_steps_on_the_nodes_it_can_update() -> None:
+    order = tuple(f"n{i}" for i in range(10))
+    skipped = (SkippedNode("n1", SkipReason.held), SkippedNode("n2", SkipReason.not_ready))
+    state = decide.fresh_state(
+        a_policy(("1", "50%", "100%")), order, kind=RunKind.rollout, who="me", commit=None, steps=None,
+        previous=OLD, original_strategy=None, partition=None, skipped=skipped,
+    )  # fmt: skip
+    assert state.steps == (1, 4, 8) and state.updatable == 8 and state.unready_nodes == "skip"

@@ -42,6 +42,7 @@ from dsroll.plan import (
 )
 from dsroll.planfile import plan_from_json, plan_to_json
 from dsroll.rollout import decide
+from dsroll.rollout.fleet import NodeView
 from dsroll.rollout.state import Phase, RolloutState, RunKind
 
 ZONE = "topology.kubernetes.io/zone"
@@ -190,6 +191,7 @@ def plan_of(
     partition: str | None = None,
     pods: Sequence[PodView] | None = None,
     the_policy: Policy | None = None,
+    node_views: Mapping[str, NodeView] | None = None,
 ) -> VariantPlan:
     live = None if revisions is None and pods is None else daemonset()
     return plan_variant(
@@ -203,6 +205,7 @@ def plan_of(
         policy=the_policy or policy(),
         state=saved,
         partition=partition,
+        node_views=node_views,
     )
 
 
@@ -627,6 +630,22 @@ def test_update_when_the_pod_template_changed_replaces_every_node_in_steps() -> 
     ]
     assert got.live == LiveFingerprint(DS_UID, 3, OLD, tuple(sorted(FLEET)))
     assert got.key == (NS, NAME) and (got.workload, got.cls) == ("agent", "general")
+
+
+def test_update_forecasts_held_and_unready_nodes_as_skipped_and_leaves_them_out_of_the_steps() -> None:
+    unready = NodeView("node-a1", False, "Ready=Unknown: Kubelet stopped posting node status.", False, False)
+    views = {"node-a1": unready, "node-b1": NodeView("node-b1", True, "", True, False)}
+    got = plan_of(Change.POD_TEMPLATE, dict.fromkeys(FLEET, OLD), current=OLD, node_views=views)
+    assert [(s.node, s.reason.value) for s in got.skipped] == [("node-a1", "not-ready"), ("node-b1", "held")]
+    assert got.updatable == len(FLEET) - 2
+    replaced = [n for step in got.steps for n in step.nodes]
+    assert "node-a1" not in replaced and "node-b1" not in replaced and len(replaced) == len(FLEET) - 2
+    assert got.steps[-1].count == len(FLEET) - 2
+    waiting = plan_of(
+        Change.POD_TEMPLATE, dict.fromkeys(FLEET, OLD), current=OLD, node_views=views,
+        the_policy=replace(policy(), unready_nodes="wait"),
+    )  # fmt: skip
+    assert [s.node for s in waiting.skipped] == ["node-b1"]  # a node that is not Ready waits for its turn
 
 
 def test_update_nodes_are_those_running_a_pod_not_the_class() -> None:

@@ -47,7 +47,6 @@ workloads:
     [
         (Result.COMPLETE, 0),
         (Result.PARTITIONED, 0),
-        (Result.SKIPPED, 0),
         (Result.AWAITING_APPROVAL, 3),
         (Result.PAUSED, 3),
         (Result.ROLLED_BACK, 1),
@@ -198,7 +197,6 @@ def summary(*results: Result, dry_run: bool = False) -> RunSummary:
     [
         ((), "complete", 0),
         ((Result.COMPLETE, Result.COMPLETE), "complete", 0),
-        ((Result.SKIPPED,), "complete", 0),
         ((Result.COMPLETE, Result.PARTITIONED, Result.COMPLETE), "partitioned", 0),
         ((Result.COMPLETE, Result.AWAITING_APPROVAL), "awaiting-approval", 3),
         ((Result.PARTITIONED, Result.PAUSED), "paused", 3),

@@ -18,6 +18,8 @@ from dsroll.rollout.state import (
     Phase,
     RolloutState,
     RunKind,
+    SkippedNode,
+    SkipReason,
     read_request,
     read_state,
 )
@@ -33,7 +35,9 @@ DOC_EXAMPLE = """\
  "onFailure": "rollback", "originalStrategy": {"type": "RollingUpdate"},
  "commit": "3ba79aa…", "who": "alice@laptop (cluster user kubernetes-admin)",
  "startedAt": "2026-11-23T10:00:00Z", "updatedAt": "2026-11-23T10:00:05Z",
- "failure": null, "replacement": null}
+ "failure": null, "replacement": null, "unreadyNodes": "skip",
+ "skipped": [{"node": "kwok-node-002", "reason": "not-ready",
+              "detail": "Ready=Unknown: Kubelet stopped posting node status."}]}
 """
 
 DOC_KEYS = set(json.loads(DOC_EXAMPLE))
@@ -73,7 +77,9 @@ def daemonset(annotations: dict[str, str] | None) -> dict[str, Any]:
 
 def test_reads_the_documented_example() -> None:
     got = RolloutState.from_json(DOC_EXAMPLE, "daemonset agents/agent-general")
-    assert got == a_state(commit="3ba79aa…", nodes_done=1, in_flight=("kwok-node-001",))
+    why = "Ready=Unknown: Kubelet stopped posting node status."
+    skipped = (SkippedNode("kwok-node-002", SkipReason.not_ready, why),)
+    assert got == a_state(commit="3ba79aa…", nodes_done=1, in_flight=("kwok-node-001",), skipped=skipped)
     assert got.operation is RunKind.rollout and got.phase is Phase.progressing
     assert isinstance(got.steps, tuple) and isinstance(got.nodes, tuple) and isinstance(got.in_flight, tuple)
 

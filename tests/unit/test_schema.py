@@ -111,5 +111,6 @@ def test_defaults_are_the_models() -> None:
         "readyTimeout": "5m",
         "minReadySeconds": 0,
         "onFailure": "rollback",
+        "unreadyNodes": "skip",
     }
     assert json.loads(schema_text()) == schema
