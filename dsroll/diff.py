@@ -30,6 +30,7 @@ from dsroll.labels import (
     TEMPLATE_GENERATION_ANNOTATION,
 )
 from dsroll.masking import mask_pair
+from dsroll.namespaces import NamespaceStatus
 
 if TYPE_CHECKING:  # the adapters are passed in; this module loads no client, git or template engine
     from dsroll.config import Environment
@@ -105,6 +106,7 @@ class DiffReport:
     commit: str | None = None
     replacements: tuple[Mapping[str, Any], ...] = ()  # orphan replacements (plan JSON), live diffs only
     normalised_by: str | None = None  # live diffs: "server-dry-run", or "client" without patch permission
+    namespaces: tuple[NamespaceStatus, ...] = ()  # live diffs: where the variants live, and what a rollout does
 
     @property
     def has_differences(self) -> bool:
@@ -129,6 +131,7 @@ class DiffReport:
             "normalisedBy": self.normalised_by,
             "variants": [v.to_json() for v in self.variants],
             "replacements": list(self.replacements),
+            "namespaces": [n.to_json() for n in self.namespaces],
             "summary": self.summary(),
         }
 
