@@ -322,7 +322,8 @@ def _rollback_namespaces(kube: Kube, env: Environment, variants: Sequence[Varian
     found = namespace_statuses(kube, env, variants)
     going = [s for s in found if s.presence is spaces.Presence.TERMINATING]
     if going:
-        raise InputError(f"{spaces.refusal(going, env.file)}; nothing was applied")
+        line = env.namespace_lines.get(going[0].name)
+        raise InputError(f"{spaces.refusal(going, env.file)}; nothing was applied", env.file if line else None, line)
     for status in found:
         if status.presence is spaces.Presence.MISSING:
             output.warn(f"namespace {status.name} does not exist: nothing in it to roll back")

@@ -290,9 +290,6 @@ class Namespaces(_Kind):
         """None only for a 404: a 403 (the caller may not look) is an RBAC error, never "missing"."""
         return self._get(None, quote(name))
 
-    def exists(self, name: str) -> bool:
-        return self.get(name) is not None
-
     def create(self, manifest: Mapping[str, Any]) -> bool:
         """Create the namespace; False when it is there already (409: someone was quicker)."""
         try:

@@ -15,6 +15,7 @@ import yaml
 
 from dsroll import permissions, workflow
 from dsroll.config import parse_environment
+from dsroll.diff import Change, against_live
 from dsroll.errors import ClusterError, DsrollError, InputError
 from dsroll.gitsource import locate
 from dsroll.namespaces import (
@@ -336,3 +337,31 @@ def test_a_run_creates_the_planned_namespaces_first_labelled() -> None:
     assert kube.created == [namespace_manifest("ceo", "prod")]
     assert summary.namespaces_created == ["ceo"] and summary.to_json()["namespacesCreated"] == ["ceo"]
     assert summary.exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("answer", "state"),
+    [
+        (None, "does not exist yet"),
+        ({"metadata": {"name": "agents"}, "status": {"phase": "Terminating"}}, "is being deleted"),
+    ],
+)
+def test_a_live_diff_into_a_namespace_that_takes_no_new_object_shows_the_render(
+    make_project: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, answer: dict[str, Any] | None, state: str
+) -> None:
+    """The server refuses even a dry-run of a new object there (403 while Terminating): no dry-run is sent."""
+    result = rendered(make_project, monkeypatch)
+
+    def apply(manifest: Any, *, dry_run: bool) -> Any:
+        raise AssertionError("a dry-run into a namespace that takes no new object")
+
+    kube = SimpleNamespace(
+        namespaces=SimpleNamespace(get=lambda name: answer),
+        daemonsets=SimpleNamespace(apply=apply, list=lambda selector: []),
+        context="ctx",
+        server="https://x",
+    )
+    report = against_live(result.env, result.variants, kube, {v.key: None for v in result.variants})
+    assert {(v.change, v.note) for v in report.variants} == {
+        (Change.ADDED, f"namespace agents {state}: shown as rendered, not server-normalised")
+    }
