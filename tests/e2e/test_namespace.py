@@ -4,8 +4,9 @@ On the real control plane: a rollout into a namespace that does not exist is ref
 exit 2 and the kubectl command that creates it, and leaves nothing behind — no namespace, no
 DaemonSet, no Lease, anywhere; ``plan`` and ``diff --against live`` say so. With
 ``cluster.createNamespace: true`` the rollout creates the namespace, labelled as dsroll's,
-and completes, judged by the independent pod watcher. Each test uses a fresh namespace name
-that nothing created, and deletes the namespace at the end if it exists.
+and completes, judged by the independent pod watcher. A namespace being deleted is refused
+even then. Each test uses a fresh namespace name that nothing created, and deletes the
+namespace at the end if it exists.
 """
 
 from __future__ import annotations
@@ -157,3 +158,33 @@ def test_create_namespace_creates_it_labelled_and_the_rollout_completes(fresh: M
     again = fresh.dsroll("plan", "e2e", "-o", "json")  # there now: nothing to create, nothing to say
     assert again.code == 0, again
     assert [(n["exists"], n["action"]) for n in again.report["namespaces"]] == [(True, "none")]
+
+
+def test_a_namespace_being_deleted_is_refused_even_with_create_namespace(fresh: MissingNamespaceProject) -> None:
+    """A finalizer on a ConfigMap holds the namespace in Terminating, where the API server takes no new object."""
+    ns = fresh.namespace
+    fresh.core.create_namespace({"metadata": {"name": ns, "labels": {"dsroll.io/e2e": "true"}}})
+    held = {"metadata": {"name": "held", "finalizers": ["e2e.dsroll.io/hold"]}}
+    fresh.core.create_namespaced_config_map(ns, held)
+    fresh.core.delete_namespace(ns)
+    try:
+        assert fresh.core.read_namespace(ns).status.phase == "Terminating"
+        fresh.create = True
+        fresh.commit("agent 1.0")
+
+        plan = fresh.dsroll("plan", "e2e", "-o", "json")  # its dry-run would meet a 403: shown as rendered
+        assert plan.code == 0, plan
+        assert plan.report["namespaces"] == [
+            {"name": ns, "exists": True, "phase": "Terminating", "action": "refuse", "workloads": [WORKLOAD]}
+        ]
+        refused = fresh.dsroll("rollout", "e2e", "--yes")
+        assert refused.code == 2, refused
+        assert refused.stderr.strip().splitlines()[-1] == (
+            f"error: environments/e2e.yaml:4: namespace {ns} is being deleted (Terminating) and cannot take new "
+            f"objects: wait until it is gone (kubectl wait --for=delete namespace/{ns}), then run again; "
+            "nothing was applied"
+        )
+        found = left_behind(fresh)  # the held ConfigMap, and kube-root-ca.crt while the controller has not removed it
+        assert not [x for x in found if not x.startswith("configmap ") or "/dsroll-" in x], found
+    finally:
+        fresh.core.patch_namespaced_config_map("held", ns, {"metadata": {"finalizers": None}})
