@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -63,6 +63,7 @@ class Metadata(_Model):
 class Cluster(_Model):
     context: str | None = None
     namespace: str | None = None
+    create_namespace: bool = False
 
 
 class MatchExpression(_Model):
@@ -220,6 +221,8 @@ class Environment:
     rollout: RolloutPolicy
     rendered_dir_line: int | None = None  # where renderedDir (or, for the default, metadata.name) is
     mask_env: str = DEFAULT_MASK_ENV
+    create_namespace: bool = False  # cluster.createNamespace: a rollout creates a missing namespace
+    namespace_lines: Mapping[str, int] = field(default_factory=dict)  # where each namespace is named first
 
 
 def _fail(raw: Any, path: Sequence[str | int], file: str, message: str) -> InputError:
@@ -406,6 +409,21 @@ def _workloads(spec: EnvironmentSpec, raw: Any, file: str, namespace: str, sourc
     return tuple(result)
 
 
+def _namespace_lines(spec: EnvironmentSpec, raw: Any, namespace_override: str | None) -> dict[str, int]:
+    """Where each workload namespace is named first: its workload's ``namespace``, else
+    ``cluster.namespace`` (nowhere for ``-n`` or the default), for messages about it."""
+    found: dict[str, int] = {}
+    home = None if namespace_override else spec.cluster.namespace
+    home_line = yamlio.line_of(raw, ["cluster", "namespace"]) if home else None
+    for i, wl in enumerate(spec.workloads):
+        name, line = (
+            (wl.namespace, yamlio.line_of(raw, ["workloads", i, "namespace"])) if wl.namespace else (home, home_line)
+        )
+        if name and line is not None:
+            found.setdefault(name, line)
+    return found
+
+
 def _rendered_dir(spec: EnvironmentSpec, raw: Any, file: str) -> tuple[str, int | None]:
     """renderedDir, normalised, with its line; render writes and removes files there, so it
     must stay inside the project and apart from the folders the project's own files are in.
@@ -472,4 +490,6 @@ def parse_environment(
         rollout=spec.rollout,
         rendered_dir_line=rendered_dir_line,
         mask_env=spec.mask_env,
+        create_namespace=spec.cluster.create_namespace,
+        namespace_lines=_namespace_lines(spec, raw, namespace_override),
     )

@@ -30,6 +30,7 @@ from dsroll.labels import (
     TEMPLATE_GENERATION_ANNOTATION,
 )
 from dsroll.masking import mask_pair
+from dsroll.namespaces import NamespaceStatus, Presence, presence
 
 if TYPE_CHECKING:  # the adapters are passed in; this module loads no client, git or template engine
     from dsroll.config import Environment
@@ -105,6 +106,7 @@ class DiffReport:
     commit: str | None = None
     replacements: tuple[Mapping[str, Any], ...] = ()  # orphan replacements (plan JSON), live diffs only
     normalised_by: str | None = None  # live diffs: "server-dry-run", or "client" without patch permission
+    namespaces: tuple[NamespaceStatus, ...] = ()  # live diffs: where the variants live, and what a rollout does
 
     @property
     def has_differences(self) -> bool:
@@ -129,6 +131,7 @@ class DiffReport:
             "normalisedBy": self.normalised_by,
             "variants": [v.to_json() for v in self.variants],
             "replacements": list(self.replacements),
+            "namespaces": [n.to_json() for n in self.namespaces],
             "summary": self.summary(),
         }
 
@@ -339,11 +342,10 @@ def within(live: Any, rendered: Any) -> Any:
 def _desired_live(kube: Kube, variant: Variant, live: dict[str, Any] | None) -> tuple[dict[str, Any], str | None]:
     """What the server would store if the variant were applied, without storing it."""
     manifest = copy.deepcopy(dict(variant.manifest))
-    if live is None and not kube.namespaces.exists(variant.namespace):
-        return (
-            manifest,
-            f"namespace {variant.namespace} does not exist yet: shown as rendered, not server-normalised",
-        )
+    there = presence(kube.namespaces.get(variant.namespace)) if live is None else Presence.ACTIVE
+    if there is not Presence.ACTIVE:  # the server refuses even a dry-run of a new object there
+        state = "does not exist yet" if there is Presence.MISSING else "is being deleted"
+        return manifest, f"namespace {variant.namespace} {state}: shown as rendered, not server-normalised"
     rendered_selector = manifest["spec"]["selector"]
     if live is not None and (live.get("spec") or {}).get("selector") != rendered_selector:
         manifest["spec"]["selector"] = live["spec"]["selector"]

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dsroll.diff import Change, DiffReport
+from dsroll.namespaces import NamespaceStatus, Presence
 from dsroll.nodes import NodeReport
 from dsroll.orphans import Operation, ReplacementPlan
 from dsroll.plan import Plan
@@ -129,6 +130,8 @@ def diff_report(report: DiffReport, *, fmt: str) -> None:
         for target, steps in found["steps"].items():
             for number, nodes in enumerate(steps, start=1):
                 out.print(f"  {target} step {number}: {_nodes_text(nodes) or 'nothing to replace'}", markup=False)
+    for line in namespace_lines(report.namespaces):
+        out.print(line, markup=False)
     s = report.summary()
     ignored = f", {s['ignoredDifferences']} ignored difference(s)" if s["ignoredDifferences"] else ""
     masked = f", {s['maskedValues']} env value(s) masked (--show-secrets shows them)" if s["maskedValues"] else ""
@@ -170,6 +173,8 @@ def plan_view(plan: Plan, *, fmt: str, stream: Console | None = None) -> None:
         emit_json(plan_to_json(plan, manifests=False))
         return
     console = stream or out
+    for line in namespace_lines(plan.namespaces):
+        console.print(line, markup=False)
     table = _table("VARIANT", "ACTION", "NODES", "STEPS")
     for v in plan.variants:
         counts = " → ".join(str(s.count) for s in v.steps) or "-"
@@ -186,6 +191,11 @@ def plan_view(plan: Plan, *, fmt: str, stream: Console | None = None) -> None:
     for r in plan.replacements:
         for line in replacement_lines(r):
             console.print(line, markup=False)
+
+
+def namespace_lines(statuses: Sequence[NamespaceStatus]) -> list[str]:
+    """The namespaces that are not simply there, and what a rollout does about each."""
+    return [s.describe() for s in statuses if s.presence is not Presence.ACTIVE]
 
 
 def replacement_lines(r: ReplacementPlan) -> list[str]:

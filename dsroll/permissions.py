@@ -18,6 +18,11 @@ The same table makes two things, so they cannot drift apart:
 A command needs everything it *may* do, not only what this run will do: a rollout can turn
 into an orphan replacement or a rollback on failure, and finding that out at a 403 after
 half the nodes were replaced is what the preflight is for.
+
+One permission depends on the environment: ``create namespaces`` (cluster-wide), granted to
+the deployer only when the environment says ``cluster.createNamespace: true``, and asked
+for only when a rollout is about to create a namespace (known before anything is written).
+No role is ever granted ``delete`` on namespaces.
 """
 
 from __future__ import annotations
@@ -82,6 +87,8 @@ DIFF = (
     | _cluster_wide("apps", "daemonsets", "list")  # variants no longer rendered, in any namespace
     | _cluster_wide("", "namespaces", "get")  # a namespace that is not there yet
 )
+CREATE_NAMESPACES = _cluster_wide("", "namespaces", "create")
+"""``cluster.createNamespace: true``: a rollout creates a namespace that is missing."""
 DRY_RUN = _in_namespaces("apps", "daemonsets", "patch", "create")
 """A live diff's server-side dry-run apply: RBAC authorises it as patch (and create for a new variant)."""
 PLAN = DIFF | DRY_RUN
@@ -121,6 +128,12 @@ GRANTS: Mapping[str, frozenset[Access]] = {
 """What each shipped role grants: the deployer runs every command; the reviewer only reads."""
 
 
+def grants(role: str, *, create_namespace: bool = False) -> frozenset[Access]:
+    """What ``role`` is granted for one environment: with ``cluster.createNamespace: true`` the
+    deployer may also create namespaces."""
+    return GRANTS[role] | (CREATE_NAMESPACES if create_namespace and role == "deployer" else frozenset())
+
+
 # --- the shipped manifests ---------------------------------------------------------------
 
 
@@ -141,13 +154,17 @@ def account_name(environment: str, role: str) -> str:
     return f"dsroll-{environment}-{role}"
 
 
-def manifests(environment: str, home: str, namespaces: Sequence[str], role: str) -> list[dict[str, Any]]:
+def manifests(
+    environment: str, home: str, namespaces: Sequence[str], role: str, *, create_namespace: bool = False
+) -> list[dict[str, Any]]:
     """Everything ``kubectl apply -f`` needs to give ``role`` for an environment.
 
     The ServiceAccount lives in ``home`` (the environment's namespace); a Role and a
     RoleBinding in each of ``namespaces`` (where its workloads live); a ClusterRole and
-    ClusterRoleBinding for what only exists cluster-wide.
+    ClusterRoleBinding for what only exists cluster-wide (``create_namespace``: the
+    environment's ``cluster.createNamespace``).
     """
+    granted = grants(role, create_namespace=create_namespace)
     name = account_name(environment, role)
     labels = {"app.kubernetes.io/managed-by": "dsroll", "dsroll.io/environment": environment, "dsroll.io/role": role}
     subject = {"kind": "ServiceAccount", "name": name, "namespace": home}
@@ -161,7 +178,7 @@ def manifests(environment: str, home: str, namespaces: Sequence[str], role: str)
                 "apiVersion": "rbac.authorization.k8s.io/v1",
                 "kind": "Role",
                 "metadata": meta,
-                "rules": rules(GRANTS[role], cluster_wide=False),
+                "rules": rules(granted, cluster_wide=False),
             }
         )
         docs.append(
@@ -179,7 +196,7 @@ def manifests(environment: str, home: str, namespaces: Sequence[str], role: str)
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
             "metadata": cluster_meta,
-            "rules": rules(GRANTS[role], cluster_wide=True),
+            "rules": rules(granted, cluster_wide=True),
         }
     )
     docs.append(
@@ -278,9 +295,17 @@ def refusal(command: str, found: Sequence[Check]) -> str:
     return f"{first}; also denied: {rest}"
 
 
-def preflight(kube: Kube, command: str, namespaces: Iterable[str], *, warn: Callable[[str], None]) -> None:
-    """Refuse (exit 2) before anything is changed when the caller lacks a permission ``command`` needs."""
-    found = denied(kube, checks(COMMANDS[command], namespaces), warn)
+def preflight(
+    kube: Kube,
+    command: str,
+    namespaces: Iterable[str],
+    *,
+    warn: Callable[[str], None],
+    needed: frozenset[Access] | None = None,
+) -> None:
+    """Refuse (exit 2) before anything is changed when the caller lacks a permission ``command``
+    needs (``needed``: these instead of everything the command may need)."""
+    found = denied(kube, checks(COMMANDS[command] if needed is None else needed, namespaces), warn)
     if found:
         raise DsrollError(refusal(command, found))
 

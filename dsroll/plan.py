@@ -20,6 +20,7 @@ from dsroll.config import RolloutPolicy
 from dsroll.diff import Change, VariantDiff
 from dsroll.errors import InputError
 from dsroll.labels import REVISION_LABEL, ZONE_LABEL
+from dsroll.namespaces import NamespaceStatus, to_create
 from dsroll.orphans import ReplacementPlan
 from dsroll.rollout.fleet import NodeView, skipped_at_start
 from dsroll.rollout.state import Phase, RolloutState, SkippedNode
@@ -362,7 +363,8 @@ class Plan:
     commit: str | None
     variants: tuple[VariantPlan, ...]
     replacements: tuple[ReplacementPlan, ...] = ()
+    namespaces: tuple[NamespaceStatus, ...] = ()  # where the variants live, and what a rollout does about each
 
     @property
     def has_changes(self) -> bool:
-        return any(v.action is not Action.UNCHANGED for v in self.variants)
+        return bool(to_create(self.namespaces)) or any(v.action is not Action.UNCHANGED for v in self.variants)

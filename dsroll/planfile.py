@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from dsroll.errors import InputError
+from dsroll.namespaces import NamespaceStatus
 from dsroll.orphans import ReplacementPlan
 from dsroll.plan import Action, LiveFingerprint, Plan, Policy, StepPlan, VariantPlan
 from dsroll.rollout.state import SkippedNode, SkipReason
@@ -67,6 +68,7 @@ def plan_to_json(plan: Plan, *, manifests: bool = True) -> dict[str, Any]:
         "commit": plan.commit,
         "variants": variants,
         "replacements": [r.to_json() for r in plan.replacements],
+        "namespaces": [n.to_json() for n in plan.namespaces],
     }
 
 
@@ -118,8 +120,15 @@ def plan_from_json(text: str, file: str) -> Plan:
                 )
             )
         replacements = tuple(ReplacementPlan.from_json(r) for r in data.get("replacements") or ())
+        spaces = tuple(NamespaceStatus.from_json(n) for n in data.get("namespaces") or ())
         return Plan(
-            data["environment"], data["context"], data["server"], data.get("commit"), tuple(variants), replacements
+            data["environment"],
+            data["context"],
+            data["server"],
+            data.get("commit"),
+            tuple(variants),
+            replacements,
+            spaces,
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"not a valid dsroll plan: {exc}", file) from None

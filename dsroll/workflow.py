@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dsroll import namespaces as spaces
 from dsroll import output, permissions, scaffold
 from dsroll.config import DNS_LABEL, Environment
 from dsroll.diff import DiffReport, against_git, against_live
@@ -31,7 +32,7 @@ from dsroll.masking import compile_mask
 from dsroll.nodes import NodeReport, classify_nodes
 from dsroll.plan import Plan, parse_steps, resolve_partition
 from dsroll.planfile import plan_from_json, plan_to_json
-from dsroll.render import RenderResult, load_environment, render_environment
+from dsroll.render import RenderResult, Variant, load_environment, render_environment
 from dsroll.rendered import FileChange, check_neighbours, sync
 from dsroll.rollout import decide, inspect, requests, watch_status
 from dsroll.rollout.observe import Scope, drift_since, observe, replacements_for_diff, who
@@ -53,6 +54,31 @@ Ask = Callable[[str], bool]
 def namespaces(env: Environment) -> set[str]:
     """The namespaces the environment's workloads live in: where the RBAC preflight asks."""
     return {w.namespace for w in env.workloads}
+
+
+def namespace_statuses(kube: Kube, env: Environment, variants: Sequence[Variant]) -> tuple[spaces.NamespaceStatus, ...]:
+    """Each namespace ``variants`` live in, read once (a 403 stays an RBAC error, never "missing"),
+    and what a rollout does about it."""
+    wanted = spaces.wanted((v.namespace, v.workload) for v in variants)
+    observed = {name: spaces.presence(kube.namespaces.get(name)) for name in wanted}
+    return spaces.assess(observed, wanted, create=env.create_namespace)
+
+
+def check_namespaces(
+    kube: Kube, env: Environment, variants: Sequence[Variant], command: str, *, dry_run: bool
+) -> tuple[spaces.NamespaceStatus, ...]:
+    """Before a rollout writes anything: a missing namespace is refused (exit 2, with the command
+    that creates it) unless ``cluster.createNamespace``, and then the caller must be allowed to
+    create it; a namespace being deleted is refused either way."""
+    found = namespace_statuses(kube, env, variants)
+    refused = spaces.refusal(found, env.file)
+    if refused:
+        first = next(s.name for s in found if s.action is spaces.NamespaceAction.REFUSE)
+        line = env.namespace_lines.get(first)
+        raise InputError(f"{refused}; nothing was applied", env.file if line else None, line)
+    if spaces.to_create(found) and not dry_run:
+        permissions.preflight(kube, command, (), warn=output.warn, needed=permissions.CREATE_NAMESPACES)
+    return found
 
 
 def _render(env_arg: str, namespace: str | None) -> tuple[Project, RenderResult]:
@@ -84,9 +110,10 @@ def diff(env_arg: str, namespace: str | None, against: str, *, show_secrets: boo
                 f"cannot {first}, which a server-side dry-run needs: comparing without it, only the fields "
                 "the render sets (server defaults hidden; a field removed from the template does not show)"
             )
+        spaces_found = namespace_statuses(kube, result.env, result.variants)
         report = against_live(result.env, result.variants, kube, mask=mask, server_dry_run=not denied)
         found = replacements_for_diff(kube, result.env, result.variants, report)
-        return dataclasses.replace(report, replacements=tuple(found))
+        return dataclasses.replace(report, replacements=tuple(found), namespaces=spaces_found)
     if against == "git" or against.startswith("git:"):
         ref = against.partition(":")[2] or "HEAD"
         for warning in check_neighbours(result.env, project.source):
@@ -185,9 +212,14 @@ def plan(
     step_specs = check_steps(steps, partition)
     project, result, kube = _prepare(env_arg, namespace, scope, connect)
     permissions.preflight(kube, "plan", namespaces(result.env), warn=output.warn)
+    spaces_found = namespace_statuses(kube, result.env, scope.select(result.variants))
+    refused = spaces.refusal(spaces_found, result.env.file)
+    if refused:
+        output.warn(f"a rollout would be refused: {refused}")
     found = observe(
         kube, result.env, result.variants, scope, partition=partition, steps=step_specs, commit=project.head_commit()
     )
+    found = dataclasses.replace(found, namespaces=spaces_found)
     if save_to is not None:
         save_to.write_text(json.dumps(plan_to_json(found), indent=2) + "\n")
     return found
@@ -212,6 +244,7 @@ def rollout(
     saved_plan = load_plan(saved) if saved is not None else None
     project, result, kube = _prepare(env_arg, namespace, scope, connect)
     permissions.preflight(kube, "plan" if dry_run else "rollout", namespaces(result.env), warn=output.warn)
+    spaces_found = check_namespaces(kube, result.env, scope.select(result.variants), "rollout", dry_run=dry_run)
     commit = commit_to_record(project, result, allow_dirty=allow_dirty, dry_run=dry_run)
     if saved_plan is not None:
         drifted = drift_since(kube, saved_plan)
@@ -231,6 +264,7 @@ def rollout(
         the_plan = observe(
             kube, result.env, result.variants, scope, partition=partition, steps=step_specs, commit=commit
         )
+    the_plan = dataclasses.replace(the_plan, namespaces=spaces_found)
     return Run(kube, the_plan, _options(kube, commit, ask, yes=yes, steps=step_specs))
 
 
@@ -247,8 +281,10 @@ def resume(
     """The plan that continues a paused or interrupted rollout, approving its pending manual pause."""
     project, result, kube = _prepare(env_arg, namespace, scope, connect)
     permissions.preflight(kube, "resume", namespaces(result.env), warn=output.warn)
+    spaces_found = check_namespaces(kube, result.env, scope.select(result.variants), "resume", dry_run=False)
     commit = commit_to_record(project, result, allow_dirty=allow_dirty, dry_run=False)
     the_plan = observe(kube, result.env, result.variants, scope, commit=commit)
+    the_plan = dataclasses.replace(the_plan, namespaces=spaces_found)
     return Run(kube, the_plan, _options(kube, commit, ask, approve=True, yes=yes))
 
 
@@ -268,6 +304,7 @@ def rollback(
         raise InputError("--to-revision and --to-git: give one of them")
     project, result, kube = _prepare(env_arg, namespace, scope, connect)
     permissions.preflight(kube, "rollback", namespaces(result.env), warn=output.warn)
+    _rollback_namespaces(kube, result.env, scope.select(result.variants))
     manifests, commit = None, None
     if to_git is not None:
         source = project.at(to_git)
@@ -277,6 +314,19 @@ def rollback(
     base = observe(kube, result.env, result.variants, scope, commit=project.head_commit())
     the_plan, targets = rollback_plan(kube, base, to_revision=to_revision, manifests=manifests)
     return Run(kube, the_plan, _options(kube, commit, ask, operation=RunKind.rollback, yes=yes), targets)
+
+
+def _rollback_namespaces(kube: Kube, env: Environment, variants: Sequence[Variant]) -> None:
+    """A rollback never creates a namespace: one that is missing holds nothing to roll back
+    (said, and the rest rolls back); one being deleted takes no Lease, so it is refused."""
+    found = namespace_statuses(kube, env, variants)
+    going = [s for s in found if s.presence is spaces.Presence.TERMINATING]
+    if going:
+        line = env.namespace_lines.get(going[0].name)
+        raise InputError(f"{spaces.refusal(going, env.file)}; nothing was applied", env.file if line else None, line)
+    for status in found:
+        if status.presence is spaces.Presence.MISSING:
+            output.warn(f"namespace {status.name} does not exist: nothing in it to roll back")
 
 
 # --- status, history, pause, abort ------------------------------------------------------
@@ -403,4 +453,4 @@ def rbac(env_arg: str, namespace: str | None) -> str:
     """The RBAC manifests of an environment's deployer and reviewer, for ``kubectl apply -f``."""
     project = locate(env_arg)
     env = load_environment(project.source, project.env_path, namespace)
-    return scaffold.rbac_text(env.name, env.namespace, sorted(namespaces(env)))
+    return scaffold.rbac_text(env.name, env.namespace, sorted(namespaces(env)), create_namespace=env.create_namespace)

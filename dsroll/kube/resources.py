@@ -282,10 +282,23 @@ class Nodes(_Kind):
 
 
 class Namespaces(_Kind):
+    """Read, and created only for ``cluster.createNamespace``; never deleted (no method here does)."""
+
     prefix, plural = "/api/v1", "namespaces"
 
-    def exists(self, name: str) -> bool:
-        return self._get(None, quote(name)) is not None
+    def get(self, name: str) -> dict[str, Any] | None:
+        """None only for a 404: a 403 (the caller may not look) is an RBAC error, never "missing"."""
+        return self._get(None, quote(name))
+
+    def create(self, manifest: Mapping[str, Any]) -> bool:
+        """Create the namespace; False when it is there already (409: someone was quicker)."""
+        try:
+            self.kube.request("POST", self.path(None), body=dict(manifest))
+        except ClusterError as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
 
 
 class SelfSubjectRulesReviews(_Kind):

@@ -135,6 +135,7 @@ class RunSummary:
     dry_run: bool = False
     replacements: list[dict[str, Any]] = field(default_factory=list)
     interruption: str | None = None  # why the run stopped after changing the cluster
+    namespaces_created: list[str] = field(default_factory=list)  # cluster.createNamespace: created by this run
 
     @property
     def result(self) -> str:
@@ -166,6 +167,7 @@ class RunSummary:
             "variants": [r.to_json() for r in self.results],
             "replacements": self.replacements,
             "interruption": self.interruption,
+            "namespacesCreated": self.namespaces_created,
         }
 
 

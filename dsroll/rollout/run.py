@@ -7,6 +7,8 @@ from typing import Any
 
 from dsroll.errors import DsrollError, InputError
 from dsroll.kube import Kube
+from dsroll.labels import MANAGED_BY, MANAGER
+from dsroll.namespaces import CREATE_KEY, namespace_manifest, to_create
 from dsroll.plan import Action, Plan, VariantPlan
 from dsroll.rollout import backup, replacements
 from dsroll.rollout.executor import VariantRollout
@@ -30,7 +32,8 @@ def execute(
     of them comes in the plan. An error that would say "nothing was applied" (exit 2), or
     Ctrl-C, once this run has changed the cluster, ends the run as interrupted instead:
     the summary says how far it got, and running again continues from the state recorded
-    in the cluster.
+    in the cluster. The namespaces the plan creates (``cluster.createNamespace``) are
+    created first.
     """
     results: list[VariantResult] = []
     handed: set[str] = set()
@@ -39,7 +42,16 @@ def execute(
     writes = kube.writes
     in_flight: list[VariantPlan] = []
     rollout: VariantRollout | None = None
+    created: list[str] = []
     try:
+        for name in to_create(plan.namespaces):  # before anything else: every variant's objects live there
+            if kube.namespaces.create(namespace_manifest(name, plan.environment)):
+                created.append(name)
+                reporter.emit(
+                    "namespace-created",
+                    name,
+                    f"created namespace {name} ({CREATE_KEY}: true), labelled {MANAGED_BY}={MANAGER}",
+                )
         for vp in plan.variants:
             if vp.action is Action.UNCHANGED or (vp.action is Action.PRUNE and not prune):
                 if vp.action is Action.PRUNE:
@@ -82,6 +94,10 @@ def execute(
             results.extend(VariantResult(vp.namespace, vp.name, vp.action.value, Result.INTERRUPTED, message=cause)
                            for vp in in_flight)  # fmt: skip
         return RunSummary(
-            plan.environment, options.operation.value, results, kube.requests, reporter.elapsed, False, done, cause
-        )
-    return RunSummary(plan.environment, options.operation.value, results, kube.requests, reporter.elapsed, False, done)
+            plan.environment, options.operation.value, results, kube.requests, reporter.elapsed, False, done, cause,
+            created,
+        )  # fmt: skip
+    return RunSummary(
+        plan.environment, options.operation.value, results, kube.requests, reporter.elapsed, False, done,
+        namespaces_created=created,
+    )  # fmt: skip

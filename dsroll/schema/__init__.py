@@ -44,7 +44,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "apiVersion": "Always dsroll.io/v1alpha1.",
         "kind": "Always Environment.",
         "metadata": "The environment's name.",
-        "cluster": "Which cluster (kube context) and default namespace.",
+        "cluster": "Which cluster (kube context), the default namespace, whether a rollout creates missing namespaces.",
         "renderedDir": "Where render writes the variants, relative to the project root (default rendered/<name>).",
         "hardwareClasses": "Named node selectors; a node belongs to the first class it matches, in this order.",
         "workloads": "The DaemonSets: one variant per (workload, hardware class).",
@@ -56,6 +56,10 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
     "Cluster": {
         "context": "kubeconfig context (default: the current one; --context overrides).",
         "namespace": "Namespace of workloads that name none (default: default; -n overrides).",
+        "createNamespace": (
+            "A rollout creates a workload namespace that does not exist, labelled as dsroll's "
+            "(default false: a missing namespace is refused before anything is created)."
+        ),
     },
     "HardwareClassSpec": {
         "name": "The class's name: a DNS label, the suffix of its variants' names.",

@@ -29,6 +29,7 @@ PURE = (
     "dsroll.labels",
     "dsroll.masking",
     "dsroll.permissions",
+    "dsroll.namespaces",
     "dsroll.scaffold",
 )
 ADAPTERS = ("kubernetes", "git", "jinja2", "rich", "urllib3")

@@ -228,8 +228,9 @@ def test_run_summary_json_is_the_documented_shape() -> None:
         "variants",
         "replacements",
         "interruption",
+        "namespacesCreated",
     ]
-    assert data["replacements"] == [] and data["interruption"] is None
+    assert data["replacements"] == [] and data["interruption"] is None and data["namespacesCreated"] == []
     assert (data["result"], data["exitCode"], data["apiRequests"], data["elapsedSeconds"]) == ("paused", 3, 42, 3.14)
     assert [v["result"] for v in data["variants"]] == ["complete", "paused"]
     assert {"name", "namespace", "action", "phase", "targetRevision", "previousRevision"} <= set(data["variants"][0])
