@@ -21,7 +21,7 @@ from dsroll.diff import Change, VariantDiff
 from dsroll.errors import InputError
 from dsroll.labels import REVISION_LABEL, ZONE_LABEL
 from dsroll.orphans import ReplacementPlan
-from dsroll.rollout.state import Phase, RolloutState
+from dsroll.rollout.state import Phase, RolloutState, created_after
 
 _DECIMAL = re.compile(r"[0-9]+")
 
@@ -32,6 +32,7 @@ class Action(StrEnum):
     IN_PLACE = "in-place"
     ORPHAN_REPLACE = "orphan-replace"
     PRUNE = "prune"
+    RESTART = "restart"  # every pod replaced in steps, the template unchanged (`dsroll restart`)
     UNCHANGED = "unchanged"
 
 
@@ -45,6 +46,7 @@ class PodView:
     revision: str | None
     ready: bool
     terminating: bool
+    created: str | None = None  # creationTimestamp: a restart replaces the pods created before it began
 
     @classmethod
     def of(cls, pod: Mapping[str, Any]) -> PodView:
@@ -57,6 +59,7 @@ class PodView:
             revision=(meta.get("labels") or {}).get(REVISION_LABEL),
             ready=ready,
             terminating=bool(meta.get("deletionTimestamp")),
+            created=meta.get("creationTimestamp"),
         )
 
 
@@ -277,7 +280,14 @@ def plan_variant(
     unfinished = state is not None and not state.finished
     if unfinished and state is not None:
         order = keep_order(state.nodes, order)
-    behind = tuple(n for n in order if on_node.get(n) is None or on_node[n].revision != current_revision)
+    since = state.restarted_at if unfinished and state is not None else None  # an unfinished restart
+    behind = tuple(
+        n
+        for n in order
+        if on_node.get(n) is None
+        or on_node[n].revision != current_revision
+        or not created_after(on_node[n].created, since)
+    )
     action, reason, pending = _decide(diff, live, state, unfinished, order, behind)
     kept = resolve_partition(partition, len(order)) if action is Action.UPDATE else None
     steps = plan_steps(order, pending, policy, kept) if action is Action.UPDATE else ()

@@ -56,7 +56,7 @@ class PodSwap:
 
         ``planned``: the plan's pending nodes; a node started outside them, or ahead of
         its turn, is reported as off the plan."""
-        index = PodIndex(daemonset["metadata"]["uid"], state.nodes, state.target_revision)
+        index = PodIndex(daemonset["metadata"]["uid"], state.nodes, state.target_revision, state.restarted_at)
         flight: dict[str, InFlight] = {}
         wanted_set = set(wanted)
         stopping: str | None = None

@@ -33,7 +33,7 @@ DOC_EXAMPLE = """\
  "onFailure": "rollback", "originalStrategy": {"type": "RollingUpdate"},
  "commit": "3ba79aa…", "who": "alice@laptop (cluster user kubernetes-admin)",
  "startedAt": "2026-11-23T10:00:00Z", "updatedAt": "2026-11-23T10:00:05Z",
- "failure": null, "replacement": null}
+ "failure": null, "replacement": null, "restartedAt": null}
 """
 
 DOC_KEYS = set(json.loads(DOC_EXAMPLE))
