@@ -103,7 +103,7 @@ RESTART = (
     | _in_namespaces("", "pods", "watch", "delete")  # replace node by node
     | _in_namespaces("", "events", "create")
 )
-"""A rollout without applying: no DaemonSet created or deleted, no revision or pod changed, no backup."""
+"""A rollout without applying: no DaemonSet created or deleted, no revision or pod label changed, no backup."""
 
 COMMANDS: Mapping[str, frozenset[Access]] = {
     "render": frozenset(),
