@@ -104,6 +104,13 @@ RUN = (
     | _in_namespaces("", "configmaps", "get", "create", "patch")  # orphan replacement backups
     | _in_namespaces("", "events", "create")  # what happened, for kubectl describe
 )
+RESTART = (
+    PLAN  # the plan, whose live diff refuses a template change
+    | CONTROL  # the state annotation, the Lease
+    | _in_namespaces("", "pods", "watch", "delete")  # replace node by node
+    | _in_namespaces("", "events", "create")
+)
+"""A rollout without applying: no DaemonSet created or deleted, no revision or pod label changed, no backup."""
 
 COMMANDS: Mapping[str, frozenset[Access]] = {
     "render": frozenset(),
@@ -116,6 +123,7 @@ COMMANDS: Mapping[str, frozenset[Access]] = {
     "rollout": RUN,
     "resume": RUN,
     "rollback": RUN,
+    "restart": RESTART,
     "pause": CONTROL,
     "abort": CONTROL,
 }

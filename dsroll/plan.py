@@ -23,7 +23,7 @@ from dsroll.labels import REVISION_LABEL, ZONE_LABEL
 from dsroll.namespaces import NamespaceStatus, to_create
 from dsroll.orphans import ReplacementPlan
 from dsroll.rollout.fleet import NodeView, skipped_at_start
-from dsroll.rollout.state import Phase, RolloutState, SkippedNode
+from dsroll.rollout.state import Phase, RolloutState, SkippedNode, created_after
 
 _DECIMAL = re.compile(r"[0-9]+")
 
@@ -34,6 +34,7 @@ class Action(StrEnum):
     IN_PLACE = "in-place"
     ORPHAN_REPLACE = "orphan-replace"
     PRUNE = "prune"
+    RESTART = "restart"  # every pod replaced in steps, the template unchanged (`dsroll restart`)
     UNCHANGED = "unchanged"
 
 
@@ -47,6 +48,7 @@ class PodView:
     revision: str | None
     ready: bool
     terminating: bool
+    created: str | None = None  # creationTimestamp: a restart replaces the pods created before it began
 
     @classmethod
     def of(cls, pod: Mapping[str, Any]) -> PodView:
@@ -59,6 +61,7 @@ class PodView:
             revision=(meta.get("labels") or {}).get(REVISION_LABEL),
             ready=ready,
             terminating=bool(meta.get("deletionTimestamp")),
+            created=meta.get("creationTimestamp"),
         )
 
 
@@ -290,7 +293,14 @@ def plan_variant(
     unfinished = state is not None and not state.finished
     if unfinished and state is not None:
         order = keep_order(state.nodes, order)
-    behind = tuple(n for n in order if on_node.get(n) is None or on_node[n].revision != current_revision)
+    since = state.restarted_at if unfinished and state is not None else None  # an unfinished restart
+    behind = tuple(
+        n
+        for n in order
+        if on_node.get(n) is None
+        or on_node[n].revision != current_revision
+        or not created_after(on_node[n].created, since)
+    )
     action, reason, pending = _decide(diff, live, state, unfinished, order, behind)
     skipped: tuple[SkippedNode, ...] = ()
     if action is Action.UPDATE and node_views is not None:

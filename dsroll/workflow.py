@@ -37,8 +37,9 @@ from dsroll.rendered import FileChange, check_neighbours, sync
 from dsroll.rollout import decide, inspect, requests, watch_status
 from dsroll.rollout.observe import Scope, drift_since, observe, replacements_for_diff, who
 from dsroll.rollout.outcome import RunOptions, RunSummary, Target
+from dsroll.rollout.restart import restart_plan
 from dsroll.rollout.rollback import rollback_plan
-from dsroll.rollout.state import RunKind
+from dsroll.rollout.state import RunKind, read_state
 from dsroll.schema import schema_text
 
 Connect = Callable[[str | None], Kube]
@@ -327,6 +328,36 @@ def _rollback_namespaces(kube: Kube, env: Environment, variants: Sequence[Varian
     for status in found:
         if status.presence is spaces.Presence.MISSING:
             output.warn(f"namespace {status.name} does not exist: nothing in it to roll back")
+
+
+def restart(
+    env_arg: str,
+    namespace: str | None,
+    scope: Scope,
+    connect: Connect,
+    *,
+    steps: str | None,
+    partition: str | None,
+    dry_run: bool,
+    yes: bool,
+    ask: Ask | None,
+) -> Run:
+    """The plan that replaces every pod of the scoped variants in steps, the template unchanged.
+
+    Refused (nothing changed) where the render differs from the live template, a rollout is
+    unfinished, or nodes are not on the current revision (``restart.restart_plan``); a
+    variant not deployed is skipped with a warning. Nothing is applied, so uncommitted
+    changes do not matter: a change to the render is refused as a difference anyway.
+    """
+    step_specs = check_steps(steps, partition)
+    _, result, kube = _prepare(env_arg, namespace, scope, connect)
+    permissions.preflight(kube, "plan" if dry_run else "restart", namespaces(result.env), warn=output.warn)
+    base = observe(kube, result.env, result.variants, scope, partition=partition, steps=step_specs)
+    recorded = {vp.key: read_state(kube.daemonsets.get(*vp.key)) for vp in base.variants if vp.live.uid}
+    the_plan, skipped = restart_plan(base, recorded, partition, env_arg)
+    for message in skipped:
+        output.warn(message)
+    return Run(kube, the_plan, _options(kube, None, ask, operation=RunKind.restart, yes=yes, steps=step_specs))
 
 
 # --- status, history, pause, abort ------------------------------------------------------

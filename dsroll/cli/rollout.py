@@ -1,4 +1,4 @@
-"""``plan``, ``rollout``, ``resume`` and ``rollback``: plan, confirm on a TTY, carry out, summarise.
+"""``plan``, ``rollout``, ``resume``, ``rollback`` and ``restart``: plan, confirm on a TTY, carry out, summarise.
 
 Exit codes: 0 done, 1 failed (rolled back, stopped or aborted), 2 bad input or an error
 before anything was applied, 3 paused waiting for approval, 4 another rollout holds the
@@ -36,6 +36,7 @@ from dsroll.cli.helptext import epilog
 from dsroll.errors import BAD_INPUT, Interrupted
 from dsroll.rollout.reporter import Reporter
 from dsroll.rollout.run import execute
+from dsroll.rollout.state import RunKind
 
 StepsOpt = Annotated[
     str | None, typer.Option("--steps", metavar="1,10%,100%", help="Override the steps: node counts or percentages.")
@@ -72,7 +73,8 @@ def _carry_out(run: workflow.Run, *, out: OutputFormat, events: bool, yes: bool,
         output.info("dry-run: nothing was changed")
         return
     if not plan.has_changes:
-        output.info("nothing to do: every variant matches the render")
+        nothing = "no variant deployed" if options.operation is RunKind.restart else "every variant matches the render"
+        output.info(f"nothing to do: {nothing}")
     elif _tty() and not yes and not _ask(f"{options.operation.value.capitalize()} {plan.environment}?"):
         output.info("cancelled: nothing was changed")
         raise typer.Exit(1)
@@ -226,3 +228,41 @@ def rollback(
     )  # fmt: skip
     again = f"rollback {env}" + (f" --to-git {to_git}" if to_git else "")
     _carry_out(run, out=out, events=events, yes=yes, dry_run=dry_run, again=again)
+
+
+@app.command(
+    epilog=epilog(
+        [
+            ("Restart fluent-bit's pods in the environment's steps", "restart dev --workload fluent-bit"),
+            ("In CI: one node, a quarter, then all, approving every pause", "restart prod --steps 1,25%,100% --yes"),
+            ("What it would do, changing nothing", "restart dev --class gpu --dry-run"),
+        ],
+        "1 stopped by a failure or aborted",
+        BAD_INPUT,
+        "3 paused",
+        "4 locked",
+        "5 interrupted (resume continues)",
+    )
+)
+@with_kube_flags
+def restart(
+    env: EnvArg,
+    workload: WorkloadOpt = None,
+    cls: ClassOpt = None,
+    steps: StepsOpt = None,
+    partition: Annotated[
+        str | None,
+        typer.Option("--partition", metavar="N|P%", help="Leave N nodes (or P%) unrestarted and stop there."),
+    ] = None,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    events: EventsOpt = False,
+    kube: KubeFlags = KUBE_FLAGS,
+    out: OutputOpt = OutputFormat.text,
+) -> None:
+    """Restart every pod in the rollout's steps, with health gates, and no template change (no new revision)."""
+    run = workflow.restart(
+        env, kube.namespace, scope(workload, cls), kube.connect, steps=steps, partition=partition, dry_run=dry_run,
+        yes=yes, ask=_asker(),
+    )  # fmt: skip
+    _carry_out(run, out=out, events=events, yes=yes, dry_run=dry_run, again=f"resume {env}")

@@ -17,6 +17,8 @@ import re
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import urllib3
@@ -281,3 +283,33 @@ class Kube:
         except ClusterError:
             return "?"
         return str(review.get("status", {}).get("userInfo", {}).get("username", "?"))
+
+    def server_time(self) -> datetime:
+        """The API server's clock, to the second: the ``Date`` of its answer to ``GET /version``.
+
+        A restart tells the pods it replaced from the others by their ``creationTimestamp``,
+        which the API server sets, so it measures time by the same clock, never the local
+        one. ``/version`` is readable by every client (``system:public-info-viewer``).
+        """
+        try:
+            date = self._date_of("/version")
+        except ApiException as exc:
+            raise self._translate(exc, "GET", "/version") from None
+        except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise ClusterError(f"cannot reach {self.server}: {reason}") from None
+        if not date:
+            raise ClusterError(f"{self.server} answered GET /version without a Date header: its clock is unknown")
+        return parsedate_to_datetime(date).astimezone(UTC)
+
+    @_retry_transient
+    def _date_of(self, path: str) -> str | None:
+        with self._counting:
+            self.requests += 1
+        headers = {"Accept": "application/json"}
+        params = self.api.param_serialize("GET", path, header_params=headers, auth_settings=["BearerToken"])
+        response = self.api.call_api(*params, _request_timeout=self.timeout)
+        response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return response.getheader("Date")

@@ -23,7 +23,7 @@ from dsroll.errors import ClusterError
 from dsroll.kube import FIELD_MANAGER, Kube
 from dsroll.labels import REQUEST_ANNOTATION, ROLLOUT_ANNOTATION
 from dsroll.plan import VariantPlan
-from dsroll.rollout import decide
+from dsroll.rollout import decide, restart
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.decide import AfterFailure, Pause, Start
 from dsroll.rollout.fleet import skipped_at_start
@@ -244,6 +244,8 @@ class VariantRollout:
             skipped=self._skipped_now(recorded.unready_nodes),
         )
         self._write(state, clear_request=True)
+        if state.restarted_at:
+            self._wait_clock_past(state.restarted_at)
         if not state.target_revision:
             self._wait_observed()
             state = self._write(replace(state, target_revision=self._current_revision().hash))
@@ -251,6 +253,8 @@ class VariantRollout:
 
     def _begin(self, unfinished: RolloutState | None) -> RolloutState:
         """Apply the target (if any) with OnDelete and the new state in one request."""
+        if self.options.operation is RunKind.restart:
+            return self._begin_restart()
         current = self._current_revision()
         recorded = read_state(self.ds)  # a variant an orphan replacement created keeps the way back
         state = decide.fresh_state(
@@ -260,7 +264,11 @@ class VariantRollout:
             who=self.options.who,
             commit=self.options.commit,
             steps=self.options.steps,
-            previous=unfinished.previous_revision if unfinished else current.hash,
+            previous=(
+                unfinished.previous_revision
+                if unfinished and unfinished.operation is not RunKind.restart  # a restart has none
+                else current.hash
+            ),
             original_strategy=(
                 unfinished.original_strategy if unfinished else (self.ds.get("spec") or {}).get("updateStrategy")
             ),
@@ -279,6 +287,38 @@ class VariantRollout:
         state = self._write(replace(state, target_revision=target.hash), clear_request=True)
         self.reporter.emit("start", self.label, f"target revision {target.number} ({target.hash})", daemonset=self.ds)
         return state
+
+    def _begin_restart(self) -> RolloutState:
+        """A restart applies nothing: its target is the current revision, and the API server's
+        time, recorded, tells the pods it must replace (created at or before it) from the rest."""
+        current = self._current_revision()
+        recorded = read_state(self.ds)
+        strategy = (self.ds.get("spec") or {}).get("updateStrategy")  # left as it is: nothing is applied
+        state = decide.fresh_state(
+            self.plan.policy, self.plan.nodes, kind=RunKind.restart, who=self.options.who, commit=None,
+            steps=self.options.steps, previous=None, original_strategy=strategy, partition=self.plan.partition,
+            on_failure=restart.on_failure(self.plan.policy.on_failure),
+            replacement=recorded.replacement if recorded else None,
+            skipped=self._skipped_now(self.plan.policy.unready_nodes),
+        )  # fmt: skip
+        revision = f"revision {current.number} ({current.hash})"
+        message = f"restart: {state.updatable} node(s), steps {list(state.steps)}, {revision} unchanged"
+        self.reporter.emit("start", self.label, message)
+        since = restart.timestamp(self.kube.server_time())
+        state = self._write(replace(state, target_revision=current.hash, restarted_at=since), clear_request=True)
+        message = f"restarting every pod created at or before {since} (API server time)"
+        self.reporter.emit("start", self.label, message, daemonset=self.ds)
+        self._wait_clock_past(since)
+        return state
+
+    def _wait_clock_past(self, since: str) -> None:
+        """Until the API server's clock has passed the second ``since``: every pod created from
+        then on, the replacements of those deleted next included, is later than it."""
+        deadline = time.monotonic() + 10
+        while not restart.clock_past(self.kube.server_time(), since):
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{self.label}: the API server's clock did not pass {since} within 10s")
+            time.sleep(0.2)
 
     def _apply_target(self, state: RolloutState) -> None:
         if self.target is not None and self.target.revision is not None:
@@ -329,7 +369,8 @@ class VariantRollout:
         if state.partition:
             cap = state.cap
             state = self._write(state.entering(Phase.partitioned, in_flight=()))
-            message = f"partition reached: {cap}/{state.updatable} node(s) on the new revision, {state.partition} kept"
+            done = "restarted" if state.operation is RunKind.restart else "on the new revision"
+            message = f"partition reached: {cap}/{state.updatable} node(s) {done}, {state.partition} kept"
             self.reporter.emit("partitioned", self.label, message, daemonset=self.ds)
             return self._result(Result.PARTITIONED, state, updated=cap)
         return self._finish(state, Phase.complete)
@@ -417,7 +458,8 @@ class VariantRollout:
         skipped — then it stays OnDelete, because the native controller would replace
         them with no health gate, and the state keeps the way to do them later."""
         manifest = self.plan.manifest or {}
-        wanted = (manifest.get("spec") or {}).get("updateStrategy") if phase is Phase.complete else None
+        applied = phase is Phase.complete and state.operation is not RunKind.restart  # a restart applies nothing
+        wanted = (manifest.get("spec") or {}).get("updateStrategy") if applied else None
         strategy = wanted or state.original_strategy or {"type": "RollingUpdate"}
         state = state.entering(phase, in_flight=(), nodes_done=state.updatable)
         if state.skipped:

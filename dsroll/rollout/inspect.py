@@ -13,7 +13,7 @@ from dsroll.render import Variant
 from dsroll.rollout import backup
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.observe import observe_pods
-from dsroll.rollout.state import read_request, read_state
+from dsroll.rollout.state import created_after, read_request, read_state
 
 
 def status(kube: Kube, variants: Sequence[Variant]) -> list[dict[str, Any]]:
@@ -25,10 +25,15 @@ def status(kube: Kube, variants: Sequence[Variant]) -> list[dict[str, Any]]:
             pods, current = observe_pods(kube, live)
             on_node = pods_by_node(pods)
             state = read_state(live)
+            since = state.restarted_at if state else None  # a restart: updated means restarted since it began
             row.update(
                 revision=current,
                 nodesTotal=len(on_node),
-                nodesUpdated=sum(1 for p in on_node.values() if p.revision == current and not p.terminating),
+                nodesUpdated=sum(
+                    1
+                    for p in on_node.values()
+                    if p.revision == current and not p.terminating and created_after(p.created, since)
+                ),
                 nodesReady=sum(1 for p in on_node.values() if p.ready and not p.terminating),
                 updateStrategy=((live.get("spec") or {}).get("updateStrategy") or {}).get("type"),
                 request=read_request(live),

@@ -96,7 +96,7 @@ class PodSwap:
         state's policy (a rollback skips unready nodes whatever it is)."""
         policy = unready_nodes or state.unready_nodes
         fleet = self.around.fleet
-        index = PodIndex(daemonset["metadata"]["uid"], state.nodes, state.target_revision)
+        index = PodIndex(daemonset["metadata"]["uid"], state.nodes, state.target_revision, state.restarted_at)
         flight: dict[str, InFlight] = {}
         skipped = {s.node: s for s in state.skipped}
         waiting_since: dict[str, float] = {}

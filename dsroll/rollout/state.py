@@ -38,10 +38,25 @@ FINISHED = frozenset({Phase.complete, Phase.rolled_back, Phase.aborted, Phase.fa
 class RunKind(StrEnum):
     rollout = "rollout"
     rollback = "rollback"
+    restart = "restart"  # every pod replaced, the template unchanged (``rollout/restart.py``)
 
 
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def created_after(created: str | None, moment: str | None) -> bool:
+    """Whether a pod whose ``creationTimestamp`` is ``created`` was created after ``moment``
+    (both Kubernetes timestamps, whole seconds); with no ``moment``, every pod was.
+
+    A restart's pods are told apart this way: those created at or before its recorded
+    ``restartedAt`` are still to be restarted (``rollout/restart.py`` says why that is exact).
+    """
+    if moment is None:
+        return True
+    if not created:
+        return False
+    return datetime.fromisoformat(created) > datetime.fromisoformat(moment)
 
 
 @dataclass(frozen=True)
@@ -92,6 +107,7 @@ class RolloutState:
     replacement: str | None = None  # the backup ConfigMap of the orphan replacement that created this object
     unready_nodes: str = "skip"  # rollout.unreadyNodes: skip | wait | fail
     skipped: tuple[SkippedNode, ...] = ()
+    restarted_at: str | None = None  # a restart: the API server's time when it began; older pods are due
     version: int = 1
 
     @property

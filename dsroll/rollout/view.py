@@ -15,6 +15,7 @@ from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from typing import Any
 
 from dsroll.plan import PodView
+from dsroll.rollout.state import created_after
 
 
 def _owned_by(pod: Mapping[str, Any], uid: str) -> bool:
@@ -30,12 +31,16 @@ class PodIndex:
     changed since the caller last looked (``take_touched``), so that it re-examines only
     those. ``strangers``: nodes outside the rollout where this DaemonSet has a pod (a
     node that joined, or came into the variant's class, since the rollout began).
+
+    ``not_before`` (a restart's ``restartedAt``): a pod created at or before it is not
+    current even on the target revision, so it is deleted and its node is not updated.
     """
 
-    def __init__(self, owner_uid: str, nodes: Iterable[str], target: str) -> None:
+    def __init__(self, owner_uid: str, nodes: Iterable[str], target: str, not_before: str | None = None) -> None:
         self.owner = owner_uid
         self.scope = frozenset(nodes)
         self.target = target
+        self.not_before = not_before
         self._pods: dict[str, PodView] = {}
         self._raw: dict[str, Mapping[str, Any]] = {}
         self._by_node: dict[str, set[str]] = {}
@@ -121,12 +126,16 @@ class PodIndex:
             self.unavailable.discard(node)
         else:
             self.unavailable.add(node)
-        if healthy and pod is not None and pod.revision == self.target:
+        if healthy and pod is not None and self.current(pod):
             self.updated.add(node)
         else:
             self.updated.discard(node)
 
     # --- questions ------------------------------------------------------------------
+
+    def current(self, pod: PodView) -> bool:
+        """On the target revision and, in a restart, created after it began."""
+        return pod.revision == self.target and created_after(pod.created, self.not_before)
 
     def pod_on(self, node: str) -> PodView | None:
         """The node's live pod; a terminating one only where nothing else is (as ``pods_by_node``)."""
@@ -138,15 +147,15 @@ class PodIndex:
         return found
 
     def old_pod(self, node: str) -> PodView | None:
-        """The pod to delete on a node: a live one not on the target revision."""
+        """The pod to delete on a node: a live one not ``current``."""
         pod = self.pod_on(node)
-        return pod if pod is not None and pod.revision != self.target and not pod.terminating else None
+        return pod if pod is not None and not self.current(pod) and not pod.terminating else None
 
     def new_pod(self, node: str, old_uid: str | None) -> Mapping[str, Any] | None:
         """The controller's live pod on the target revision that replaced ``old_uid`` on a node."""
         for uid in self._by_node.get(node, ()):
             pod = self._pods[uid]
-            if pod.revision == self.target and uid != old_uid and not pod.terminating:
+            if self.current(pod) and uid != old_uid and not pod.terminating:
                 return self._raw[uid]
         return None
 

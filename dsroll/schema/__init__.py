@@ -79,7 +79,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "pause": "Between steps: manual (approve with resume), a duration (30s, 5m) or 0.",
         "readyTimeout": "Per node: the new pod must be Ready within this duration (more than 0).",
         "minReadySeconds": "The new pod must stay Ready this many seconds.",
-        "onFailure": "What a failed health gate does: rollback, pause or abort.",
+        "onFailure": "What a failed health gate does: rollback, pause or abort (rollback pauses a restart).",
         "canaryNodeSelector": "Nodes with these labels go first.",
         "unreadyNodes": "A node not Ready when its turn comes: skip it (reported; a later rollout or resume"
         " does it), wait for it up to readyTimeout, or fail (onFailure applies).",

@@ -141,9 +141,7 @@ def test_unready_and_held_nodes_are_skipped_and_a_later_resume_does_them(
     assert replacements(timeline, workload=WORKLOAD, cls="general") == dict.fromkeys(nodes, 1)
 
 
-def test_an_unready_node_fails_the_rollout_or_is_waited_for(
-    project: Project, k8s_cluster: K8sCluster
-) -> None:
+def test_an_unready_node_fails_the_rollout_or_is_waited_for(project: Project, k8s_cluster: K8sCluster) -> None:
     settings: dict[str, Any] = {"steps": ("100%",), "max_unavailable": 1, **GENERAL, "ready_timeout": "60s"}
     deployed = deploy(project, unready_nodes="fail", **settings)
     nodes, _, others = general(deployed)

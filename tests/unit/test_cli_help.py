@@ -52,8 +52,9 @@ def _examples(text: str) -> list[list[str]]:
 
 def test_every_command_is_covered() -> None:
     names = {" ".join(path) for path in COMMANDS}
-    expected = {"render", "diff", "nodes", "plan", "rollout", "resume", "rollback", "status", "history", "pause"}
-    expected |= {"abort", "init", "schema", "rbac", "sandbox up", "sandbox down", "sandbox status", "sandbox build"}
+    expected = {"render", "diff", "nodes", "plan", "rollout", "resume", "rollback", "restart", "status", "history"}
+    expected |= {"pause", "abort", "init", "schema", "rbac"}
+    expected |= {"sandbox up", "sandbox down", "sandbox status", "sandbox build"}
     expected |= {"sandbox fault restart", "sandbox fault pause", "sandbox fault node"}
     assert expected <= names
 

@@ -20,6 +20,7 @@ PURE = (
     "dsroll.rollout.state",
     "dsroll.rollout.decide",
     "dsroll.rollout.view",
+    "dsroll.rollout.restart",
     "dsroll.rollout.revisions",
     "dsroll.diff",
     "dsroll.manifest",

@@ -59,6 +59,8 @@ def test_completion_offers_commands_environments_and_flags(monkeypatch: pytest.M
     monkeypatch.chdir(ROOT)
     assert {"render", "diff", "rollout", "sandbox"} <= set(candidates([""]))
     assert candidates(["d"]) == ["diff"]
+    assert candidates(["res"]) == ["resume", "restart"]
+    assert {"--partition", "--steps", "--dry-run"} <= set(candidates(["restart", "dev", "--"]))
     assert candidates(["diff", ""]) == ["dev", "prod"]
     assert candidates(["--debug", "diff", "p"]) == ["prod"]
     assert {"--against", "--context", "--help"} <= set(candidates(["diff", "dev", "--"]))

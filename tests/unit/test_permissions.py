@@ -34,6 +34,22 @@ def test_the_deployer_may_run_every_command_and_the_reviewer_only_reads() -> Non
     assert COMMANDS["render"] == frozenset()
 
 
+def test_a_restart_needs_what_a_rollout_needs_minus_applying() -> None:
+    """It writes its state and deletes pods; it creates, deletes, relabels and backs up nothing
+    (``create daemonsets`` is the live diff's dry-run of a variant not deployed yet)."""
+    restart, rollout = COMMANDS["restart"], COMMANDS["rollout"]
+    assert restart < rollout
+    writes = {(a.verb, a.resource) for a in restart if a.verb in WRITES}
+    assert writes == {
+        ("patch", "daemonsets"), ("create", "daemonsets"), ("delete", "pods"), ("create", "events"),
+        ("create", "leases"), ("update", "leases"), ("delete", "leases"),
+    }  # fmt: skip
+    assert {(a.verb, a.resource) for a in rollout - restart if a.verb in WRITES} == {
+        ("delete", "daemonsets"), ("patch", "controllerrevisions"), ("delete", "controllerrevisions"),
+        ("patch", "pods"), ("create", "configmaps"), ("patch", "configmaps"),
+    }  # fmt: skip
+
+
 def test_every_kind_the_client_speaks_is_in_the_table() -> None:
     """A new resource in kube/resources.py needs a line in permissions.py (the review kind asks, it needs none)."""
     tree = ast.parse((ROOT / "dsroll/kube/resources.py").read_text())

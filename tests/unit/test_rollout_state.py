@@ -37,7 +37,8 @@ DOC_EXAMPLE = """\
  "startedAt": "2026-11-23T10:00:00Z", "updatedAt": "2026-11-23T10:00:05Z",
  "failure": null, "replacement": null, "unreadyNodes": "skip",
  "skipped": [{"node": "kwok-node-002", "reason": "not-ready",
-              "detail": "Ready=Unknown: Kubelet stopped posting node status."}]}
+              "detail": "Ready=Unknown: Kubelet stopped posting node status."}],
+ "restartedAt": null}
 """
 
 DOC_KEYS = set(json.loads(DOC_EXAMPLE))

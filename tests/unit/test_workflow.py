@@ -158,7 +158,7 @@ def test_outside_git_there_is_no_commit_to_record(
 # --- dry runs and flags ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("operation", [RunKind.rollout, RunKind.rollback])
+@pytest.mark.parametrize("operation", list(RunKind))
 def test_a_dry_run_reports_a_run_that_did_nothing_and_the_plan_without_manifests(operation: RunKind) -> None:
     data = workflow.dry_run_json(a_plan(), operation, 9)
     assert {k: data[k] for k in ("environment", "operation", "result", "exitCode", "apiRequests", "variants")} == {
