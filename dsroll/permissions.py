@@ -95,9 +95,14 @@ PLAN = DIFF | DRY_RUN
 CONTROL = _in_namespaces("apps", "daemonsets", "get", "patch") | _in_namespaces(
     "coordination.k8s.io", "leases", "get", "create", "update", "delete"
 )
+FOLLOW = (
+    _cluster_wide("", "nodes", "list", "watch")  # nodes unready, held, deleted or joining under a step
+    | _in_namespaces("apps", "daemonsets", "list", "watch")  # a second hand on the spec stops the run
+)
 RUN = (
     PLAN
     | CONTROL
+    | FOLLOW
     | _in_namespaces("apps", "daemonsets", "list", "watch", "delete")  # wait on it; prune; orphan it
     | _in_namespaces("apps", "controllerrevisions", "patch", "delete")  # record the commit; restore
     | _in_namespaces("", "pods", "watch", "patch", "delete")  # replace node by node; relabel orphans
@@ -107,6 +112,7 @@ RUN = (
 RESTART = (
     PLAN  # the plan, whose live diff refuses a template change
     | CONTROL  # the state annotation, the Lease
+    | FOLLOW
     | _in_namespaces("", "pods", "watch", "delete")  # replace node by node
     | _in_namespaces("", "events", "create")
 )
