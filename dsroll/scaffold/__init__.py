@@ -256,6 +256,7 @@ def environment_text(name: str, namespace: str, classes: Sequence[ProposedClass]
         "  pause: manual      # between steps: approve with `dsroll resume` (in CI: exit code 3)",
         "  readyTimeout: 5m   # a new pod must be Ready within this",
         "  onFailure: rollback",
+        "  unreadyNodes: skip  # a node not Ready on its turn: skip (a later rollout does it) | wait | fail",
     ]
     return "\n".join(lines) + "\n"
 
