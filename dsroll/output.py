@@ -183,6 +183,8 @@ def plan_view(plan: Plan, *, fmt: str, stream: Console | None = None) -> None:
     console.print(table)
     for v in plan.variants:
         console.print(f"  {v.name}: {v.reason}", markup=False)
+        if v.applied is not None:
+            console.print(f"  {v.name} conducts {v.applied.describe()}", markup=False)
         for step in v.steps:
             batches = " | ".join(_nodes_text(b, 4) for b in step.batches) or "nothing to replace"
             console.print(f"  {v.name} step {step.number} (→ {step.count}/{v.updatable}): {batches}", markup=False)

@@ -155,6 +155,10 @@ def render_variant(
         LABEL_CLASS: cls,
     }
     spec["selector"] = {**own_selector, "matchLabels": match_labels}
+    if workload.rollout.applier == "external":
+        # Applied by another hand (Argo CD, Flux, CI): a new template then records a revision
+        # and restarts no pod; dsroll replaces the pods in steps (docs/gitops.md).
+        spec["updateStrategy"] = {"type": "OnDelete"}
     pod = spec["template"]["spec"]
     node_affinity = (pod.get("affinity") or {}).get("nodeAffinity") or {}
     required = node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
