@@ -224,9 +224,11 @@ def _failure(failure: Mapping[str, str]) -> str:
     return f"{failure['node']}: {failure['reason']}" if failure.get("node") else failure["reason"]
 
 
-def run_summary(summary: RunSummary, *, fmt: str, compact: bool = False) -> None:
+def run_summary(
+    summary: RunSummary, *, fmt: str, compact: bool = False, extra: Mapping[str, Any] | None = None
+) -> None:
     if fmt == "json":
-        data = summary.to_json()
+        data = {**summary.to_json(), **(extra or {})}
         sys.stdout.write((json.dumps(data) if compact else json.dumps(data, indent=2)) + "\n")
         return
     for r in summary.results:

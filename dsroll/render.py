@@ -43,6 +43,7 @@ class Variant:
     template: str
     manifest: Mapping[str, Any]
     text: str
+    applier: str = "dsroll"  # the workload's rollout.applier: where its rollout record lives (rollout/store.py)
 
     @property
     def path(self) -> str:
@@ -181,6 +182,7 @@ def render_variant(
         workload.template,
         manifest,
         header + dump_yaml(manifest),
+        workload.rollout.applier or "dsroll",
     )
 
 
