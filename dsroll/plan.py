@@ -412,8 +412,13 @@ def _decide_external(
     status = live.get("status") or {}
     desired, ready = status.get("desiredNumberScheduled", 0), status.get("numberReady", 0)
     fresh = state is None and (applied is None or applied.stable is None)  # one revision, never conducted
-    if fresh and ready < desired:
-        return Action.CREATE, f"applied by the applier: waits until its {desired} pod(s) are Ready ({ready} now)", ()
+    if fresh and (ready < desired or (applied is not None and applied.matches_render)):
+        return (
+            Action.CREATE,
+            f"created by the applier: waits until its {desired} pod(s) are Ready ({ready} now), then records "
+            "its revision as the stable one",
+            (),
+        )
     if diff.change is Change.POD_TEMPLATE:
         return (
             Action.UNCHANGED,

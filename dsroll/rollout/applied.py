@@ -76,8 +76,10 @@ def wait_applied(
             stack.enter_context(informer)
         seen: tuple[int, ...] | None = None
         while True:
-            lives: Mapping[tuple[str, str], dict[str, Any] | None] = {
-                (o["metadata"]["namespace"], o["metadata"]["name"]): o for i in informers for o in i.snapshot()
+            lives: Mapping[tuple[str, str], dict[str, Any] | None] = {  # a list's items carry no kind
+                (o["metadata"]["namespace"], o["metadata"]["name"]): {"apiVersion": "apps/v1", "kind": "DaemonSet", **o}
+                for i in informers
+                for o in i.snapshot()
             }
             lives = {v.key: lives.get(v.key) for v in variants}
             left = pending(against_live(env, variants, kube, lives).variants, scoped)
