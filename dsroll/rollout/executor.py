@@ -33,7 +33,7 @@ from dsroll.plan import PodView, VariantPlan
 from dsroll.rollout import decide, restart
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.decide import AfterFailure, Pause, Start
-from dsroll.rollout.external import stable_revision
+from dsroll.rollout.external import last_writer, stable_revision
 from dsroll.rollout.fleet import skipped_at_start
 from dsroll.rollout.health import Gate
 from dsroll.rollout.lease import RENEW_EVERY, Lease
@@ -372,12 +372,10 @@ class VariantRollout:
                 f"{target.hash} is replaced"
             )
             self.reporter.emit("superseded", self.label, message, daemonset=self.ds)
-        by = (
-            f" applied by {applied.manager} ({applied.operation} at {applied.time})"
-            if applied and applied.manager
-            else ""
-        )
-        since = f"from {previous}" if previous else "no stable revision to go back to"
+        manager, operation, at = last_writer(self.ds, FIELD_MANAGER)
+        by = f" applied by {manager} ({operation} at {at})" if manager else ""
+        numbers = {r.hash: r.number for r in history}
+        since = f"from revision {numbers[previous]} ({previous})" if previous else "no stable revision to go back to"
         message = (
             f"{self.options.operation} of revision {target.number} ({target.hash}){by}, {since}: "
             f"{state.updatable} node(s), steps {list(state.steps)}"
