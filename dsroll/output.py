@@ -283,6 +283,14 @@ def status_view(
         )
     out.print(table)
     for row in rows:
+        if row.get("stable"):
+            stable = row["stable"]
+            commit = f", commit {stable['commit'][:12]}" if stable.get("commit") else ""
+            out.print(
+                f"{row['namespace']}/{row['name']}: applied by another hand (applier: external); stable revision "
+                f"{stable['revision']}{commit}",
+                markup=False,
+            )
         failure = (row.get("rollout") or {}).get("failure")
         if failure:
             out.print(f"{row['namespace']}/{row['name']}: {_failure(failure)}", markup=False)
@@ -335,6 +343,8 @@ def history_view(env: str, rows: Sequence[Mapping[str, Any]], *, fmt: str) -> No
             commit = (rev["commit"] or "-")[:12]
             table.add_row(f"{mark} {rev['revision']}", rev["hash"], rev["created"], commit)
         out.print(table)
+        if row.get("stableRevision") is not None:  # applier: external: the way back (docs/gitops.md)
+            out.print(f"  * current; stable (the last completed rollout): {row['stableRevision']}", markup=False)
 
 
 def request_view(rows: Sequence[Mapping[str, Any]], *, fmt: str) -> None:
