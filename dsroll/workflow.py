@@ -323,6 +323,14 @@ def _external_only(flag: str, variants: Sequence[Variant], file: str, *, externa
 
 def _refuse_external_replacements(plan: Plan, env_arg: str) -> None:
     """Under an external applier dsroll never deletes or creates the applier's DaemonSets."""
+    external = {(vp.namespace, vp.workload) for vp in plan.variants if vp.policy.external}
+    for group in plan.replacements:
+        if (group.namespace, group.workload) in external:
+            raise InputError(
+                f"{group.namespace}/{group.workload}: {group.reason}: orphan replacement would delete and create "
+                f"DaemonSets the applier owns; revert the change in git (`dsroll rollback {env_arg} --git-revert`), "
+                "or move the objects with the applier; nothing was applied"
+            )
     for vp in plan.variants:
         if vp.policy.external and vp.action is Action.ORPHAN_REPLACE:
             raise InputError(

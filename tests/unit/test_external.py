@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from dsroll import workflow
 from dsroll.config import parse_environment
 from dsroll.diff import Change, VariantDiff
 from dsroll.errors import InputError
@@ -23,6 +24,7 @@ from dsroll.render import load_environment, render_environment
 from dsroll.rendered import sync
 from dsroll.rollout.applied import describe, pending
 from dsroll.rollout.external import Applied, RevisionRef, last_writer, stable_revision
+from dsroll.rollout.observe import Scope
 from dsroll.rollout.state import Phase
 from dsroll.rollout.store import Record, Stable, configmap_name, configmap_patch, record_of
 from tests.conftest import ENV, TEMPLATE
@@ -300,3 +302,54 @@ def test_the_stable_commit_of_several_variants_is_the_newest_on_one_line() -> No
     with pytest.raises(InputError, match="different lines of history"):
         newest(["a", "z"], is_ancestor)
     assert restored_files(["t.j2", "e.yaml", "e.yaml"], lambda p: p == "e.yaml") == ("e.yaml",)
+
+
+# --- refusals before anything talks to the cluster ---------------------------------------------
+
+
+class NoCluster:
+    """A client that refuses every use: the refusals below come before any request."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"nothing may talk to the cluster (asked for {name})")
+
+
+def no_cluster(_context: str | None) -> Any:
+    return NoCluster()
+
+
+@pytest.mark.parametrize(
+    ("to_revision", "to_git", "flag"),
+    [(None, None, "a rollback"), (1, None, "--to-revision"), (None, "HEAD", "--to-git")],
+)
+def test_a_rollback_of_an_external_workload_is_refused_pointing_at_git_revert(
+    make_project: Any, monkeypatch: pytest.MonkeyPatch, to_revision: int | None, to_git: str | None, flag: str
+) -> None:
+    monkeypatch.chdir(make_project(env=EXTERNAL))
+    with pytest.raises(InputError, match=f"{flag} would write the DaemonSets of agent.*--git-revert"):
+        workflow.rollback("test", None, Scope(), no_cluster, to_revision=to_revision, to_git=to_git, yes=False,
+                          ask=None)  # fmt: skip
+
+
+def test_wait_applied_and_git_revert_are_for_external_workloads_only(
+    make_project: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(make_project(env=ENV))
+    with pytest.raises(InputError, match=r"--wait-applied is for rollout\.applier: external.*agent has applier dsroll"):
+        workflow.rollout("test", None, Scope(), no_cluster, steps=None, partition=None, saved=None,
+                         allow_dirty=True, dry_run=False, yes=True, ask=None, wait="text")  # fmt: skip
+    with pytest.raises(InputError, match=r"--git-revert is for rollout\.applier: external"):
+        workflow.git_revert("test", None, Scope(), no_cluster, push=False, wait=None, timeout=None, yes=True,
+                            ask=None)  # fmt: skip
+    with pytest.raises(InputError, match="--timeout goes with --wait-applied"):
+        workflow.rollout("test", None, Scope(), no_cluster, steps=None, partition=None, saved=None,
+                         allow_dirty=True, dry_run=False, yes=True, ask=None, timeout="5m")  # fmt: skip
+    with pytest.raises(InputError, match="--wait-applied and --plan"):
+        workflow.rollout("test", None, Scope(), no_cluster, steps=None, partition=None, saved=Path("p.json"),
+                         allow_dirty=True, dry_run=False, yes=True, ask=None, wait="text")  # fmt: skip
+
+
+def test_an_orphan_replacement_of_an_external_workload_is_refused() -> None:
+    found = plan_variant_external(Change.SELECTOR, dict.fromkeys(NODES, NEW), state_of=Phase.complete)
+    with pytest.raises(InputError, match="orphan replacement would delete and create DaemonSets the applier owns"):
+        workflow._refuse_external_replacements(Plan("test", "c", "s", None, (found,)), "test")
