@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -301,7 +302,8 @@ def _progress(mode: str) -> Callable[[str, list[dict[str, Any]]], None]:
 
     def say(message: str, rows: list[dict[str, Any]]) -> None:
         if mode == "json":
-            output.err.print(json.dumps({"event": "wait-applied", "message": message, "pending": rows}), markup=False)
+            sys.stderr.write(json.dumps({"event": "wait-applied", "message": message, "pending": rows}) + "\n")
+            sys.stderr.flush()
         else:
             output.info(message)
 
