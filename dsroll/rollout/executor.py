@@ -334,6 +334,9 @@ class VariantRollout:
         target = self._current_revision()
         if self.options.operation is RunKind.rollout:
             revs.record_commit(self.kube, self.ns, target, self.options.commit)
+        if state.previous_revision == target.hash:  # another hand applied this template before the run
+            history = revs.revisions(self.kube, self.ds)
+            state = replace(state, previous_revision=self._way_back(target, history, None))
         state = self._write(replace(state, target_revision=target.hash), clear_request=True)
         self.reporter.emit("start", self.label, f"target revision {target.number} ({target.hash})", daemonset=self.ds)
         return state
@@ -348,13 +351,7 @@ class VariantRollout:
         target = revs.current(history)
         if target is None:
             raise ClusterError(f"{self.label} has no ControllerRevision")
-        pods, _ = self.kube.pods.list(self.ns, revs.selector_string(self.ds["spec"]["selector"]))
-        on = [PodView.of(p).revision for p in pods if revs.owned_by(p, self.ds["metadata"]["uid"])]
-        remembered = [
-            self.stable.revision if self.stable else None,
-            unfinished.previous_revision if unfinished else None,
-        ]
-        previous = stable_revision(target.hash, [r.hash for r in history], on, remembered)
+        previous = self._way_back(target, history, unfinished)
         applied = self.plan.applied
         rendered = applied is not None and applied.matches_render and applied.target.hash == target.hash
         if rendered and self.options.operation is RunKind.rollout:
@@ -382,6 +379,19 @@ class VariantRollout:
         )
         self.reporter.emit("start", self.label, message, daemonset=self.ds)
         return self._write(replace(state, target_revision=target.hash), clear_request=True)
+
+    def _way_back(
+        self, target: revs.Revision, history: list[revs.Revision], unfinished: RolloutState | None
+    ) -> str | None:
+        """The revision a rollout to ``target`` goes back to (``external.stable_revision``):
+        the recorded stable one, the unfinished rollout's, the one most pods run; never the target."""
+        pods, _ = self.kube.pods.list(self.ns, revs.selector_string(self.ds["spec"]["selector"]))
+        on = [PodView.of(p).revision for p in pods if revs.owned_by(p, self.ds["metadata"]["uid"])]
+        remembered = [
+            self.stable.revision if self.stable else None,
+            unfinished.previous_revision if unfinished else None,
+        ]
+        return stable_revision(target.hash, [r.hash for r in history], on, remembered)
 
     def _await_created(self) -> VariantResult:
         """``applier: external``: the applier creates the variant; wait for it, then gate its

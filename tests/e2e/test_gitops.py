@@ -356,3 +356,28 @@ def test_flux_killed_mid_step_resumes_and_a_sync_landing_mid_rollout_stops_it(pr
     assert_never_two_pods(timeline, workload=WORKLOAD)
     assert_max_unavailable(timeline, nodes, 1, workload=WORKLOAD, cls="general")
     assert len(live_pods(timeline, workload=WORKLOAD, cls="general")) == len(nodes)
+
+
+def test_under_applier_dsroll_a_revision_another_manager_applied_goes_back_to_the_old_one(
+    project: GitOpsProject,
+) -> None:
+    """Issue 14's measurement: an OnDelete variant applied by another field manager was staged by
+    a dsroll-applied rollout that recorded previousRevision equal to targetRevision."""
+    ssa = ["--server-side", "--field-manager=argocd-controller", "--force-conflicts"]
+    one = project.publish("agent 1.0", **GENERAL)
+    project.cluster.kubectl("apply", *ssa, "-f", "-", input=project.committed()[0])
+    settle_run = project.dsroll("rollout", "e2e", "--wait-applied", "--timeout", "60s", "--yes", "-o", "json")
+    assert settle_run.code == 0, settle_run
+    old = project.current_revision("general")
+    project.publish("agent 2.0", tag="2.0", **GENERAL)
+    project.cluster.kubectl("apply", *ssa, "-f", "-", input=project.committed()[0])
+    wait_until("the new revision", lambda: (project.current_revision("general") != old, None), timeout=15)
+    new = project.current_revision("general")
+    (project.root / "environments" / "e2e.yaml").write_text(env_text(project.namespace, tag="2.0", **GENERAL))
+    run = project.dsroll("rollout", "e2e", "--allow-dirty", "--yes", "-o", "json")  # applier: dsroll
+    assert run.code == 0, run
+    got = conducted(run)
+    assert got["result"] == "complete" and got["targetRevision"] == new, run
+    assert got["previousRevision"] == old != new, "the way back is the revision the pods ran, never the target"
+    assert project.state("general")["previousRevision"] == old
+    assert one
