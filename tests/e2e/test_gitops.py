@@ -364,7 +364,7 @@ def test_under_applier_dsroll_a_revision_another_manager_applied_goes_back_to_th
     """Issue 14's measurement: an OnDelete variant applied by another field manager was staged by
     a dsroll-applied rollout that recorded previousRevision equal to targetRevision."""
     ssa = ["--server-side", "--field-manager=argocd-controller", "--force-conflicts"]
-    one = project.publish("agent 1.0", **GENERAL)
+    project.publish("agent 1.0", **GENERAL)
     project.cluster.kubectl("apply", *ssa, "-f", "-", input=project.committed()[0])
     settle_run = project.dsroll("rollout", "e2e", "--wait-applied", "--timeout", "60s", "--yes", "-o", "json")
     assert settle_run.code == 0, settle_run
@@ -380,4 +380,3 @@ def test_under_applier_dsroll_a_revision_another_manager_applied_goes_back_to_th
     assert got["result"] == "complete" and got["targetRevision"] == new, run
     assert got["previousRevision"] == old != new, "the way back is the revision the pods ran, never the target"
     assert project.state("general")["previousRevision"] == old
-    assert one
