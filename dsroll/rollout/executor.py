@@ -24,6 +24,7 @@ from dsroll.plan import VariantPlan
 from dsroll.rollout import decide
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.decide import AfterFailure, Pause, Start
+from dsroll.rollout.evidence import Evidence
 from dsroll.rollout.health import Gate
 from dsroll.rollout.lease import RENEW_EVERY, Lease
 from dsroll.rollout.outcome import NodeFailed, Result, RunOptions, Stopped, Target, VariantResult
@@ -120,7 +121,10 @@ class VariantRollout:
         return True, read_request(self.ds)
 
     def _swap(self, state: RolloutState, wanted: Sequence[str], step: int, steps: int, planned: bool) -> RolloutState:
-        swap = PodSwap(self.kube.pods, self.ns, self.label, self.gate, self.lease, self.reporter, self._record)
+        evidence = Evidence(self.kube.events, self.kube.nodes, self.ns, self.label, self.reporter)
+        swap = PodSwap(
+            self.kube.pods, self.ns, self.label, self.gate, self.lease, self.reporter, self._record, evidence=evidence
+        )
         return swap.run(self.ds, state, wanted, step, steps, set(self.plan.pending) if planned else None)
 
     def _manifest(self, state: RolloutState | None = None) -> dict[str, Any]:

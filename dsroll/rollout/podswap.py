@@ -2,7 +2,9 @@
 
 Per node: delete the old pod, then judge the controller's new pod on that node by the
 health gate. This module observes (the informer's change log, absorbed by a
-``view.PodIndex``), asks ``decide.next_batch`` and ``decide.judge``, performs (deletes)
+``view.PodIndex``), asks ``decide.next_batch`` and ``decide.judge`` (through
+``evidence.Evidence``, which reads a stuck pod's Events, or the Node of a node that got
+no new pod, when that is worth a request), performs (deletes)
 and records (through the executor's ``record``, before pods are deleted); it chooses
 nothing itself. (Orphan *replacement* — handing pods to a new DaemonSet — is
 ``handover.py``; this is the ordinary per-node update.)
@@ -18,7 +20,8 @@ from typing import Any
 from dsroll.kube.protocols import PodsApi
 from dsroll.plan import PodView
 from dsroll.rollout import revisions as revs
-from dsroll.rollout.decide import Batch, InFlight, judge, next_batch
+from dsroll.rollout.decide import Batch, InFlight, next_batch
+from dsroll.rollout.evidence import Evidence
 from dsroll.rollout.health import Gate, Outcome
 from dsroll.rollout.lease import RENEW_EVERY, Lease
 from dsroll.rollout.outcome import NodeFailed, Stopped
@@ -33,9 +36,18 @@ Recorder = Callable[[RolloutState], tuple[bool, str | None]]
 
 class PodSwap:
     def __init__(
-        self, pods: PodsApi, namespace: str, label: str, gate: Gate, lease: Lease, reporter: Reporter, record: Recorder
+        self,
+        pods: PodsApi,
+        namespace: str,
+        label: str,
+        gate: Gate,
+        lease: Lease,
+        reporter: Reporter,
+        record: Recorder,
+        evidence: Evidence | None = None,
     ) -> None:
         self.pods = pods
+        self.evidence = evidence or Evidence(None, None, namespace, label, None)  # none: the pod alone
         self.ns = namespace
         self.label = label
         self.gate = gate
@@ -63,6 +75,7 @@ class PodSwap:
         blocked = False
         pending: list[Future[bool]] = []
         selector = revs.selector_string(daemonset["spec"]["selector"])
+        template = daemonset["spec"]["template"]
         informer = Informer(self.pods.collection(self.ns, label_selector=selector), log_changes=True)
         with informer, ThreadPoolExecutor(max_workers=8, thread_name_prefix="delete") as pool:
             index.absorb(informer.changes())
@@ -78,7 +91,8 @@ class PodSwap:
                 now = time.monotonic()
                 wake = now + RENEW_EVERY
                 for node, track in list(flight.items()):
-                    flight[node], verdict = judge(track, index.new_pod(node, track.old_uid), self.gate, now)
+                    new = index.new_pod(node, track.old_uid)
+                    flight[node], verdict = self.evidence.judge(node, track, new, self.gate, now, template)
                     if verdict.outcome is Outcome.FAILED:
                         raise NodeFailed(node, verdict.message)
                     if verdict.outcome is Outcome.HEALTHY:
