@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from dsroll.plan import node_of
+
 #: Container waiting reasons that mean the new version will not come up by itself.
 FATAL_WAITING = frozenset(
     {
@@ -63,20 +65,6 @@ _AFFINITY = "didn't match pod's node affinity/selector"
 _AVAILABLE = re.compile(r"^\s*\d+/\d+ nodes are available:\s*(?P<reasons>.*?)(?:\.\s|\.$|$)", re.DOTALL)
 _COUNTED = re.compile(r"^(?:\d+\s+)?(?P<reason>.+)$")
 _EVENT_TEXT = 200  # characters of an Event message kept in a one-line cause
-
-
-def node_of(pod: Mapping[str, Any]) -> str:
-    """The node a daemon pod runs on, or is pinned to before the scheduler bound it."""
-    spec = pod.get("spec") or {}
-    if spec.get("nodeName"):
-        return str(spec["nodeName"])
-    terms = ((((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms") or [])  # fmt: skip
-    for term in terms:
-        for field in term.get("matchFields") or []:
-            if field.get("key") == "metadata.name" and field.get("operator") == "In" and field.get("values"):
-                return str(field["values"][0])
-    return ""
 
 
 def label(pod: Mapping[str, Any], node: str = "") -> str:

@@ -164,7 +164,7 @@ def test_selectors_and_taints_in_every_wording_are_permanent(message: str) -> No
 
 
 def big_pod(message: str = INSUFFICIENT_CPU) -> dict[str, Any]:
-    container = {"name": "agent", "image": "example.com/agent:2.0", "resources": {"requests": {"cpu": "1000"}}}
+    container = {"name": "agent", "image": "example.com/agent:2.0", "resources": {"requests": {"cpu": "1k"}}}
     return daemon_pod(scheduled=unschedulable(message), bound=False, container=container)
 
 
@@ -172,7 +172,7 @@ def test_insufficient_cpu_waits_naming_the_cause() -> None:
     got = verdict(big_pod(), 3)
     assert got == Verdict(
         Outcome.WAITING,
-        f"waiting for {POD} to be Ready: unschedulable: Insufficient cpu (agent requests cpu 1000)",
+        f"waiting for {POD} to be Ready: unschedulable: Insufficient cpu (agent requests cpu 1k)",
         T0 + 8,
     )
 
@@ -181,7 +181,7 @@ def test_insufficient_cpu_fails_after_ready_timeout_naming_the_cause() -> None:
     got = verdict(big_pod(), 8)
     assert got == Verdict(
         Outcome.FAILED,
-        f"{POD} not Ready within readyTimeout (8s): unschedulable: Insufficient cpu (agent requests cpu 1000)",
+        f"{POD} not Ready within readyTimeout (8s): unschedulable: Insufficient cpu (agent requests cpu 1k)",
     )
 
 
@@ -445,3 +445,18 @@ def test_a_failure_gets_one_fresh_look_to_name_it() -> None:
         Look.NONE,
         None,
     )
+
+
+def test_a_pod_the_scheduler_has_not_bound_is_its_nodes_new_pod() -> None:
+    """The gate can only judge what the pod view hands it: a pod pinned to NODE but
+    Pending unscheduled (no nodeName) is NODE's new pod, not "no new pod"."""
+    from dsroll.plan import PodView
+    from dsroll.rollout.view import PodIndex
+
+    pod = big_pod()
+    pod["metadata"]["labels"] = {"controller-revision-hash": "new"}
+    pod["metadata"]["ownerReferences"] = [{"kind": "DaemonSet", "uid": "ds", "controller": True}]
+    assert PodView.of(pod).node == NODE
+    index = PodIndex("ds", [NODE], "new")
+    index.absorb([("SYNC", [pod])])
+    assert index.new_pod(NODE, "old") is pod and NODE in index.unavailable
