@@ -14,6 +14,8 @@ One test rolls back and lets the pod watcher judge the invariants (docs/rollout.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,9 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import yaml
 from e2e.invariants import assert_final_revision, assert_max_unavailable, assert_never_two_pods, assert_untouched
 from e2e.polling import wait_until
 from e2e.test_rollout import WORKLOAD, Deployed, Project, Run, deploy
+
+from dsroll import permissions
 
 if TYPE_CHECKING:
     from conftest import K8sCluster
@@ -123,9 +128,9 @@ class Failed:
     seconds: float  # from the target revision's `start` event to `node-failed`
 
 
-def roll_out_and_fail(project: Project, fleet: Deployed) -> Failed:
+def roll_out_and_fail(project: Project, fleet: Deployed, *extra: str) -> Failed:
     """`rollout --events -o json` of the committed 2.0, which must fail on the canary."""
-    run = project.dsroll("rollout", "e2e", "--yes", "--events", "-o", "json")
+    run = project.dsroll("rollout", "e2e", "--yes", "--events", "-o", "json", *extra)
     assert run.code == 1, run
     lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
     events, summary = lines[:-1], lines[-1]
@@ -245,3 +250,48 @@ def test_an_oom_killed_container_fails_naming_its_exit_code(project: StuckProjec
         return bool(restarts), restarts
 
     wait_until("the canary's pod still there, paused as it failed", unhealthy_canary, timeout=5)
+
+
+def test_without_list_events_or_get_nodes_the_gate_still_names_the_cause(
+    project: StuckProject, k8s_cluster: K8sCluster
+) -> None:
+    """The gate's reads are optional in effect: the shipped deployer minus `list events` and
+    `get nodes` passes the preflight, warns once, and fails naming the cause from the pod."""
+    settings = {"ready_timeout": "8s"}
+    fleet = deploy(project, **settings)
+    project.commit("agent 2.0 is never Ready", tag="2.0", behaviour="never-ready", **settings)
+    printed = subprocess.run(
+        [sys.executable, "-m", "dsroll", "rbac", "e2e"],
+        cwd=project.root,
+        env=project.env,
+        capture_output=True,
+        text=True,
+    )
+    assert printed.returncode == 0, printed.stderr
+    docs = [d for d in yaml.safe_load_all(printed.stdout) if d]
+    for doc in docs:  # the deployer's Role and ClusterRole, without the gate's reads
+        for rule in doc.get("rules") or [] if doc["metadata"]["name"].endswith("-deployer") else []:
+            if rule["resources"] == ["events"]:
+                rule["verbs"].remove("list")
+            if rule["resources"] == ["nodes"]:
+                rule["verbs"].remove("get")
+    manifests = yaml.safe_dump_all(docs)
+    k8s_cluster.kubectl("apply", "-f", "-", input=manifests)
+    deployer = f"system:serviceaccount:{project.namespace}:{permissions.account_name(project.namespace, 'deployer')}"
+
+    def granted() -> tuple[bool, str]:
+        answer = k8s_cluster.kubectl(
+            "auth", "can-i", "delete", "pods", "-n", project.namespace, "--as", deployer, check=False
+        )
+        return answer.stdout.strip() == "yes", answer.stdout
+
+    wait_until("the deployer's Role in force", granted, timeout=10)
+    try:
+        failed = roll_out_and_fail(project, fleet, "--as", deployer)
+    finally:
+        k8s_cluster.kubectl("delete", "-f", "-", "--ignore-not-found", input=manifests, check=False)
+    fleet.stop()
+    assert "cannot list events in namespace" in failed.run.stderr, failed.run
+    assert failed.reason.endswith("not Ready within readyTimeout (8s): running, not Ready (ContainersNotReady)"), (
+        failed.reason
+    )
