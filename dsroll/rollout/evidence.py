@@ -78,9 +78,10 @@ class Evidence:
         kept, verdict = judge(track, pod, gate, now, self._clues(node, key, template))
         kind, due = look(verdict, pod, started=track.started, now=now, last=self._last(key))
         if kind is not Look.NONE and self._read(kind, node, key, pod, now):
-            kept, verdict = judge(track, pod, gate, now, self._clues(node, key, template))
-            if verdict.outcome is Outcome.WAITING:
-                self._tell(node, verdict.message)
+            clues = self._clues(node, key, template)
+            kept, verdict = judge(track, pod, gate, now, clues)
+            if verdict.outcome is Outcome.WAITING and (pod is not None or clues.misfit is not None):
+                self._tell(node, verdict.message)  # a cause found (a node that fits only awaits the controller)
             kind, due = look(verdict, pod, started=track.started, now=now, last=self._last(key))
         if verdict.outcome is Outcome.WAITING and due is not None and due > now and self._can(pod):
             verdict = replace(verdict, wake_at=min(due, verdict.wake_at or due))

@@ -73,20 +73,22 @@ def test_no_pod_reads_the_node_after_the_controllers_chance_and_fails_at_once() 
 
 def test_a_node_that_fits_is_read_again_only_every_ten_seconds() -> None:
     nodes = FakeNodes({"metadata": {"name": NODE, "labels": {}}, "spec": {}})
-    eyes, _ = evidence(nodes=nodes)
+    eyes, reporter = evidence(nodes=nodes)
     for after in (2.0, 2.5, 5.0, 11.9):
-        _, got = eyes.judge(NODE, TRACK, None, GATE.__class__(60.0, 0.0), T0 + after, TEMPLATE)
+        _, got = eyes.judge(NODE, TRACK, None, Gate(60.0, 0.0), T0 + after, TEMPLATE)
         assert got.outcome is Outcome.WAITING
     assert nodes.calls == 1
     assert got.wake_at == T0 + 12
     eyes.judge(NODE, TRACK, None, Gate(60.0, 0.0), T0 + 12, TEMPLATE)
     assert nodes.calls == 2
+    assert reporter.said == [], "a node that fits only awaits the controller: nothing to tell"
 
 
 def test_a_node_that_is_gone_is_named_and_waited_for() -> None:
-    eyes, _ = evidence(nodes=FakeNodes(None))
+    eyes, reporter = evidence(nodes=FakeNodes(None))
     _, got = eyes.judge(NODE, TRACK, None, GATE, T0 + 3, TEMPLATE)
     assert got.outcome is Outcome.WAITING and got.message.endswith(f"node {NODE} no longer exists")
+    assert reporter.said == [("node-waiting", got.message)]
 
 
 def test_a_stuck_pods_events_are_read_once_it_waited_and_its_cause_told_once() -> None:
@@ -119,7 +121,7 @@ def test_events_that_cannot_be_read_are_said_once_and_the_gate_goes_on(error: Ex
     events = FakeEvents(error=error)
     eyes, reporter = evidence(events=events)
     for after in (5.0, 6.0, 16.0):
-        _, got = eyes.judge(NODE, TRACK, creating(), GATE.__class__(60.0, 0.0), T0 + after, TEMPLATE)
+        _, got = eyes.judge(NODE, TRACK, creating(), Gate(60.0, 0.0), T0 + after, TEMPLATE)
         assert got.outcome is Outcome.WAITING
     assert events.calls == 1
     assert [e for e, _ in reporter.said] == ["warning"]
