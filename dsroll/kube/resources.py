@@ -269,12 +269,21 @@ class Events(_Kind):
         }
         self.kube.request("POST", self.path(meta["namespace"]), body=event)
 
+    def about(self, namespace: str, uid: str) -> list[dict[str, Any]]:
+        """The core/v1 Events whose involvedObject is the object with ``uid`` (one LIST, by
+        field selector): the scheduler's, the kubelet's and the controllers' word on it."""
+        return self.collection(namespace, field_selector=f"involvedObject.uid={uid}").list()[0]
+
 
 class Nodes(_Kind):
     prefix, plural = "/api/v1", "nodes"
 
     def list(self, label_selector: str | None = None) -> list[dict[str, Any]]:
         return self._items(None, label_selector)
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        """One node (None when there is none of that name)."""
+        return self._get(None, quote(name))
 
     def labels(self) -> dict[str, dict[str, str]]:
         """Every node's labels, by node name."""
