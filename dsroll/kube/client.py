@@ -97,7 +97,8 @@ def _status_message(exc: ApiException) -> str:
 
 
 def _short_reason(exc: BaseException) -> str:
-    """A transient failure in a few words: "connection refused", "timed out", "503 Service Unavailable"."""
+    """A transient failure in a few words ("connection refused", "timed out", "503 Service
+    Unavailable"), else as urllib3 says it."""
     if isinstance(exc, ApiException):
         return f"{exc.status} {exc.reason}" if exc.status else "TLS connection cut short"
     text = str(exc).lower()
@@ -107,7 +108,7 @@ def _short_reason(exc: BaseException) -> str:
     # (urllib3's NewConnectionError, a refusal, is a ConnectTimeoutError: so tested after the words)
     if isinstance(exc, TimeoutError | urllib3.exceptions.TimeoutError) or "timed out" in text:
         return "timed out"
-    return type(exc).__name__
+    return str(getattr(exc, "reason", None) or exc)
 
 
 def _seconds_text(seconds: float) -> str:
@@ -380,8 +381,7 @@ class Kube:
         return f"failing for {_seconds_text(self.budget.seconds)}, the retry budget"
 
     def _unreachable(self, exc: BaseException) -> ApiUnavailable:
-        reason = getattr(exc, "reason", None) or exc
-        return ApiUnavailable(f"cannot reach {self.server}: {reason} ({self._gave_up()})")
+        return ApiUnavailable(f"cannot reach {self.server}: {_short_reason(exc)} ({self._gave_up()})")
 
     def patch(self, path: str, patch: Any, *, kind: str = "merge", dry_run: bool = False) -> Any:
         """A JSON merge patch (``kind="merge"``) or JSON patch (``kind="json"``) as field manager dsroll."""

@@ -190,8 +190,7 @@ def test_a_server_that_is_down_is_retried_for_the_budget_then_named(tmp_path: Pa
     took = time.monotonic() - started
     assert 2 <= took < 4, took
     assert kube.requests >= 4, "retried with backoff: 0.2, 0.4, 0.8 s, then what was left"
-    assert str(caught.value).startswith(f"cannot reach {url}: ")
-    assert str(caught.value).endswith("(failing for 2s, the retry budget)")
+    assert str(caught.value) == f"cannot reach {url}: connection refused (failing for 2s, the retry budget)"
     assert told == [f"the API server {url} is not answering (connection refused): retrying for up to 2s"]
 
 
@@ -211,8 +210,9 @@ def test_a_frozen_server_is_noticed_by_the_request_timeout(tmp_path: Path, froze
     started = time.monotonic()
     told: list[str] = []
     kube.on_outage = lambda _, message: told.append(message)
-    with kube.retry_budget(1), pytest.raises(ApiUnavailable, match="timed out"):
+    with kube.retry_budget(1), pytest.raises(ApiUnavailable) as caught:
         kube.request("GET", "/api/v1/nodes")
+    assert str(caught.value) == f"cannot reach {frozen}: timed out (failing for 1s, the retry budget)"
     assert time.monotonic() - started < 3
     assert told == [f"the API server {frozen} is not answering (timed out): retrying for up to 1s"]
 
