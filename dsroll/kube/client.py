@@ -303,8 +303,10 @@ class Kube:
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Stream (type, object) events of a collection from ``resource_version``.
 
-        Ends after ``timeout`` seconds (the server closes the watch); raises
-        ``WatchExpired`` on 410 Gone so the caller relists. Bookmarks advance the caller's
+        Ends after ``timeout`` seconds (the server closes the watch), or early when the
+        connection drops (the caller watches again from its last resourceVersion); raises
+        ``WatchExpired`` on 410 Gone so the caller relists, and ``ApiUnavailable`` when it
+        cannot be opened within the retry budget. Bookmarks advance the caller's
         resourceVersion without an object change.
         """
         params = {
