@@ -26,7 +26,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -36,7 +35,15 @@ from dsroll import durations, version
 from dsroll.errors import ApiUnavailable, ClusterError, InputError
 from dsroll.kube import resources
 from dsroll.kube.resources import FIELD_MANAGER
-from dsroll.kube.retry import COMMAND_BUDGET, Outage, RetryBudget
+from dsroll.kube.retry import (
+    COMMAND_BUDGET,
+    NETWORK_ERRORS,
+    Outage,
+    RetryBudget,
+    is_transient,
+    seconds_text,
+    short_reason,
+)
 
 
 def parse_request_timeout(text: str | None) -> float | None:
@@ -68,51 +75,12 @@ def user_agent() -> str:
     return f"dsroll/{version()} ({system}) python/{platform.python_version()}"
 
 
-#: Statuses that say "try again": too many requests, and the server or a proxy failing.
-TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
-#: The unreachable, the reset and the timed out, as urllib3 and the socket layer raise them.
-_NETWORK_ERRORS = (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` says "the server is away or overloaded" rather than "no".
-
-    The kubernetes client turns a TLS failure into ``ApiException(status=0)``: a handshake
-    cut short (a server going down) is transient, a certificate that does not verify is not.
-    """
-    if isinstance(exc, ApiException):
-        if exc.status == 0:
-            reason = str(exc.reason or "")
-            return "SSLError" in reason and "CERTIFICATE_VERIFY_FAILED" not in reason
-        return exc.status in TRANSIENT_STATUSES
-    return isinstance(exc, _NETWORK_ERRORS)
-
-
 def _status_message(exc: ApiException) -> str:
     try:
         body = json.loads(exc.body or "{}")
         return str(body.get("message") or exc.reason)
     except (ValueError, AttributeError):
         return str(exc.reason)
-
-
-def _short_reason(exc: BaseException) -> str:
-    """A transient failure in a few words ("connection refused", "timed out", "503 Service
-    Unavailable"), else as urllib3 says it."""
-    if isinstance(exc, ApiException):
-        return f"{exc.status} {exc.reason}" if exc.status else "TLS connection cut short"
-    text = str(exc).lower()
-    for what in ("connection refused", "connection reset", "connection aborted", "remote end closed"):
-        if what in text:
-            return what
-    # (urllib3's NewConnectionError, a refusal, is a ConnectTimeoutError: so tested after the words)
-    if isinstance(exc, TimeoutError | urllib3.exceptions.TimeoutError) or "timed out" in text:
-        return "timed out"
-    return str(getattr(exc, "reason", None) or exc)
-
-
-def _seconds_text(seconds: float) -> str:
-    return f"{seconds:g}s" if seconds < 120 or seconds % 60 else f"{seconds / 60:g}m"
 
 
 #: Requests that change nothing a rollout is about: the lock, Events, "who am I".
@@ -233,7 +201,7 @@ class Kube:
         except BaseException as exc:
             if is_transient(exc):
                 if self.outage.failed(sent) and self.on_outage is not None:
-                    why, budget = _short_reason(exc), _seconds_text(self.budget.seconds)
+                    why, budget = short_reason(exc), seconds_text(self.budget.seconds)
                     message = f"the API server {self.server} is not answering ({why}): retrying for up to {budget}"
                     self.on_outage("api-unavailable", message)
             elif isinstance(exc, ApiException):
@@ -322,7 +290,7 @@ class Kube:
             if exc.status == 410:
                 raise WatchExpired() from None
             raise self._translate(exc, "WATCH", path) from None
-        except _NETWORK_ERRORS as exc:
+        except NETWORK_ERRORS as exc:
             raise self._unreachable(exc) from None
         raw = response.response
         try:
@@ -340,7 +308,7 @@ class Kube:
                             raise WatchExpired()
                         raise ClusterError(f"watch {path} failed: {status.get('message', status)}")
                     yield event["type"], event["object"]
-        except _NETWORK_ERRORS:
+        except NETWORK_ERRORS:
             return  # a dropped watch ends; the caller watches again from its resourceVersion
         finally:
             raw.release_conn()
@@ -376,14 +344,14 @@ class Kube:
             if exc.status == 404 and allow_missing:
                 return None
             raise self._translate(exc, method, path) from None
-        except _NETWORK_ERRORS as exc:
+        except NETWORK_ERRORS as exc:
             raise self._unreachable(exc) from None
 
     def _gave_up(self) -> str:
-        return f"failing for {_seconds_text(self.budget.seconds)}, the retry budget"
+        return f"failing for {seconds_text(self.budget.seconds)}, the retry budget"
 
     def _unreachable(self, exc: BaseException) -> ApiUnavailable:
-        return ApiUnavailable(f"cannot reach {self.server}: {_short_reason(exc)} ({self._gave_up()})")
+        return ApiUnavailable(f"cannot reach {self.server}: {short_reason(exc)} ({self._gave_up()})")
 
     def patch(self, path: str, patch: Any, *, kind: str = "merge", dry_run: bool = False) -> Any:
         """A JSON merge patch (``kind="merge"``) or JSON patch (``kind="json"``) as field manager dsroll."""

@@ -11,13 +11,17 @@ request nor multiplied by the number of requests waiting.
 
 A rollout runs with ``--retry-budget`` (default 2m, ``DSROLL_RETRY_BUDGET``); every other
 request, and a rollout's preflight, with 5 s, so that an unreachable cluster is refused
-(exit 2) at once. Pure: the clock is handed in; ``client.py`` wires this to tenacity.
+(exit 2) at once. Pure: the clock is handed in, exceptions are only classified;
+``client.py`` wires this to tenacity.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+
+import urllib3
+from kubernetes.client.exceptions import ApiException
 
 from dsroll import durations
 from dsroll.errors import InputError
@@ -28,6 +32,46 @@ COMMAND_BUDGET = 5.0
 RUN_BUDGET = 120.0
 RUN_BUDGET_TEXT = "2m"
 ENV_VAR = "DSROLL_RETRY_BUDGET"
+
+
+#: Statuses that say "try again": too many requests, and the server or a proxy failing.
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: The unreachable, the reset and the timed out, as urllib3 and the socket layer raise them.
+NETWORK_ERRORS = (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` says "the server is away or overloaded" rather than "no".
+
+    The kubernetes client turns a TLS failure into ``ApiException(status=0)``: a handshake
+    cut short (a server going down) is transient, a certificate that does not verify is not.
+    """
+    if isinstance(exc, ApiException):
+        if exc.status == 0:
+            reason = str(exc.reason or "")
+            return "SSLError" in reason and "CERTIFICATE_VERIFY_FAILED" not in reason
+        return exc.status in TRANSIENT_STATUSES
+    return isinstance(exc, NETWORK_ERRORS)
+
+
+def short_reason(exc: BaseException) -> str:
+    """A transient failure in a few words ("connection refused", "timed out", "503 Service
+    Unavailable"), else as urllib3 says it."""
+    if isinstance(exc, ApiException):
+        return f"{exc.status} {exc.reason}" if exc.status else "TLS connection cut short"
+    text = str(exc).lower()
+    for what in ("connection refused", "connection reset", "connection aborted", "remote end closed"):
+        if what in text:
+            return what
+    # (urllib3's NewConnectionError, a refusal, is a ConnectTimeoutError: so tested after the words)
+    if isinstance(exc, TimeoutError | urllib3.exceptions.TimeoutError) or "timed out" in text:
+        return "timed out"
+    return str(getattr(exc, "reason", None) or exc)
+
+
+def seconds_text(seconds: float) -> str:
+    """90 → "90s", 120 → "2m": a budget as the operator would write it."""
+    return f"{seconds:g}s" if seconds < 120 or seconds % 60 else f"{seconds / 60:g}m"
 
 
 def parse_retry_budget(text: str | None) -> float:

@@ -23,8 +23,16 @@ from kubernetes.client.exceptions import ApiException
 
 from dsroll.errors import ApiUnavailable, ClusterError, InputError
 from dsroll.kube import Kube, KubeOptions
-from dsroll.kube.client import is_transient
-from dsroll.kube.retry import COMMAND_BUDGET, RUN_BUDGET, Outage, RetryBudget, parse_retry_budget
+from dsroll.kube.retry import (
+    COMMAND_BUDGET,
+    RUN_BUDGET,
+    Outage,
+    RetryBudget,
+    is_transient,
+    parse_retry_budget,
+    seconds_text,
+    short_reason,
+)
 
 # --- pure: backoff, the outage clock, the flag ---------------------------------------------
 
@@ -92,6 +100,14 @@ def test_a_bad_retry_budget_names_the_flag() -> None:
 )
 def test_what_is_transient(error: BaseException, transient: bool) -> None:
     assert is_transient(error) is transient
+
+
+def test_failures_and_budgets_in_a_few_words() -> None:
+    assert short_reason(ApiException(status=503, reason="Service Unavailable")) == "503 Service Unavailable"
+    assert short_reason(urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError())) == (
+        "connection aborted"
+    )
+    assert [seconds_text(s) for s in (3, 90, 120, 150, 600)] == ["3s", "90s", "2m", "150s", "10m"]
 
 
 # --- the client against local sockets ------------------------------------------------------
