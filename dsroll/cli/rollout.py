@@ -27,6 +27,7 @@ from dsroll.cli.flags import (
     KubeFlags,
     OutputFormat,
     OutputOpt,
+    RetryBudgetOpt,
     WorkloadOpt,
     YesOpt,
     scope,
@@ -34,6 +35,7 @@ from dsroll.cli.flags import (
 )
 from dsroll.cli.helptext import epilog
 from dsroll.errors import BAD_INPUT, Interrupted
+from dsroll.kube.retry import parse_retry_budget
 from dsroll.rollout.reporter import Reporter
 from dsroll.rollout.run import execute
 from dsroll.rollout.state import RunKind
@@ -58,10 +60,11 @@ def _asker() -> workflow.Ask | None:
 
 
 def _carry_out(run: workflow.Run, *, out: OutputFormat, events: bool, yes: bool, dry_run: bool, again: str,
-               prune: bool = False) -> None:  # fmt: skip
+               prune: bool = False, retry_budget: float | None = None) -> None:  # fmt: skip
     """Show the plan, confirm on a TTY, execute, print the summary, exit with its code.
 
-    ``again`` is the command (after the program name) that continues an interrupted run.
+    ``again`` is the command (after the program name) that continues an interrupted run;
+    ``retry_budget`` the seconds of API server outage the run rides out (``--retry-budget``).
     """
     kube, plan, options = run.kube, run.plan, run.options
     if out is OutputFormat.text or dry_run:
@@ -80,7 +83,7 @@ def _carry_out(run: workflow.Run, *, out: OutputFormat, events: bool, yes: bool,
         raise typer.Exit(1)
     reporter = Reporter(kube, json_lines=events, tty=_tty() and not events)
     try:
-        summary = execute(kube, plan, options, reporter, prune=prune, targets=run.targets)
+        summary = execute(kube, plan, options, reporter, prune=prune, targets=run.targets, retry_budget=retry_budget)
     finally:
         reporter.close()
     output.run_summary(summary, fmt=out.value, compact=events)
@@ -156,15 +159,19 @@ def rollout(
     dry_run: DryRunOpt = False,
     allow_dirty: AllowDirtyOpt = False,
     events: EventsOpt = False,
+    retry_budget: RetryBudgetOpt = None,
     kube: KubeFlags = KUBE_FLAGS,
     out: OutputOpt = OutputFormat.text,
 ) -> None:
     """Staged rollout: replace pods node by node, step by step, with health gates and rollback."""
+    budget = parse_retry_budget(retry_budget)
     run = workflow.rollout(
         env, kube.namespace, scope(workload, cls), kube.connect, steps=steps, partition=partition, saved=saved,
         allow_dirty=allow_dirty, dry_run=dry_run, yes=yes, ask=_asker(),
     )  # fmt: skip
-    _carry_out(run, out=out, events=events, yes=yes, dry_run=dry_run, again=f"resume {env}", prune=prune)
+    _carry_out(
+        run, out=out, events=events, yes=yes, dry_run=dry_run, again=f"resume {env}", prune=prune, retry_budget=budget
+    )
 
 
 @app.command(
@@ -184,14 +191,16 @@ def resume(
     yes: YesOpt = False,
     allow_dirty: AllowDirtyOpt = False,
     events: EventsOpt = False,
+    retry_budget: RetryBudgetOpt = None,
     kube: KubeFlags = KUBE_FLAGS,
     out: OutputOpt = OutputFormat.text,
 ) -> None:
     """Approve the pending manual pause (or clear a pause) and continue, from any machine."""
+    budget = parse_retry_budget(retry_budget)
     run = workflow.resume(
         env, kube.namespace, scope(workload, cls), kube.connect, allow_dirty=allow_dirty, yes=yes, ask=_asker()
     )
-    _carry_out(run, out=out, events=events, yes=True, dry_run=False, again=f"resume {env}")
+    _carry_out(run, out=out, events=events, yes=True, dry_run=False, again=f"resume {env}", retry_budget=budget)
 
 
 @app.command(
@@ -218,16 +227,18 @@ def rollback(
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     events: EventsOpt = False,
+    retry_budget: RetryBudgetOpt = None,
     kube: KubeFlags = KUBE_FLAGS,
     out: OutputOpt = OutputFormat.text,
 ) -> None:
     """Back to the previous revision (or --to-revision N, or --to-git REF), replacing only nodes that changed."""
+    budget = parse_retry_budget(retry_budget)
     run = workflow.rollback(
         env, kube.namespace, scope(workload, cls), kube.connect, to_revision=to_revision, to_git=to_git, yes=yes,
         ask=_asker(),
     )  # fmt: skip
     again = f"rollback {env}" + (f" --to-git {to_git}" if to_git else "")
-    _carry_out(run, out=out, events=events, yes=yes, dry_run=dry_run, again=again)
+    _carry_out(run, out=out, events=events, yes=yes, dry_run=dry_run, again=again, retry_budget=budget)
 
 
 @app.command(
@@ -257,12 +268,14 @@ def restart(
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     events: EventsOpt = False,
+    retry_budget: RetryBudgetOpt = None,
     kube: KubeFlags = KUBE_FLAGS,
     out: OutputOpt = OutputFormat.text,
 ) -> None:
     """Restart every pod in the rollout's steps, with health gates, and no template change (no new revision)."""
+    budget = parse_retry_budget(retry_budget)
     run = workflow.restart(
         env, kube.namespace, scope(workload, cls), kube.connect, steps=steps, partition=partition, dry_run=dry_run,
         yes=yes, ask=_asker(),
     )  # fmt: skip
-    _carry_out(run, out=out, events=events, yes=yes, dry_run=dry_run, again=f"resume {env}")
+    _carry_out(run, out=out, events=events, yes=yes, dry_run=dry_run, again=f"resume {env}", retry_budget=budget)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -210,6 +210,11 @@ class Leases(_Kind):
 
     def delete(self, namespace: str, name: str, uid: str) -> bool:
         return self._delete(namespace, name, uid)
+
+    def guard_writes(self, check: Callable[[], None]) -> Callable[[], None]:
+        """``check`` runs before every request that changes the workloads (the lock proves
+        it is still held); returns the function that removes it."""
+        return self.kube.guard_writes(check)
 
 
 class ConfigMaps(_Kind):
