@@ -91,6 +91,12 @@ class PodEvent:
     waiting_reasons: tuple[str, ...]
     owners: tuple[Owner, ...]
     resource_version: str
+    terminated_reasons: tuple[str, ...] = ()  # a container's state or lastState terminated: Error, OOMKilled
+
+    @property
+    def crashed(self) -> bool:
+        """A container of it died or is crash-looping: restarted, terminated, or in back-off."""
+        return bool(self.restarts or self.terminated_reasons or "CrashLoopBackOff" in self.waiting_reasons)
 
     @property
     def workload(self) -> str | None:
@@ -155,6 +161,12 @@ def pod_event(seq: int, at: float, kind: str, pod: Mapping[str, Any]) -> PodEven
             for o in meta.get("ownerReferences") or []
         ),
         resource_version=meta.get("resourceVersion", ""),
+        terminated_reasons=tuple(
+            r
+            for c in statuses
+            for key in ("state", "lastState")
+            if (r := ((c.get(key) or {}).get("terminated") or {}).get("reason"))
+        ),
     )
 
 

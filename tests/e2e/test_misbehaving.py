@@ -166,7 +166,7 @@ def test_an_unready_node_fails_the_rollout_or_is_waited_for(project: Project, k8
 
             def rest_on_3() -> tuple[bool, Any]:
                 live = live_pods(deployed.watcher.timeline(), workload=WORKLOAD, cls="general")
-                done = {n for n in nodes if n != down and any(p.serving and p.revision != old for p in live[n])}
+                done = {n for n in nodes if n != down and any(p.serving and p.revision != old for p in live.get(n, []))}
                 return done == set(nodes) - {down}, sorted(done)
 
             wait_until("every other node on 3.0", rest_on_3, timeout=60)
