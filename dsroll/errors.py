@@ -38,6 +38,12 @@ class ClusterError(DsrollError):
         super().__init__(message)
 
 
+class ApiUnavailable(ClusterError):
+    """The API server failed transiently (unreachable, timing out, 429, 5xx) for longer than
+    the client's retry budget (``kube/retry.py``). Exit 2 before a run changed anything,
+    like any cluster error; a rollout that had changed something stops with exit 5."""
+
+
 class SandboxError(DsrollError):
     """The local sandbox cluster could not be built or started."""
 
@@ -56,3 +62,8 @@ class Interrupted(DsrollError):
     """
 
     exit_code = 5
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cancelled CI job, ``kill``): handled as Ctrl-C is, so that cleanup runs and a
+    rollout that had changed something prints its summary and exits 5 (``cli/signals.py``)."""

@@ -22,7 +22,10 @@ half the nodes were replaced is what the preflight is for.
 One permission depends on the environment: ``create namespaces`` (cluster-wide), granted to
 the deployer only when the environment says ``cluster.createNamespace: true``, and asked
 for only when a rollout is about to create a namespace (known before anything is written).
-No role is ever granted ``delete`` on namespaces.
+No role is ever granted ``delete`` on namespaces. A few reads only sharpen what a
+command says (``OPTIONAL``: the health gate's look at a stuck pod's Events and at a node
+that got no new pod): the deployer is granted them, the preflight does not ask, and a
+command that meets a 403 on them warns and goes on.
 """
 
 from __future__ import annotations
@@ -124,6 +127,11 @@ RESTART = (
 )
 """A rollout without applying: no DaemonSet created or deleted, no revision or pod label changed, no backup."""
 
+GATE_READS = _in_namespaces("", "events", "list") | _cluster_wide("", "nodes", "get")
+"""What the health gate reads to name why a new pod is stuck: the pod's Events (one list by
+``involvedObject.uid``), and the Node of a node that got no new pod (a taint or selector the
+DaemonSet controller will not place a pod over). Optional in effect (``OPTIONAL``)."""
+
 COMMANDS: Mapping[str, frozenset[Access]] = {
     "render": frozenset(),
     "nodes": NODES,
@@ -141,8 +149,12 @@ COMMANDS: Mapping[str, frozenset[Access]] = {
 }
 """What each command needs; ``diff --against live`` also uses ``DRY_RUN`` when it is allowed."""
 
+OPTIONAL: Mapping[str, frozenset[Access]] = dict.fromkeys(("rollout", "resume", "rollback", "restart"), GATE_READS)
+"""What a command uses where it is allowed and does without where not: granted to the
+deployer, never asked by the preflight (a denial is a warning when it is met, not exit 2)."""
+
 GRANTS: Mapping[str, frozenset[Access]] = {
-    "deployer": frozenset().union(*COMMANDS.values()),
+    "deployer": frozenset().union(*COMMANDS.values(), *OPTIONAL.values()),
     "reviewer": WATCH | HISTORY | NODES | DIFF,
 }
 """What each shipped role grants: the deployer runs every command; the reviewer only reads."""

@@ -58,12 +58,30 @@ class PodView:
         return cls(
             name=meta["name"],
             uid=meta["uid"],
-            node=(pod.get("spec") or {}).get("nodeName") or "",
+            node=node_of(pod),
             revision=(meta.get("labels") or {}).get(REVISION_LABEL),
             ready=ready,
             terminating=bool(meta.get("deletionTimestamp")),
             created=meta.get("creationTimestamp"),
         )
+
+
+def node_of(pod: Mapping[str, Any]) -> str:
+    """The node a daemon pod runs on, or is meant for while the scheduler has not bound it
+    (or cannot: a taken hostPort, too little cpu): the DaemonSet controller pins each pod to
+    its node with a required ``matchFields`` affinity on ``metadata.name``."""
+    spec = pod.get("spec") or {}
+    if spec.get("nodeName"):
+        return str(spec["nodeName"])
+    affinity = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    for term in affinity.get("nodeSelectorTerms") or []:
+        for pin in term.get("matchFields") or []:
+            values = pin.get("values") or []
+            if pin.get("key") == "metadata.name" and pin.get("operator") == "In" and len(values) == 1:
+                return str(values[0])
+    return ""
 
 
 def pods_by_node(pods: Iterable[PodView]) -> dict[str, PodView]:

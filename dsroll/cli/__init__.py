@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from dsroll.cli import init, render, rollout, state
 from dsroll.cli.app import PROG, app
+from dsroll.cli.signals import terminate_as_interrupt
 
 __all__ = ["app", "init", "main", "render", "rollout", "state"]
 
 
 def main() -> None:
-    app(prog_name=PROG)
+    with terminate_as_interrupt():
+        app(prog_name=PROG)

@@ -2,8 +2,8 @@
 
 Exit codes (README.md, "Exit codes"): 0 success / no difference, 1 differences or
 drift, 2 bad input or an error before anything was applied, 5 interrupted after
-something was applied, 70 internal error (a bug). ``Guarded.invoke`` maps them for
-every command, ``sandbox`` included.
+something was applied, 70 internal error (a bug), 130 Ctrl-C and 143 SIGTERM before
+anything was applied. ``Guarded.invoke`` maps them for every command, ``sandbox`` included.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typer.core import TyperGroup
 
 import dsroll
 from dsroll import crash, output
-from dsroll.errors import DsrollError, SandboxError
+from dsroll.cli import signals
+from dsroll.errors import DsrollError, SandboxError, Terminated
 
 PROG = os.environ.get("DSROLL_PROG", "dsroll")
 
@@ -42,8 +43,9 @@ class Guarded(TyperGroup):
     """Every command runs inside ``invoke``: the one place exceptions become exit codes.
 
     A ``DsrollError`` is one line and its ``exit_code``; typer's own exits, usage errors
-    and Ctrl-C (130) pass through; anything else is a bug: exit 70, one line, and the
-    traceback in a file (and on stderr with ``--debug`` or ``DSROLL_DEBUG=1``).
+    and Ctrl-C (130) pass through; SIGTERM that no run turned into exit 5 is 143; anything
+    else is a bug: exit 70, one line, and the traceback in a file (and on stderr with
+    ``--debug`` or ``DSROLL_DEBUG=1``).
     """
 
     def invoke(self, ctx: Any) -> Any:
@@ -51,6 +53,9 @@ class Guarded(TyperGroup):
             return super().invoke(ctx)
         except _FRAMEWORK_EXITS:
             raise
+        except Terminated:
+            output.error("terminated by SIGTERM")
+            raise typer.Exit(signals.EXIT_CODE) from None
         except DsrollError as exc:
             output.error(str(exc))
             raise typer.Exit(exc.exit_code) from None

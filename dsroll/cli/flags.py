@@ -143,6 +143,19 @@ AllowDirtyOpt = Annotated[
     bool, typer.Option("--allow-dirty", help="Roll out even though the git work tree has uncommitted changes.")
 ]
 EventsOpt = Annotated[bool, typer.Option("--events", help="Print JSON lines on stdout while it runs.")]
+RetryBudgetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--retry-budget",
+        metavar="DURATION",
+        envvar="DSROLL_RETRY_BUDGET",
+        show_envvar=False,
+        help=(
+            "How long the run rides out an API server that is unreachable, times out or answers 429/5xx "
+            "before it stops with exit 5 (resume continues); 0 retries nothing. Default 2m (env DSROLL_RETRY_BUDGET)."
+        ),
+    ),
+]
 
 
 def scope(workload: list[str] | None, cls: list[str] | None) -> Scope:

@@ -28,6 +28,7 @@ from dsroll.cli.flags import (
     KubeFlags,
     OutputFormat,
     OutputOpt,
+    RetryBudgetOpt,
     WorkloadOpt,
     YesOpt,
     scope,
@@ -35,6 +36,7 @@ from dsroll.cli.flags import (
 )
 from dsroll.cli.helptext import epilog
 from dsroll.errors import BAD_INPUT, InputError, Interrupted
+from dsroll.kube.retry import parse_retry_budget
 from dsroll.rollout.reporter import Reporter
 from dsroll.rollout.run import execute
 from dsroll.rollout.state import RunKind
@@ -71,10 +73,13 @@ def _asker() -> workflow.Ask | None:
 
 
 def _carry_out(run: workflow.Run, *, out: OutputFormat, events: bool, yes: bool, dry_run: bool, again: str,
-               prune: bool = False, extra: dict[str, Any] | None = None) -> None:  # fmt: skip
+               prune: bool = False, retry_budget: float | None = None,
+               extra: dict[str, Any] | None = None) -> None:  # fmt: skip
     """Show the plan, confirm on a TTY, execute, print the summary, exit with its code.
 
-    ``again`` is the command (after the program name) that continues an interrupted run.
+    ``again`` is the command (after the program name) that continues an interrupted run;
+    ``retry_budget`` the seconds of API server outage the run rides out (``--retry-budget``);
+    ``extra``: keys added to the JSON summary (``rollback --git-revert``'s commit).
     """
     kube, plan, options = run.kube, run.plan, run.options
     if out is OutputFormat.text or dry_run:
@@ -93,7 +98,7 @@ def _carry_out(run: workflow.Run, *, out: OutputFormat, events: bool, yes: bool,
         raise typer.Exit(1)
     reporter = Reporter(kube, json_lines=events, tty=_tty() and not events)
     try:
-        summary = execute(kube, plan, options, reporter, prune=prune, targets=run.targets)
+        summary = execute(kube, plan, options, reporter, prune=prune, targets=run.targets, retry_budget=retry_budget)
     finally:
         reporter.close()
     output.run_summary(summary, fmt=out.value, compact=events, extra=extra)
@@ -176,16 +181,20 @@ def rollout(
     wait_applied: WaitAppliedOpt = False,
     timeout: TimeoutOpt = None,
     events: EventsOpt = False,
+    retry_budget: RetryBudgetOpt = None,
     kube: KubeFlags = KUBE_FLAGS,
     out: OutputOpt = OutputFormat.text,
 ) -> None:
     """Staged rollout: replace pods node by node, step by step, with health gates and rollback."""
+    budget = parse_retry_budget(retry_budget)
     run = workflow.rollout(
         env, kube.namespace, scope(workload, cls), kube.connect, steps=steps, partition=partition, saved=saved,
         allow_dirty=allow_dirty, dry_run=dry_run, yes=yes, ask=_asker(),
         wait=(out.value if wait_applied else None), timeout=timeout,
     )  # fmt: skip
-    _carry_out(run, out=out, events=events, yes=yes, dry_run=dry_run, again=f"resume {env}", prune=prune)
+    _carry_out(
+        run, out=out, events=events, yes=yes, dry_run=dry_run, again=f"resume {env}", prune=prune, retry_budget=budget
+    )
 
 
 @app.command(
@@ -205,14 +214,16 @@ def resume(
     yes: YesOpt = False,
     allow_dirty: AllowDirtyOpt = False,
     events: EventsOpt = False,
+    retry_budget: RetryBudgetOpt = None,
     kube: KubeFlags = KUBE_FLAGS,
     out: OutputOpt = OutputFormat.text,
 ) -> None:
     """Approve the pending manual pause (or clear a pause) and continue, from any machine."""
+    budget = parse_retry_budget(retry_budget)
     run = workflow.resume(
         env, kube.namespace, scope(workload, cls), kube.connect, allow_dirty=allow_dirty, yes=yes, ask=_asker()
     )
-    _carry_out(run, out=out, events=events, yes=True, dry_run=False, again=f"resume {env}")
+    _carry_out(run, out=out, events=events, yes=True, dry_run=False, again=f"resume {env}", retry_budget=budget)
 
 
 @app.command(
@@ -258,15 +269,17 @@ def rollback(
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     events: EventsOpt = False,
+    retry_budget: RetryBudgetOpt = None,
     kube: KubeFlags = KUBE_FLAGS,
     out: OutputOpt = OutputFormat.text,
 ) -> None:
     """Back to the previous revision (or --to-revision N, --to-git REF, --git-revert); only nodes that changed."""
+    budget = parse_retry_budget(retry_budget)
     if git_revert:
         if to_revision is not None or to_git is not None or dry_run:
             raise InputError("--git-revert goes with neither --to-revision, --to-git nor --dry-run")
         _git_revert(env, workload, cls, kube, out, push=push, wait_applied=wait_applied, timeout=timeout, yes=yes,
-                    events=events)  # fmt: skip
+                    events=events, retry_budget=budget)  # fmt: skip
         return
     if push or wait_applied or timeout is not None:
         raise InputError("--push, --wait-applied and --timeout go with --git-revert")
@@ -275,11 +288,12 @@ def rollback(
         ask=_asker(),
     )  # fmt: skip
     again = f"rollback {env}" + (f" --to-git {to_git}" if to_git else "")
-    _carry_out(run, out=out, events=events, yes=yes, dry_run=dry_run, again=again)
+    _carry_out(run, out=out, events=events, yes=yes, dry_run=dry_run, again=again, retry_budget=budget)
 
 
 def _git_revert(env: str, workload: list[str] | None, cls: list[str] | None, kube: Any, out: OutputFormat, *,
-                push: bool, wait_applied: bool, timeout: str | None, yes: bool, events: bool) -> None:  # fmt: skip
+                push: bool, wait_applied: bool, timeout: str | None, yes: bool, events: bool,
+                retry_budget: float | None) -> None:  # fmt: skip
     """``rollback --git-revert``: the revert commit, and with --wait-applied the way back conducted."""
     found = workflow.git_revert(
         env, kube.namespace, scope(workload, cls), kube.connect, push=push,
@@ -303,7 +317,7 @@ def _git_revert(env: str, workload: list[str] | None, cls: list[str] | None, kub
             output.emit_json({"revert": done.to_json()})
         return
     _carry_out(found.run, out=out, events=events, yes=yes, dry_run=False, again=f"resume {env}",
-               extra={"revert": done.to_json()})  # fmt: skip
+               retry_budget=retry_budget, extra={"revert": done.to_json()})  # fmt: skip
 
 
 @app.command(
@@ -333,12 +347,14 @@ def restart(
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     events: EventsOpt = False,
+    retry_budget: RetryBudgetOpt = None,
     kube: KubeFlags = KUBE_FLAGS,
     out: OutputOpt = OutputFormat.text,
 ) -> None:
     """Restart every pod in the rollout's steps, with health gates, and no template change (no new revision)."""
+    budget = parse_retry_budget(retry_budget)
     run = workflow.restart(
         env, kube.namespace, scope(workload, cls), kube.connect, steps=steps, partition=partition, dry_run=dry_run,
         yes=yes, ask=_asker(),
     )  # fmt: skip
-    _carry_out(run, out=out, events=events, yes=yes, dry_run=dry_run, again=f"resume {env}")
+    _carry_out(run, out=out, events=events, yes=yes, dry_run=dry_run, again=f"resume {env}", retry_budget=budget)

@@ -2,10 +2,15 @@
 
 Every request goes through ``Kube.request`` (or ``Kube.watch``) and returns the API's own
 JSON (camelCase, as in manifests), so diffs compare like with like. Transient failures
-(connection resets, timeouts, 429, 5xx) are retried with backoff; everything else becomes
-a one-line ``ClusterError`` naming the server, or the verb and resource refused. The
-typed resource methods (``kube.daemonsets.get(...)``) are in ``resources.py``; nothing
-outside this package spells a REST path.
+(connection refused or reset, timeouts, 429, 5xx) are retried with backoff within the
+retry budget (``retry.py``: 5 s, or a rollout's ``--retry-budget`` while it runs), then
+end as ``ApiUnavailable``; everything else becomes a one-line ``ClusterError`` naming the
+server, or the verb and resource refused. Every request has a timeout (``--request-timeout``,
+default 30 s; a watch, its own length plus 30 s), so a frozen API server is noticed.
+Write guards (``guard_writes``) run before every attempt of a request that changes the
+cluster: the rollout's lock proves it is still held there. The typed resource methods
+(``kube.daemonsets.get(...)``) are in ``resources.py``; nothing outside this package
+spells a REST path.
 """
 
 from __future__ import annotations
@@ -15,22 +20,32 @@ import os
 import platform
 import re
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from dsroll import durations, version
-from dsroll.errors import ClusterError, InputError
+from dsroll.errors import ApiUnavailable, ClusterError, InputError
 from dsroll.kube import resources
 from dsroll.kube.resources import FIELD_MANAGER
+from dsroll.kube.retry import (
+    COMMAND_BUDGET,
+    NETWORK_ERRORS,
+    Outage,
+    RetryBudget,
+    is_transient,
+    seconds_text,
+    short_reason,
+)
 
 
 def parse_request_timeout(text: str | None) -> float | None:
@@ -62,27 +77,12 @@ def user_agent() -> str:
     return f"dsroll/{version()} ({system}) python/{platform.python_version()}"
 
 
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, ApiException):
-        return exc.status in (429, 500, 502, 503, 504)
-    return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
-
-
 def _status_message(exc: ApiException) -> str:
     try:
         body = json.loads(exc.body or "{}")
         return str(body.get("message") or exc.reason)
     except (ValueError, AttributeError):
         return str(exc.reason)
-
-
-#: Transient failures (connection resets, timeouts, 429, 5xx) are retried with backoff, here only.
-_retry_transient = retry(
-    retry=retry_if_exception(_is_transient),
-    stop=stop_after_attempt(5),
-    wait=wait_exponential(multiplier=0.2, max=5),
-    reraise=True,
-)
 
 
 #: Requests that change nothing a rollout is about: the lock, Events, "who am I".
@@ -134,6 +134,16 @@ class Kube:
         self.requests = 0
         self.writes = 0
         self._counting = threading.Lock()  # deletes of a batch run concurrently
+        self.budget = RetryBudget(COMMAND_BUDGET)
+        self.outage = Outage()
+        self._timeout_cap: float | None = None  # a run's budget bounds a request that has no timeout
+        self._guards: list[Callable[[], None]] = []
+        #: Told (event, message) when an outage begins ("api-unavailable") and ends ("api-available").
+        self.on_outage: Callable[[str, str], None] | None = None
+        # Transient failures are retried here only, within the budget of the outage they belong to.
+        self._retrying = Retrying(
+            retry=retry_if_exception(is_transient), stop=self._budget_spent, wait=self._backoff, reraise=True
+        )
         self.daemonsets = resources.DaemonSets(self)
         self.pods = resources.Pods(self)
         self.revisions = resources.ControllerRevisions(self)
@@ -160,8 +170,87 @@ class Kube:
     def describe(self) -> str:
         return f"context {self.context}, server {self.server}"
 
-    @_retry_transient
+    # --- the retry budget and the write guards -----------------------------------------
+
+    @contextmanager
+    def retry_budget(self, seconds: float) -> Iterator[None]:
+        """Inside: transient failures are retried for an outage of up to ``seconds``, and a
+        request without a timeout (``--request-timeout 0``) waits at most that long."""
+        saved = self.budget, self._timeout_cap
+        self.budget, self._timeout_cap = RetryBudget(seconds), max(1.0, seconds)
+        try:
+            yield
+        finally:
+            self.budget, self._timeout_cap = saved
+
+    def _retry(self, attempt: Callable[[], Any]) -> Any:
+        """``attempt`` until it succeeds, fails for good, or the outage outlasts the budget.
+        A copy per call: tenacity keeps its state per thread, and a write guard's lease
+        renewal is a request inside a request."""
+        return self._retrying.copy()(attempt)
+
+    def _budget_spent(self, state: RetryCallState) -> bool:
+        return self.budget.wait(state.attempt_number, self.outage.lasted(time.monotonic())) is None
+
+    def _backoff(self, state: RetryCallState) -> float:
+        return self.budget.wait(state.attempt_number, self.outage.lasted(time.monotonic())) or 0.0
+
+    def _attempt(self, send: Callable[[], Any]) -> Any:
+        """One try, recorded in the outage: a transient failure extends it, an answer ends it."""
+        sent = time.monotonic()
+        try:
+            result = send()
+        except BaseException as exc:
+            if is_transient(exc):
+                if self.outage.failed(sent) and self.on_outage is not None:
+                    why, budget = short_reason(exc), seconds_text(self.budget.seconds)
+                    message = f"the API server {self.server} is not answering ({why}): retrying for up to {budget}"
+                    self.on_outage("api-unavailable", message)
+            elif isinstance(exc, ApiException):
+                self._answered()
+            raise
+        self._answered()
+        return result
+
+    def _answered(self) -> None:
+        lasted = self.outage.answered(time.monotonic())
+        if lasted is not None and self.on_outage is not None:
+            self.on_outage("api-available", f"the API server {self.server} answers again after {lasted:.1f}s")
+
+    def guard_writes(self, check: Callable[[], None]) -> Callable[[], None]:
+        """Run ``check`` before every attempt of a request that changes the workloads or
+        their state (it raises to stop the request); returns the function that removes it."""
+        with self._counting:
+            self._guards.append(check)
+
+        def remove() -> None:
+            with self._counting:
+                if check in self._guards:
+                    self._guards.remove(check)
+
+        return remove
+
+    def _request_timeout(self) -> float | None:
+        return self.timeout or self._timeout_cap
+
+    # --- requests ------------------------------------------------------------------------
+
     def _send(self, method: str, path: str, query: list[tuple[str, str]], body: Any, content_type: str | None) -> Any:
+        writes = _changes_cluster(method, path, query)
+
+        def once() -> Any:
+            if writes:
+                with self._counting:
+                    guards = list(self._guards)
+                for check in guards:
+                    check()
+            return self._attempt(lambda: self._send_once(method, path, query, body, content_type, writes))
+
+        return self._retry(once)
+
+    def _send_once(
+        self, method: str, path: str, query: list[tuple[str, str]], body: Any, content_type: str | None, writes: bool
+    ) -> Any:
         with self._counting:
             self.requests += 1
         headers = {"Accept": "application/json"}
@@ -170,11 +259,11 @@ class Kube:
         params = self.api.param_serialize(
             method, path, query_params=query, header_params=headers, body=body, auth_settings=["BearerToken"]
         )
-        response = self.api.call_api(*params, _request_timeout=self.timeout)
+        response = self.api.call_api(*params, _request_timeout=self._request_timeout())
         response.read()
         if not 200 <= response.status <= 299:
             raise ApiException.from_response(http_resp=response, body=None, data=None)
-        if _changes_cluster(method, path, query):
+        if writes:
             with self._counting:
                 self.writes += 1
         return json.loads(response.data) if response.data else None
@@ -184,8 +273,10 @@ class Kube:
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Stream (type, object) events of a collection from ``resource_version``.
 
-        Ends after ``timeout`` seconds (the server closes the watch); raises
-        ``WatchExpired`` on 410 Gone so the caller relists. Bookmarks advance the caller's
+        Ends after ``timeout`` seconds (the server closes the watch), or early when the
+        connection drops (the caller watches again from its last resourceVersion); raises
+        ``WatchExpired`` on 410 Gone so the caller relists, and ``ApiUnavailable`` when it
+        cannot be opened within the retry budget. Bookmarks advance the caller's
         resourceVersion without an object change.
         """
         params = {
@@ -196,11 +287,13 @@ class Kube:
             "timeoutSeconds": str(max(1, int(timeout))),
         }
         try:
-            response = self._open_watch(path, list(params.items()), timeout)
+            response = self._retry(lambda: self._attempt(lambda: self._open_watch(path, list(params.items()), timeout)))
         except ApiException as exc:
             if exc.status == 410:
                 raise WatchExpired() from None
             raise self._translate(exc, "WATCH", path) from None
+        except NETWORK_ERRORS as exc:
+            raise self._unreachable(exc) from None
         raw = response.response
         try:
             buffer = b""
@@ -217,19 +310,20 @@ class Kube:
                             raise WatchExpired()
                         raise ClusterError(f"watch {path} failed: {status.get('message', status)}")
                     yield event["type"], event["object"]
-        except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError):
-            return  # a dropped watch ends; the caller re-reads and watches again
+        except NETWORK_ERRORS:
+            return  # a dropped watch ends; the caller watches again from its resourceVersion
         finally:
             raw.release_conn()
 
-    @_retry_transient
     def _open_watch(self, path: str, query: list[tuple[str, str]], timeout: float) -> Any:
+        """The watch request; the answer's head within the request timeout, then its events
+        within the watch's own length plus 30 s (the server ends it after ``timeout``)."""
         with self._counting:
             self.requests += 1
         params = self.api.param_serialize(
             "GET", path, query_params=query, header_params={"Accept": "application/json"}, auth_settings=["BearerToken"]
         )
-        response = self.api.call_api(*params, _request_timeout=(self.timeout or 30, timeout + 30))
+        response = self.api.call_api(*params, _request_timeout=(self._request_timeout() or 30, timeout + 30))
         if not 200 <= response.status <= 299:
             response.read()
             raise ApiException.from_response(http_resp=response, body=None, data=None)
@@ -252,9 +346,14 @@ class Kube:
             if exc.status == 404 and allow_missing:
                 return None
             raise self._translate(exc, method, path) from None
-        except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            raise ClusterError(f"cannot reach {self.server}: {reason}") from None
+        except NETWORK_ERRORS as exc:
+            raise self._unreachable(exc) from None
+
+    def _gave_up(self) -> str:
+        return f"failing for {seconds_text(self.budget.seconds)}, the retry budget"
+
+    def _unreachable(self, exc: BaseException) -> ApiUnavailable:
+        return ApiUnavailable(f"cannot reach {self.server}: {short_reason(exc)} ({self._gave_up()})")
 
     def patch(self, path: str, patch: Any, *, kind: str = "merge", dry_run: bool = False) -> Any:
         """A JSON merge patch (``kind="merge"``) or JSON patch (``kind="json"``) as field manager dsroll."""
@@ -270,6 +369,9 @@ class Kube:
             return ClusterError(f"RBAC denied: {message}")
         if exc.status in (400, 422):
             return InputError(f"the API server rejected {method} {path}: {message}")
+        if is_transient(exc):
+            where = f"{method} {path} failed ({exc.status})" if exc.status else f"cannot reach {self.server}"
+            return ApiUnavailable(f"{where}: {message} ({self._gave_up()})", status=exc.status or None)
         return ClusterError(f"{method} {path} failed ({exc.status}): {message}", status=exc.status)
 
     def whoami(self) -> str:
@@ -292,23 +394,21 @@ class Kube:
         one. ``/version`` is readable by every client (``system:public-info-viewer``).
         """
         try:
-            date = self._date_of("/version")
+            date = self._retry(lambda: self._attempt(lambda: self._date_of("/version")))
         except ApiException as exc:
             raise self._translate(exc, "GET", "/version") from None
-        except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            raise ClusterError(f"cannot reach {self.server}: {reason}") from None
+        except NETWORK_ERRORS as exc:
+            raise self._unreachable(exc) from None
         if not date:
             raise ClusterError(f"{self.server} answered GET /version without a Date header: its clock is unknown")
         return parsedate_to_datetime(date).astimezone(UTC)
 
-    @_retry_transient
     def _date_of(self, path: str) -> str | None:
         with self._counting:
             self.requests += 1
         headers = {"Accept": "application/json"}
         params = self.api.param_serialize("GET", path, header_params=headers, auth_settings=["BearerToken"])
-        response = self.api.call_api(*params, _request_timeout=self.timeout)
+        response = self.api.call_api(*params, _request_timeout=self._request_timeout())
         response.read()
         if not 200 <= response.status <= 299:
             raise ApiException.from_response(http_resp=response, body=None, data=None)

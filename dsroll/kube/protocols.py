@@ -6,7 +6,7 @@ and the lease, the node replacement and the informer run without a cluster.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 
@@ -34,3 +34,7 @@ class LeasesApi(Protocol):
     def replace(self, namespace: str, lease: Mapping[str, Any]) -> dict[str, Any]: ...
 
     def delete(self, namespace: str, name: str, uid: str) -> bool: ...
+
+    def guard_writes(self, check: Callable[[], None]) -> Callable[[], None]:
+        """Run ``check`` before every write of the workloads; returns its remover."""
+        ...

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -211,6 +211,11 @@ class Leases(_Kind):
     def delete(self, namespace: str, name: str, uid: str) -> bool:
         return self._delete(namespace, name, uid)
 
+    def guard_writes(self, check: Callable[[], None]) -> Callable[[], None]:
+        """``check`` runs before every request that changes the workloads (the lock proves
+        it is still held); returns the function that removes it."""
+        return self.kube.guard_writes(check)
+
 
 class ConfigMaps(_Kind):
     prefix, plural = "/api/v1", "configmaps"
@@ -291,12 +296,21 @@ class Events(_Kind):
         }
         self.kube.request("POST", self.path(meta["namespace"]), body=event)
 
+    def about(self, namespace: str, uid: str) -> list[dict[str, Any]]:
+        """The core/v1 Events whose involvedObject is the object with ``uid`` (one LIST, by
+        field selector): the scheduler's, the kubelet's and the controllers' word on it."""
+        return self.collection(namespace, field_selector=f"involvedObject.uid={uid}").list()[0]
+
 
 class Nodes(_Kind):
     prefix, plural = "/api/v1", "nodes"
 
     def list(self, label_selector: str | None = None) -> list[dict[str, Any]]:
         return self._items(None, label_selector)
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        """One node (None when there is none of that name)."""
+        return self._get(None, quote(name))
 
     def labels(self) -> dict[str, dict[str, str]]:
         """Every node's labels, by node name."""

@@ -34,7 +34,7 @@ from dsroll.config import parse_duration
 from dsroll.plan import Action, LiveFingerprint, Plan, PodView, Policy, resolve_max_unavailable, resolve_steps
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.fleet import NodeTurn, Turn
-from dsroll.rollout.health import Gate, Verdict, assess, is_ready
+from dsroll.rollout.health import NO_CLUES, Clues, Gate, Verdict, assess, is_ready
 from dsroll.rollout.state import Phase, RolloutState, RunKind, SkippedNode
 
 # --- where a run starts ------------------------------------------------------------------
@@ -279,8 +279,11 @@ class InFlight:
     lost_ready: bool = False
 
 
-def judge(track: InFlight, pod: Mapping[str, Any] | None, gate: Gate, now: float) -> tuple[InFlight, Verdict]:
-    """The node's new pod (None while there is none) through the health gate."""
+def judge(
+    track: InFlight, pod: Mapping[str, Any] | None, gate: Gate, now: float, clues: Clues = NO_CLUES
+) -> tuple[InFlight, Verdict]:
+    """The node's new pod (None while there is none) through the health gate; ``clues``
+    (its Events, why its node cannot run it) sharpen the message (``evidence.py``)."""
     if pod is not None:
         ready = is_ready(pod)
         if ready and track.ready_since is None:
@@ -288,7 +291,13 @@ def judge(track: InFlight, pod: Mapping[str, Any] | None, gate: Gate, now: float
         elif not ready and track.ready_since is not None:
             track = replace(track, lost_ready=True)
     verdict = assess(
-        pod, gate=gate, started=track.started, ready_since=track.ready_since, lost_ready=track.lost_ready, now=now
+        pod,
+        gate=gate,
+        started=track.started,
+        ready_since=track.ready_since,
+        lost_ready=track.lost_ready,
+        now=now,
+        clues=clues,
     )
     return track, verdict
 

@@ -33,6 +33,7 @@ from dsroll.plan import PodView, VariantPlan
 from dsroll.rollout import decide, restart
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.decide import AfterFailure, Pause, Start
+from dsroll.rollout.evidence import Evidence
 from dsroll.rollout.external import last_writer, stable_revision
 from dsroll.rollout.fleet import skipped_at_start
 from dsroll.rollout.health import Gate
@@ -189,7 +190,10 @@ class VariantRollout:
         self, state: RolloutState, count: int | None, step: int, steps: int, planned: bool, unready: str | None = None
     ) -> RolloutState:
         around = self._surroundings()
-        swap = PodSwap(self.kube.pods, self.ns, self.label, self.gate, self.lease, self.reporter, self._record, around)
+        evidence = Evidence(self.kube.events, self.kube.nodes, self.ns, self.label, self.reporter)
+        swap = PodSwap(
+            self.kube.pods, self.ns, self.label, self.gate, self.lease, self.reporter, self._record, around, evidence
+        )
         return swap.run(self.ds, state, count, step, steps, set(self.plan.pending) if planned else None, unready)
 
     def _manifest(self, state: RolloutState | None = None) -> dict[str, Any]:

@@ -4,10 +4,12 @@ Per node: delete the old pod, then judge the controller's new pod on that node b
 health gate. This module observes (the pod informer's change log, absorbed by a
 ``view.PodIndex``; the nodes, absorbed by a ``fleet.NodeIndex``; the DaemonSet, for a
 second hand on its spec), asks ``decide.turn``, ``decide.next_batch`` and
-``decide.judge``, performs (deletes) and records (through the executor's ``record``,
-before pods are deleted); it chooses nothing itself. Nodes deleted under a step are
-dropped, nodes that join are gated, nodes not Ready or held on their turn are passed
-as ``unreadyNodes`` says. (Orphan *replacement* — handing pods to a new DaemonSet — is
+``decide.judge`` (through ``evidence.Evidence``, which reads a stuck pod's Events, or the
+Node of a node that got no new pod, when that is worth a request), performs (deletes)
+and records (through the executor's ``record``, before pods are deleted); it chooses
+nothing itself. Nodes deleted under a step are dropped, nodes that join are gated, nodes
+not Ready or held on their turn are passed as ``unreadyNodes`` says. (Orphan
+*replacement* — handing pods to a new DaemonSet — is
 ``handover.py``; this is the ordinary per-node update.)
 """
 
@@ -24,7 +26,8 @@ from dsroll.kube.protocols import PodsApi
 from dsroll.kube.resources import FIELD_MANAGER
 from dsroll.plan import PodView
 from dsroll.rollout import revisions as revs
-from dsroll.rollout.decide import Batch, InFlight, judge, next_batch
+from dsroll.rollout.decide import Batch, InFlight, next_batch
+from dsroll.rollout.evidence import Evidence
 from dsroll.rollout.fleet import NodeIndex, NodeTurn, Turn, turn
 from dsroll.rollout.health import Gate, Outcome
 from dsroll.rollout.lease import RENEW_EVERY, Lease
@@ -67,8 +70,10 @@ class PodSwap:
         reporter: Reporter,
         record: Recorder,
         around: Surroundings,
+        evidence: Evidence | None = None,
     ) -> None:
         self.pods = pods
+        self.evidence = evidence or Evidence(None, None, namespace, label, None)  # none: the pod alone
         self.ns = namespace
         self.label = label
         self.gate = gate
@@ -105,6 +110,7 @@ class PodSwap:
         blocked = False
         pending: list[Future[bool]] = []
         selector = revs.selector_string(daemonset["spec"]["selector"])
+        template = daemonset["spec"]["template"]
         informer = Informer(
             self.pods.collection(self.ns, label_selector=selector), log_changes=True, changed=self.around.changed
         )
@@ -142,7 +148,8 @@ class PodSwap:
                     queue.offer(node)
                 wake = now + RENEW_EVERY
                 for node, track in list(flight.items()):
-                    flight[node], verdict = judge(track, index.new_pod(node, track.old_uid), self.gate, now)
+                    new = index.new_pod(node, track.old_uid)
+                    flight[node], verdict = self.evidence.judge(node, track, new, self.gate, now, template)
                     if verdict.outcome is Outcome.FAILED:
                         raise NodeFailed(node, verdict.message)
                     if verdict.outcome is Outcome.HEALTHY:

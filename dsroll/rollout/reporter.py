@@ -90,6 +90,18 @@ class Reporter:
             except DsrollError as exc:  # an Event is a courtesy; the rollout goes on
                 print(f"warning: could not record Event {reason}: {exc}", file=sys.stderr)
 
+    def note(self, event: str, message: str) -> None:
+        """A line about the run as a whole, not one variant (the API server away, and back):
+        a JSON line with ``"variant": null``, and the message on stderr. Any thread may call it."""
+        if self.json_lines:
+            now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            print(json.dumps({"time": now, "event": event, "variant": None, "message": message}), flush=True)
+        if not self.quiet:
+            if self._progress is not None:
+                self._progress.console.print(message)
+            else:
+                print(message, file=sys.stderr, flush=True)
+
     def progress(self, variant: str, *, step: int, steps: int, done: int, total: int, in_flight: list[str]) -> None:
         if self._progress is None:
             return

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from dsroll.errors import DsrollError, InputError
+from dsroll.errors import DsrollError, InputError, Terminated
 from dsroll.kube import Kube
 from dsroll.labels import MANAGED_BY, MANAGER
 from dsroll.namespaces import CREATE_KEY, namespace_manifest, to_create
@@ -25,16 +26,46 @@ def execute(
     *,
     prune: bool = False,
     targets: Mapping[tuple[str, str], Target] | None = None,
+    retry_budget: float | None = None,
 ) -> RunSummary:
     """Run every variant's plan in order; stop at the first that does not finish.
 
     The members of an orphan replacement run together, as one handover, where the first
-    of them comes in the plan. An error that would say "nothing was applied" (exit 2), or
-    Ctrl-C, once this run has changed the cluster, ends the run as interrupted instead:
+    of them comes in the plan. While it runs, the client rides out an API server outage
+    of up to ``retry_budget`` seconds (``kube/retry.py``). An error that would say
+    "nothing was applied" (exit 2), such as an outage longer than that, or Ctrl-C or
+    SIGTERM, once this run has changed the cluster, ends the run as interrupted instead:
     the summary says how far it got, and running again continues from the state recorded
     in the cluster. The namespaces the plan creates (``cluster.createNamespace``) are
     created first.
     """
+    with _riding_out(kube, retry_budget, reporter):
+        return _execute(kube, plan, options, reporter, prune=prune, targets=targets)
+
+
+@contextlib.contextmanager
+def _riding_out(kube: Kube, seconds: float | None, reporter: Reporter) -> Iterator[None]:
+    """The run's retry budget in force, and the operator told when the API server goes away and comes back."""
+    if seconds is None:
+        yield
+        return
+    with kube.retry_budget(seconds):
+        kube.on_outage = reporter.note
+        try:
+            yield
+        finally:
+            kube.on_outage = None
+
+
+def _execute(
+    kube: Kube,
+    plan: Plan,
+    options: RunOptions,
+    reporter: Reporter,
+    *,
+    prune: bool,
+    targets: Mapping[tuple[str, str], Target] | None,
+) -> RunSummary:
     results: list[VariantResult] = []
     handed: set[str] = set()
     done: list[dict[str, Any]] = []
@@ -90,7 +121,7 @@ def execute(
         refused = isinstance(exc, KeyboardInterrupt) or exc.exit_code == InputError.exit_code
         if not refused or kube.writes == writes:
             raise
-        cause = "stopped by Ctrl-C" if isinstance(exc, KeyboardInterrupt) else str(exc)
+        cause = _cause(exc)
         for vp in in_flight:
             reporter.emit("interrupted", f"{vp.namespace}/{vp.name}", cause)
         if rollout is not None:
@@ -106,3 +137,10 @@ def execute(
         plan.environment, options.operation.value, results, kube.requests, reporter.elapsed, False, done,
         namespaces_created=created,
     )  # fmt: skip
+
+
+def _cause(exc: BaseException) -> str:
+    """Why a run was cut off, as its summary says it."""
+    if isinstance(exc, Terminated):
+        return "stopped by SIGTERM"
+    return "stopped by Ctrl-C" if isinstance(exc, KeyboardInterrupt) else str(exc)

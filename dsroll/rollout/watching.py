@@ -3,8 +3,13 @@
 The executor waits on it (a condition variable, no polling loop) and reads snapshots,
 or, to keep an incremental view (``view.PodIndex``), drains the change log: one entry
 per event, so the reader's work per event does not grow with the number of objects.
-A watch that ends is resumed from the last resourceVersion (bookmarks keep it fresh);
-410 Gone relists; transient errors back off and try again.
+A watch that ends (the server's timeout, or a dropped connection) is resumed from the last
+resourceVersion (bookmarks keep it fresh); 410 Gone relists, and the change log then
+starts again with a ``SYNC`` of the full list, so a reader that absorbs it misses nothing
+that happened while it was away. Opening a watch and listing ride out an outage within
+the client's retry budget; once the budget is spent (``ApiUnavailable``) the error
+reaches the waiter at once. Other errors (a watch that ends with an error event) back
+off and relist, and reach the waiter after 5 in a row.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from dsroll.errors import DsrollError
+from dsroll.errors import ApiUnavailable, DsrollError
 from dsroll.kube import WatchExpired
 from dsroll.kube.protocols import Watchable
 
@@ -36,7 +41,7 @@ class Informer:
         self._changed = changed or threading.Condition()  # shared by informers waited on together
         self._generation = 0
         self._stopped = threading.Event()
-        self._error: DsrollError | None = None
+        self._error: Exception | None = None
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> Informer:
@@ -86,13 +91,21 @@ class Informer:
                 relist = True  # 410 Gone: the history moved on; start again from a fresh list
             except DsrollError as exc:
                 failures += 1
-                if failures >= 5:  # a lasting failure (of the watch or of the relist) reaches the waiter
-                    with self._changed:
-                        self._error = exc
-                        self._changed.notify_all()
+                # The client retried an outage for its whole budget: waiting longer helps no one.
+                if isinstance(exc, ApiUnavailable) or failures >= 5:
+                    self._fail(exc)
                     return
                 time.sleep(min(5.0, 0.2 * 2**failures))
                 relist = True
+            except Exception as exc:  # a bug: the waiter raises it (exit 70) rather than wait in vain
+                self._fail(exc)
+                return
+
+    def _fail(self, exc: Exception) -> None:
+        """The informer gives up: the waiter (``wait``, ``snapshot``, ``changes``) raises ``exc``."""
+        with self._changed:
+            self._error = exc
+            self._changed.notify_all()
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self._changed:

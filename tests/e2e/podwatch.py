@@ -91,6 +91,12 @@ class PodEvent:
     waiting_reasons: tuple[str, ...]
     owners: tuple[Owner, ...]
     resource_version: str
+    terminated_reasons: tuple[str, ...] = ()  # a container's state or lastState terminated: Error, OOMKilled
+
+    @property
+    def crashed(self) -> bool:
+        """A container of it died or is crash-looping: restarted, terminated, or in back-off."""
+        return bool(self.restarts or self.terminated_reasons or "CrashLoopBackOff" in self.waiting_reasons)
 
     @property
     def workload(self) -> str | None:
@@ -155,6 +161,12 @@ def pod_event(seq: int, at: float, kind: str, pod: Mapping[str, Any]) -> PodEven
             for o in meta.get("ownerReferences") or []
         ),
         resource_version=meta.get("resourceVersion", ""),
+        terminated_reasons=tuple(
+            r
+            for c in statuses
+            for key in ("state", "lastState")
+            if (r := ((c.get(key) or {}).get("terminated") or {}).get("reason"))
+        ),
     )
 
 
@@ -206,12 +218,17 @@ class PodWatcher:
         context: str | None = None,
         label_selector: str | None = None,
         watch_timeout: int = 1,
+        outage_seconds: float = 120,
     ) -> None:
         self.namespace = namespace
         self.label_selector = label_selector
         # Short server-side watch timeouts: the loop notices stop() within a second, and
         # each renewal resumes from the last resourceVersion, so no event is lost.
         self._watch_timeout = watch_timeout
+        # An API server away (restarted, frozen) for up to this long is waited for: the
+        # watch then resumes, or relists on 410 and records what it missed as events.
+        self.outage_seconds = outage_seconds
+        self._failing_since: float | None = None
         self._api = client.CoreV1Api(
             config.new_client_from_config(config_file=str(kubeconfig) if kubeconfig else None, context=context)
         )
@@ -348,7 +365,7 @@ class PodWatcher:
                     self._rv = raw["metadata"]["resourceVersion"]
                     if self._stopping.is_set():
                         stream.stop()
-                failures = 0
+                failures, self._failing_since = 0, None
             except client.ApiException as exc:
                 if exc.status == 410:  # expired: relist, record what the lost watch missed, watch on
                     relist = True
@@ -362,10 +379,14 @@ class PodWatcher:
                 self._fail(exc)
 
     def _retry_or_fail(self, exc: BaseException, failures: int) -> None:
-        if failures >= 10:
+        """Back off and try again, until the API server has failed for ``outage_seconds``."""
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        if now - self._failing_since > self.outage_seconds:
             self._fail(exc)
         else:
-            self._stopping.wait(0.1 * failures)
+            self._stopping.wait(min(1.0, 0.1 * failures))
 
     def _fail(self, exc: BaseException) -> None:
         with self._cond:

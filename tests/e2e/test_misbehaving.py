@@ -166,7 +166,7 @@ def test_an_unready_node_fails_the_rollout_or_is_waited_for(project: Project, k8
 
             def rest_on_3() -> tuple[bool, Any]:
                 live = live_pods(deployed.watcher.timeline(), workload=WORKLOAD, cls="general")
-                done = {n for n in nodes if n != down and any(p.serving and p.revision != old for p in live[n])}
+                done = {n for n in nodes if n != down and any(p.serving and p.revision != old for p in live.get(n, []))}
                 return done == set(nodes) - {down}, sorted(done)
 
             wait_until("every other node on 3.0", rest_on_3, timeout=60)
@@ -208,15 +208,17 @@ def test_nodes_deleted_or_joining_mid_rollout(project: Project, k8s_cluster: K8s
             assert [p.revision for p in live[gone]] == [old], "the node to delete must not be replaced yet"
             project.core.delete_node(gone)
             joined = [spec.name for spec in k8s_cluster.add_nodes(count=1)]
+            project.core.patch_node(extra[1], {"spec": {"unschedulable": True}})  # kubectl cordon
             run = running.finish()
         assert run.code == 0, run
+        assert f"{extra[1]} cordoned: its daemon pod stays" in run.stderr, run
         assert f"{gone} deleted from the cluster: dropped" in run.stderr, run
         assert f"{joined[0]} joined the variant" in run.stderr, run
         state = project.state("general")
         assert gone not in state["nodes"] and joined[0] in state["nodes"], state
         timeline = deployed.stop()
         new = project.current_revision("general")
-        kept = [n for n in nodes if n != gone]
+        kept = [n for n in nodes if n != gone]  # the cordoned node included: replaced as any other
         assert_final_revision(timeline, [*kept, *joined], new, workload=WORKLOAD, cls="general")
         assert_never_two_pods(timeline, workload=WORKLOAD)
         assert_max_unavailable(timeline, kept, 1, workload=WORKLOAD, cls="general")

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from dsroll import cli, crash, workflow
 from dsroll.cli import rollout as rollout_commands
 from dsroll.cli.flags import OutputFormat
-from dsroll.errors import ClusterError, InputError, Interrupted
+from dsroll.errors import ApiUnavailable, ClusterError, InputError, Interrupted, Terminated
 from dsroll.plan import Action, LiveFingerprint, Plan, Policy, VariantPlan
 from dsroll.rollout import decide
 from dsroll.rollout import run as core
@@ -203,7 +203,14 @@ def execute(monkeypatch: pytest.MonkeyPatch, plan: Plan, failing: dict[str, Base
 
 
 @pytest.mark.parametrize(
-    "error", [ClusterError("cannot reach https://x: read timed out"), InputError("PATCH refused"), KeyboardInterrupt()]
+    "error",
+    [
+        ClusterError("cannot reach https://x: read timed out"),
+        ApiUnavailable("cannot reach https://x: refused (failing for 2m, the retry budget)"),
+        InputError("PATCH refused"),
+        KeyboardInterrupt(),
+        Terminated(),
+    ],
 )
 def test_an_error_after_a_change_interrupts_the_run_with_what_it_did(
     monkeypatch: pytest.MonkeyPatch, error: BaseException
@@ -213,6 +220,7 @@ def test_an_error_after_a_change_interrupts_the_run_with_what_it_did(
     data = summary.to_json()
     assert [(v["name"], v["result"]) for v in data["variants"]] == [("a", "complete"), ("b", "interrupted")]
     cause = "stopped by Ctrl-C" if isinstance(error, KeyboardInterrupt) else str(error)
+    cause = "stopped by SIGTERM" if isinstance(error, Terminated) else cause
     assert data["interruption"] == cause and data["variants"][1]["message"] == cause
 
 

@@ -13,6 +13,7 @@ from dsroll.rollout.health import FATAL_WAITING, Gate, Outcome, Verdict, assess,
 GATE = Gate(ready_timeout=300.0, min_ready_seconds=10.0)
 T0 = 1_000.0  # when the old pod was deleted (the executor's monotonic clock)
 NAME = "agent-general-7xk2p"
+POD = f"pod {NAME} on kwok-node-001"  # how every message names the new pod
 
 
 def container(
@@ -111,7 +112,7 @@ def test_no_new_pod_within_ready_timeout_fails(late: float) -> None:
 def test_waits_for_a_new_pod_to_be_ready_until_the_timeout() -> None:
     creating = new_pod(ready=False, containers=[container(ready=False, waiting="ContainerCreating")], phase="Pending")
     got = judge(creating, T0 + 20)
-    assert got == Verdict(Outcome.WAITING, f"waiting for pod {NAME} to be Ready", T0 + 300)
+    assert got == Verdict(Outcome.WAITING, f"waiting for {POD} to be Ready: still creating containers", T0 + 300)
 
 
 @pytest.mark.parametrize("reason", ["ContainerCreating", "PodInitializing"])
@@ -122,7 +123,9 @@ def test_ordinary_waiting_reasons_are_not_failures(reason: str) -> None:
 
 def test_not_ready_within_ready_timeout_fails() -> None:
     got = judge(new_pod(ready=False, containers=[container(ready=False)]), T0 + 300)
-    assert got == Verdict(Outcome.FAILED, f"pod {NAME} not Ready within readyTimeout (300s)")
+    assert got == Verdict(
+        Outcome.FAILED, f"{POD} not Ready within readyTimeout (300s): running, not Ready (Ready is False)"
+    )
 
 
 def test_ready_seen_by_the_executor_is_needed_not_just_the_condition() -> None:
@@ -138,13 +141,13 @@ def test_ready_then_waits_out_min_ready_seconds() -> None:
     got = judge(new_pod(), T0 + 42, ready_since=T0 + 40)
     assert got.outcome is Outcome.WAITING
     assert got.wake_at == T0 + 50
-    assert got.message == f"pod {NAME} Ready, waiting 8s of minReadySeconds"
+    assert got.message == f"{POD} Ready, waiting 8s of minReadySeconds"
 
 
 @pytest.mark.parametrize("after", [0.0, 0.1, 100.0])
 def test_healthy_once_ready_for_min_ready_seconds(after: float) -> None:
     got = judge(new_pod(), T0 + 50 + after, ready_since=T0 + 40)
-    assert got == Verdict(Outcome.HEALTHY, f"pod {NAME} Ready")
+    assert got == Verdict(Outcome.HEALTHY, f"{POD} Ready")
 
 
 def test_with_zero_min_ready_seconds_healthy_as_soon_as_ready() -> None:
@@ -161,13 +164,15 @@ def test_ready_in_time_is_not_failed_by_the_timeout_while_settling() -> None:
 
 def test_ready_lost_inside_min_ready_seconds_fails() -> None:
     got = judge(new_pod(ready=False), T0 + 45, ready_since=T0 + 40, lost_ready=True)
-    assert got == Verdict(Outcome.FAILED, f"pod {NAME} lost Ready within minReadySeconds (10s)")
+    assert got == Verdict(Outcome.FAILED, f"{POD} lost Ready within minReadySeconds (10s): Ready is False")
 
 
 def test_a_pod_that_is_not_ready_now_is_never_healthy() -> None:
     # seen Ready before, not Ready in this snapshot, not (yet) flagged as lost: still awaited
     got = judge(new_pod(ready=False), T0 + 100, ready_since=T0 + 20)
-    assert got == Verdict(Outcome.WAITING, f"waiting for pod {NAME} to be Ready", T0 + 300)
+    assert got == Verdict(
+        Outcome.WAITING, f"waiting for {POD} to be Ready: running, not Ready (Ready is False)", T0 + 300
+    )
 
 
 def test_ready_lost_fails_even_if_ready_again() -> None:
@@ -186,14 +191,14 @@ def test_documented_waiting_reasons_fail_at_once(reason: str) -> None:
     pod = new_pod(ready=False, containers=[container(ready=False, waiting=reason)])
     got = judge(pod, T0 + 1)
     assert got.outcome is Outcome.FAILED
-    assert got.message == f"pod {NAME} container agent: {reason}"
+    assert got.message == f"{POD}: container agent: {reason}"
     assert got.wake_at is None
 
 
 def test_failure_message_carries_the_kubelet_message() -> None:
     message = 'Back-off pulling image "example.com/agent:1.1-typo"'
     pod = new_pod(ready=False, containers=[container(ready=False, waiting="ImagePullBackOff", message=message)])
-    assert judge(pod, T0 + 1).message == f"pod {NAME} container agent: ImagePullBackOff: {message}"
+    assert judge(pod, T0 + 1).message == f"{POD}: container agent: ImagePullBackOff: {message}"
 
 
 def test_a_crashing_sidecar_fails_the_node_even_if_the_main_container_runs() -> None:
@@ -220,12 +225,12 @@ def test_an_init_container_that_cannot_pull_fails_the_node() -> None:
 def test_a_restart_fails_the_node_even_when_ready_and_settled(restarts: int) -> None:
     pod = new_pod(containers=[container(restarts=restarts)])
     got = judge(pod, T0 + 100, ready_since=T0 + 20)
-    assert got == Verdict(Outcome.FAILED, f"pod {NAME} container agent restarted {restarts} time(s)")
+    assert got == Verdict(Outcome.FAILED, f"{POD}: container agent restarted {restarts} time(s)")
 
 
 def test_an_init_container_restart_fails_the_node() -> None:
     pod = new_pod(ready=False, init=[container("setup", ready=False, restarts=2)])
-    assert judge(pod, T0 + 10).message == f"pod {NAME} container setup restarted 2 time(s)"
+    assert judge(pod, T0 + 10).message == f"{POD}: container setup restarted 2 time(s)"
 
 
 def test_no_restarts_and_no_fatal_reason_is_not_a_failure() -> None:
@@ -235,14 +240,16 @@ def test_no_restarts_and_no_fatal_reason_is_not_a_failure() -> None:
 
 def test_a_failed_pod_phase_fails_the_node() -> None:
     got = judge(new_pod(ready=False, phase="Failed", reason="NodeAffinity"), T0 + 2)
-    assert got == Verdict(Outcome.FAILED, f"pod {NAME} failed: NodeAffinity")
-    assert judge(new_pod(ready=False, phase="Failed"), T0 + 2).message == f"pod {NAME} failed: phase Failed"
+    assert got == Verdict(Outcome.FAILED, f"{POD} failed: NodeAffinity")
+    assert judge(new_pod(ready=False, phase="Failed"), T0 + 2).message == f"{POD} failed: phase Failed"
 
 
 def test_a_pod_without_status_yet_is_awaited() -> None:
     pod = new_pod()
     pod.pop("status")
-    assert judge(pod, T0 + 1) == Verdict(Outcome.WAITING, f"waiting for pod {NAME} to be Ready", T0 + 300)
+    assert judge(pod, T0 + 1) == Verdict(
+        Outcome.WAITING, f"waiting for {POD} to be Ready: scheduled, no container started yet", T0 + 300
+    )
 
 
 # --- wake_at as a property -------------------------------------------------------------

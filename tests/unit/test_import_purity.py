@@ -17,6 +17,8 @@ PURE = (
     "dsroll.classes",
     "dsroll.orphans",
     "dsroll.rollout.health",
+    "dsroll.rollout.causes",
+    "dsroll.rollout.placement",
     "dsroll.rollout.state",
     "dsroll.rollout.decide",
     "dsroll.rollout.view",

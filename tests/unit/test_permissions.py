@@ -52,6 +52,19 @@ def test_a_restart_needs_what_a_rollout_needs_minus_applying() -> None:
     }  # fmt: skip
 
 
+def test_the_gates_reads_are_granted_but_never_refused_by_the_preflight() -> None:
+    """Events and a node without a new pod only sharpen a failure message: a deployer has
+    them, and a caller without them still runs (the gate then names causes from the pod)."""
+    reads = {Access("list", "", "events"), Access("get", "", "nodes", cluster_wide=True)}
+    for command in ("rollout", "resume", "rollback", "restart"):
+        assert permissions.OPTIONAL[command] == reads
+        assert not reads & COMMANDS[command], command
+    assert reads <= GRANTS["deployer"]
+    kube = fake_kube({("list", "events", "a"), ("get", "nodes", None)})
+    permissions.preflight(kube, "rollout", ["a"], warn=pytest.fail)  # not refused
+    assert ("get", "", "nodes", None) not in kube.asked
+
+
 def test_every_kind_the_client_speaks_is_in_the_table() -> None:
     """A new resource in kube/resources.py needs a line in permissions.py (the review kind asks, it needs none)."""
     tree = ast.parse((ROOT / "dsroll/kube/resources.py").read_text())

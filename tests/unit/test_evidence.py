@@ -1,0 +1,151 @@
+"""The gate's reads beyond the pod watch: only when due, rate-limited, and optional in effect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from test_stuck_pods import NODE, PULLING, T0, creating, daemon_pod, oom_killed
+
+from dsroll.errors import ClusterError
+from dsroll.rollout.decide import InFlight
+from dsroll.rollout.evidence import Evidence
+from dsroll.rollout.health import Gate, Outcome
+
+GATE = Gate(ready_timeout=8.0, min_ready_seconds=0.0)
+TEMPLATE = {"metadata": {"labels": {"app": "agent"}}, "spec": {"containers": [{"name": "agent", "image": "a:2"}]}}
+TRACK = InFlight(started=T0, old_uid="old")
+
+
+class FakeEvents:
+    def __init__(self, found: list[dict[str, Any]] | None = None, error: Exception | None = None) -> None:
+        self.found, self.error, self.calls = found or [], error, 0
+
+    def about(self, namespace: str, uid: str) -> list[dict[str, Any]]:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return self.found
+
+
+class FakeNodes:
+    def __init__(self, found: dict[str, Any] | None, error: Exception | None = None) -> None:
+        self.found, self.error, self.calls = found, error, 0
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return self.found
+
+
+class FakeReporter:
+    def __init__(self) -> None:
+        self.said: list[tuple[str, str]] = []
+
+    def emit(self, event: str, variant: str, message: str, **fields: Any) -> None:
+        self.said.append((event, message))
+
+
+def tainted(effect: str = "NoSchedule") -> dict[str, Any]:
+    return {"metadata": {"name": NODE, "labels": {}}, "spec": {"taints": [{"key": "gpu", "effect": effect}]}}
+
+
+def evidence(events: Any = None, nodes: Any = None) -> tuple[Evidence, FakeReporter]:
+    reporter = FakeReporter()
+    return Evidence(events, nodes, "e2e", "e2e/agent-general", reporter), reporter  # type: ignore[arg-type]
+
+
+def test_no_pod_reads_the_node_after_the_controllers_chance_and_fails_at_once() -> None:
+    nodes = FakeNodes(tainted())
+    eyes, _ = evidence(nodes=nodes)
+    _, early = eyes.judge(NODE, TRACK, None, GATE, T0 + 1, TEMPLATE)
+    assert early.outcome is Outcome.WAITING and nodes.calls == 0
+    assert early.wake_at == T0 + 2, "woken for the look"
+    _, late = eyes.judge(NODE, TRACK, None, GATE, T0 + 2, TEMPLATE)
+    assert nodes.calls == 1
+    assert late.outcome is Outcome.FAILED
+    assert late.message == (
+        f"no new pod on {NODE}, the DaemonSet controller will not create one: "
+        "the node has taint gpu:NoSchedule, not tolerated by the pod template"
+    )
+
+
+def test_a_node_that_fits_is_read_again_only_every_ten_seconds() -> None:
+    nodes = FakeNodes({"metadata": {"name": NODE, "labels": {}}, "spec": {}})
+    eyes, reporter = evidence(nodes=nodes)
+    for after in (2.0, 2.5, 5.0, 11.9):
+        _, got = eyes.judge(NODE, TRACK, None, Gate(60.0, 0.0), T0 + after, TEMPLATE)
+        assert got.outcome is Outcome.WAITING
+    assert nodes.calls == 1
+    assert got.wake_at == T0 + 12
+    eyes.judge(NODE, TRACK, None, Gate(60.0, 0.0), T0 + 12, TEMPLATE)
+    assert nodes.calls == 2
+    assert reporter.said == [], "a node that fits only awaits the controller: nothing to tell"
+
+
+def test_a_node_that_is_gone_is_named_and_waited_for() -> None:
+    eyes, reporter = evidence(nodes=FakeNodes(None))
+    _, got = eyes.judge(NODE, TRACK, None, GATE, T0 + 3, TEMPLATE)
+    assert got.outcome is Outcome.WAITING and got.message.endswith(f"node {NODE} no longer exists")
+    assert reporter.said == [("node-waiting", got.message)]
+
+
+def test_a_stuck_pods_events_are_read_once_it_waited_and_its_cause_told_once() -> None:
+    events = FakeEvents([PULLING])
+    eyes, reporter = evidence(events=events)
+    _, got = eyes.judge(NODE, TRACK, creating(), GATE, T0 + 1, TEMPLATE)
+    assert events.calls == 0 and got.wake_at == T0 + 5
+    for after in (5.0, 6.0, 7.0):
+        _, got = eyes.judge(NODE, TRACK, creating(), GATE, T0 + after, TEMPLATE)
+    assert events.calls == 1
+    assert reporter.said == [
+        ("node-waiting", f'waiting for pod {creating()["metadata"]["name"]} on {NODE} to be Ready: still creating '
+         'containers (Pulling image "example.com/agent:2.0")'),
+    ]  # fmt: skip
+    _, failed = eyes.judge(NODE, TRACK, creating(), GATE, T0 + 8, TEMPLATE)
+    assert failed.outcome is Outcome.FAILED and events.calls == 2, "a fresh look to name the failure"
+    assert failed.message.endswith('still creating containers (Pulling image "example.com/agent:2.0")')
+
+
+def test_a_pod_that_fails_on_its_own_is_named_without_waiting_for_a_look() -> None:
+    events = FakeEvents([])
+    eyes, _ = evidence(events=events)
+    pod = daemon_pod(statuses=[oom_killed(1)], phase="Running")
+    _, got = eyes.judge(NODE, TRACK, pod, GATE, T0 + 0.5, TEMPLATE)
+    assert got.outcome is Outcome.FAILED and "OOMKilled (exit code 137)" in got.message
+
+
+@pytest.mark.parametrize("error", [ClusterError("RBAC denied: events is forbidden"), ClusterError("timeout")])
+def test_events_that_cannot_be_read_are_said_once_and_the_gate_goes_on(error: Exception) -> None:
+    events = FakeEvents(error=error)
+    eyes, reporter = evidence(events=events)
+    for after in (5.0, 6.0, 16.0):
+        _, got = eyes.judge(NODE, TRACK, creating(), Gate(60.0, 0.0), T0 + after, TEMPLATE)
+        assert got.outcome is Outcome.WAITING
+    assert events.calls == 1
+    assert [e for e, _ in reporter.said] == ["warning"]
+    assert "cannot list events in namespace e2e" in reporter.said[0][1]
+    assert got.wake_at == T0 + 60, "no look left to wake for"
+    _, failed = eyes.judge(NODE, TRACK, creating(), GATE, T0 + 8, TEMPLATE)
+    assert failed.message.endswith("not Ready within readyTimeout (8s): still creating containers")
+
+
+def test_a_node_that_cannot_be_read_leaves_the_timeout() -> None:
+    nodes = FakeNodes(None, error=ClusterError("RBAC denied: nodes is forbidden"))
+    eyes, reporter = evidence(nodes=nodes)
+    eyes.judge(NODE, TRACK, None, GATE, T0 + 2, TEMPLATE)
+    _, got = eyes.judge(NODE, TRACK, None, GATE, T0 + 8, TEMPLATE)
+    assert nodes.calls == 1 and got.message == f"no new pod on {NODE} within readyTimeout (8s)"
+    assert reporter.said[0][0] == "warning" and "cannot get nodes" in reporter.said[0][1]
+
+
+def test_without_apis_it_judges_like_decide() -> None:
+    from dsroll.rollout import decide
+
+    eyes, reporter = evidence()
+    for pod in (None, creating()):
+        assert eyes.judge(NODE, TRACK, pod, GATE, T0 + 9, TEMPLATE)[1].outcome is (
+            decide.judge(TRACK, pod, GATE, T0 + 9)[1].outcome
+        )
+    assert reporter.said == []
