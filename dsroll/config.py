@@ -91,6 +91,7 @@ class RolloutOverride(_Model):
     on_failure: Literal["rollback", "pause", "abort"] | None = None
     canary_node_selector: dict[str, str] | None = None
     unready_nodes: Literal["skip", "wait", "fail"] | None = None
+    applier: Literal["dsroll", "external"] | None = None
 
     @field_validator("steps")
     @classmethod
@@ -152,6 +153,7 @@ class RolloutPolicy(RolloutOverride):
     min_ready_seconds: int | None = 0
     on_failure: Literal["rollback", "pause", "abort"] | None = "rollback"
     unready_nodes: Literal["skip", "wait", "fail"] | None = "skip"
+    applier: Literal["dsroll", "external"] | None = "dsroll"
 
     def merged(self, override: RolloutOverride | None) -> RolloutPolicy:
         if override is None:
@@ -401,12 +403,52 @@ def _workloads(spec: EnvironmentSpec, raw: Any, file: str, namespace: str, sourc
                 classes=tuple(classes),
                 values=wl.values,
                 class_values=wl.class_values,
-                rollout=spec.rollout.merged(wl.rollout),
+                rollout=_applier_policy(spec, raw, file, i),
                 ignore_differences=tuple(wl.ignore_differences),
                 replaces=tuple(wl.replaces),
             )
         )
     return tuple(result)
+
+
+def _applier_policy(spec: EnvironmentSpec, raw: Any, file: str, index: int) -> RolloutPolicy:
+    """A workload's merged policy, checked against its applier.
+
+    Under ``applier: external`` dsroll never writes the DaemonSet, so ``onFailure: rollback``
+    (which restores the old template) and ``replaces`` (orphan replacement deletes and
+    creates DaemonSets) are refused where they are written; ``onFailure`` left unset
+    means ``pause`` there (docs/gitops.md: roll back in git, ``rollback --git-revert``).
+    """
+    workload = spec.workloads[index]
+    override = workload.rollout
+    policy = spec.rollout.merged(override)
+    if policy.applier != "external":
+        return policy
+    here: list[str | int] = ["workloads", index]
+    if override is not None and override.on_failure is not None:
+        explicit, where = override.on_failure, [*here, "rollout", "onFailure"]
+    elif "on_failure" in spec.rollout.model_fields_set:
+        explicit, where = spec.rollout.on_failure, ["rollout", "onFailure"]
+    else:
+        explicit, where = None, []
+    if explicit == "rollback":
+        raise _fail(
+            raw,
+            where,
+            file,
+            f"workload {workload.name!r}: onFailure: rollback cannot go with applier: external (dsroll may not "
+            "write the spec, and under OnDelete a deleted pod comes back on the new template): use pause or abort, "
+            "and roll back in git (`dsroll rollback ENV --git-revert`)",
+        )
+    if workload.replaces:
+        raise _fail(
+            raw,
+            [*here, "replaces"],
+            file,
+            f"workload {workload.name!r}: replaces (orphan replacement) cannot go with applier: external: dsroll "
+            "never deletes or creates a DaemonSet the applier owns; move the objects in git instead",
+        )
+    return policy if explicit is not None else policy.model_copy(update={"on_failure": "pause"})
 
 
 def _namespace_lines(spec: EnvironmentSpec, raw: Any, namespace_override: str | None) -> dict[str, int]:

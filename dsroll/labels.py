@@ -25,6 +25,9 @@ IDENTITY = (MANAGED_BY, LABEL_ENV, LABEL_WORKLOAD, LABEL_CLASS)
 ROLLOUT_ANNOTATION = "dsroll.io/rollout"
 #: A pause or abort asked for from another process (``dsroll pause``/``abort``).
 REQUEST_ANNOTATION = "dsroll.io/rollout-request"
+#: On the ConfigMap that keeps a variant's rollout record under ``applier: external``
+#: (``rollout/store.py``): the variant's name.
+STORE_LABEL = "dsroll.io/rollout-of"
 #: On a ControllerRevision: the git commit that first produced it (shown by ``history``).
 COMMIT_ANNOTATION = "dsroll.io/commit"
 

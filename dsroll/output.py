@@ -183,6 +183,8 @@ def plan_view(plan: Plan, *, fmt: str, stream: Console | None = None) -> None:
     console.print(table)
     for v in plan.variants:
         console.print(f"  {v.name}: {v.reason}", markup=False)
+        if v.applied is not None:
+            console.print(f"  {v.name} conducts {v.applied.describe()}", markup=False)
         for step in v.steps:
             batches = " | ".join(_nodes_text(b, 4) for b in step.batches) or "nothing to replace"
             console.print(f"  {v.name} step {step.number} (→ {step.count}/{v.updatable}): {batches}", markup=False)
@@ -222,9 +224,11 @@ def _failure(failure: Mapping[str, str]) -> str:
     return f"{failure['node']}: {failure['reason']}" if failure.get("node") else failure["reason"]
 
 
-def run_summary(summary: RunSummary, *, fmt: str, compact: bool = False) -> None:
+def run_summary(
+    summary: RunSummary, *, fmt: str, compact: bool = False, extra: Mapping[str, Any] | None = None
+) -> None:
     if fmt == "json":
-        data = summary.to_json()
+        data = {**summary.to_json(), **(extra or {})}
         sys.stdout.write((json.dumps(data) if compact else json.dumps(data, indent=2)) + "\n")
         return
     for r in summary.results:
@@ -279,6 +283,14 @@ def status_view(
         )
     out.print(table)
     for row in rows:
+        if row.get("stable"):
+            stable = row["stable"]
+            commit = f", commit {stable['commit'][:12]}" if stable.get("commit") else ""
+            out.print(
+                f"{row['namespace']}/{row['name']}: applied by another hand (applier: external); stable revision "
+                f"{stable['revision']}{commit}",
+                markup=False,
+            )
         failure = (row.get("rollout") or {}).get("failure")
         if failure:
             out.print(f"{row['namespace']}/{row['name']}: {_failure(failure)}", markup=False)
@@ -331,6 +343,8 @@ def history_view(env: str, rows: Sequence[Mapping[str, Any]], *, fmt: str) -> No
             commit = (rev["commit"] or "-")[:12]
             table.add_row(f"{mark} {rev['revision']}", rev["hash"], rev["created"], commit)
         out.print(table)
+        if row.get("stableRevision") is not None:  # applier: external: the way back (docs/gitops.md)
+            out.print(f"  * current; stable (the last completed rollout): {row['stableRevision']}", markup=False)
 
 
 def request_view(rows: Sequence[Mapping[str, Any]], *, fmt: str) -> None:

@@ -77,7 +77,11 @@ def _cluster_wide(group: str, resource: str, *verbs: str) -> frozenset[Access]:
 
 
 NODES = _cluster_wide("", "nodes", "list")
-HISTORY = _in_namespaces("apps", "daemonsets", "get") | _in_namespaces("apps", "controllerrevisions", "list")
+HISTORY = (
+    _in_namespaces("apps", "daemonsets", "get")
+    | _in_namespaces("apps", "controllerrevisions", "list")
+    | _in_namespaces("", "configmaps", "get")  # applier: external keeps the rollout record in a ConfigMap
+)
 STATUS = HISTORY | _in_namespaces("", "pods", "list") | _in_namespaces("", "configmaps", "list")
 WATCH = (
     STATUS
@@ -95,8 +99,10 @@ CREATE_NAMESPACES = _cluster_wide("", "namespaces", "create")
 DRY_RUN = _in_namespaces("apps", "daemonsets", "patch", "create")
 """A live diff's server-side dry-run apply: RBAC authorises it as patch (and create for a new variant)."""
 PLAN = DIFF | DRY_RUN
-CONTROL = _in_namespaces("apps", "daemonsets", "get", "patch") | _in_namespaces(
-    "coordination.k8s.io", "leases", "get", "create", "update", "delete"
+CONTROL = (
+    _in_namespaces("apps", "daemonsets", "get", "patch")  # applier: dsroll: the state annotation
+    | _in_namespaces("", "configmaps", "get", "create", "patch")  # applier: external: the state's ConfigMap
+    | _in_namespaces("coordination.k8s.io", "leases", "get", "create", "update", "delete")
 )
 FOLLOW = (
     _cluster_wide("", "nodes", "list", "watch")  # nodes unready, held, deleted or joining under a step

@@ -22,6 +22,7 @@ from dsroll.errors import InputError
 from dsroll.labels import REVISION_LABEL, ZONE_LABEL
 from dsroll.namespaces import NamespaceStatus, to_create
 from dsroll.orphans import ReplacementPlan
+from dsroll.rollout.external import Applied
 from dsroll.rollout.fleet import NodeView, skipped_at_start
 from dsroll.rollout.state import Phase, RolloutState, SkippedNode, created_after
 
@@ -104,6 +105,12 @@ class Policy:
     on_failure: str
     canary_node_selector: Mapping[str, str] = field(default_factory=dict)
     unready_nodes: str = "skip"
+    applier: str = "dsroll"  # rollout.applier: dsroll | external (docs/gitops.md)
+
+    @property
+    def external(self) -> bool:
+        """Another hand applies the spec: dsroll never writes the DaemonSet, it replaces pods."""
+        return self.applier == "external"
 
     @classmethod
     def of(cls, policy: RolloutPolicy, steps: Sequence[str] | None = None) -> Policy:
@@ -116,6 +123,7 @@ class Policy:
             on_failure=policy.on_failure or "rollback",
             canary_node_selector=dict(policy.canary_node_selector or {}),
             unready_nodes=policy.unready_nodes or "skip",
+            applier=policy.applier or "dsroll",
         )
 
 
@@ -261,6 +269,7 @@ class VariantPlan:
     resumes: bool = False  # continues a rollout recorded in the cluster
     applies: bool = False  # the rendered template differs from the live one: apply it first
     skipped: tuple[SkippedNode, ...] = ()  # held, or not Ready with unreadyNodes: skip, as planned
+    applied: Applied | None = None  # applier: external: the revision conducted, from which, applied by whom
 
     @property
     def updatable(self) -> int:
@@ -300,6 +309,7 @@ def plan_variant(
     state: RolloutState | None,
     partition: str | None,
     node_views: Mapping[str, NodeView] | None = None,
+    applied: Applied | None = None,
 ) -> VariantPlan:
     """Decide one variant's action and its node batches from what is desired and what is live.
 
@@ -319,7 +329,10 @@ def plan_variant(
         or on_node[n].revision != current_revision
         or not created_after(on_node[n].created, since)
     )
-    action, reason, pending = _decide(diff, live, state, unfinished, order, behind)
+    if policy.external:
+        action, reason, pending = _decide_external(diff, live, state, unfinished, behind, applied)
+    else:
+        action, reason, pending = _decide(diff, live, state, unfinished, order, behind)
     skipped: tuple[SkippedNode, ...] = ()
     if action is Action.UPDATE and node_views is not None:
         skipped = skipped_at_start(order, node_views.get, policy.unready_nodes)
@@ -346,8 +359,9 @@ def plan_variant(
         live=LiveFingerprint(meta.get("uid"), meta.get("generation"), current_revision, tuple(sorted(on_node))),
         manifest=manifest,
         resumes=unfinished,
-        applies=action is Action.UPDATE and diff.change is Change.POD_TEMPLATE,
+        applies=action is Action.UPDATE and diff.change is Change.POD_TEMPLATE and not policy.external,
         skipped=skipped,
+        applied=applied if live is not None else None,
     )
 
 
@@ -380,6 +394,57 @@ def _decide(
         return Action.UPDATE, f"{len(behind)} node(s) not on the current revision", tuple(behind)
     if diff.change in (Change.SPEC, Change.METADATA):
         return Action.IN_PLACE, f"{diff.change.describe}", ()
+    return Action.UNCHANGED, "live matches the render", ()
+
+
+def _decide_external(
+    diff: VariantDiff,
+    live: Mapping[str, Any] | None,
+    state: RolloutState | None,
+    unfinished: bool,
+    behind: Sequence[str],
+    applied: Applied | None,
+) -> tuple[Action, str, tuple[str, ...]]:
+    """``applier: external``: the applier creates, changes and prunes the DaemonSet; dsroll
+    conducts the revision it finds (docs/gitops.md). Nothing here writes the spec."""
+    if diff.change is Change.REMOVED:
+        return Action.PRUNE, "no longer rendered: the applier prunes it (dsroll never deletes it)", ()
+    if live is None:
+        return Action.CREATE, "not applied yet: the applier creates it; dsroll waits for its pods to be Ready", ()
+    if diff.change is Change.SELECTOR:
+        reason = "selector changed (immutable): no orphan replacement under an external applier"
+        return Action.ORPHAN_REPLACE, reason, ()
+    target = f"{applied.target}" if applied else "the current revision"
+    if unfinished and state is not None:
+        moved = applied is not None and state.target_revision not in ("", applied.target.hash)
+        if moved:
+            return (
+                Action.UPDATE,
+                f"the applier applied {target} while the rollout of {state.target_revision} was unfinished "
+                f"(phase {state.phase}): `rollout` conducts it instead, `resume` stops",
+                tuple(behind),
+            )
+        return Action.UPDATE, f"continues the rollout recorded in the cluster (phase {state.phase})", tuple(behind)
+    if behind:
+        return Action.UPDATE, f"{len(behind)} node(s) not on {target}", tuple(behind)
+    status = live.get("status") or {}
+    desired, ready = status.get("desiredNumberScheduled", 0), status.get("numberReady", 0)
+    fresh = state is None and (applied is None or applied.stable is None)  # one revision, never conducted
+    if fresh and (ready < desired or (applied is not None and applied.matches_render)):
+        return (
+            Action.CREATE,
+            f"created by the applier: waits until its {desired} pod(s) are Ready ({ready} now), then records "
+            "its revision as the stable one",
+            (),
+        )
+    if diff.change is Change.POD_TEMPLATE:
+        return (
+            Action.UNCHANGED,
+            "the render differs from the live pod template: not applied yet (`rollout --wait-applied` waits for it)",
+            (),
+        )
+    if diff.change in (Change.SPEC, Change.METADATA):
+        return Action.UNCHANGED, f"{diff.change.describe}: the applier's to apply", ()
     return Action.UNCHANGED, "live matches the render", ()
 
 

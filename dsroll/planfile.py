@@ -13,6 +13,7 @@ from dsroll.errors import InputError
 from dsroll.namespaces import NamespaceStatus
 from dsroll.orphans import ReplacementPlan
 from dsroll.plan import Action, LiveFingerprint, Plan, Policy, StepPlan, VariantPlan
+from dsroll.rollout.external import Applied
 from dsroll.rollout.state import SkippedNode, SkipReason
 
 PLAN_KIND = {"apiVersion": "dsroll.io/v1alpha1", "kind": "Plan"}
@@ -49,7 +50,9 @@ def plan_to_json(plan: Plan, *, manifests: bool = True) -> dict[str, Any]:
                 "onFailure": v.policy.on_failure,
                 "canaryNodeSelector": dict(v.policy.canary_node_selector),
                 "unreadyNodes": v.policy.unready_nodes,
+                "applier": v.policy.applier,
             },
+            "applied": v.applied.to_json() if v.applied else None,
             "live": {
                 "uid": v.live.uid,
                 "generation": v.live.generation,
@@ -90,6 +93,7 @@ def plan_from_json(text: str, file: str) -> Plan:
                 on_failure=p["onFailure"],
                 canary_node_selector=p.get("canaryNodeSelector") or {},
                 unready_nodes=_one_of(p.get("unreadyNodes") or "skip", ("skip", "wait", "fail"), "unreadyNodes"),
+                applier=_one_of(p.get("applier") or "dsroll", ("dsroll", "external"), "applier"),
             )
             steps = tuple(
                 StepPlan(s["step"], s["count"], tuple(s["nodes"]), tuple(tuple(b) for b in s["batches"]))
@@ -117,6 +121,7 @@ def plan_from_json(text: str, file: str) -> Plan:
                         SkippedNode(str(s["node"]), SkipReason(s["reason"]), str(s.get("detail") or ""))
                         for s in item.get("skipped") or ()
                     ),
+                    applied=Applied.from_json(item.get("applied")),
                 )
             )
         replacements = tuple(ReplacementPlan.from_json(r) for r in data.get("replacements") or ())

@@ -43,6 +43,7 @@ class Variant:
     template: str
     manifest: Mapping[str, Any]
     text: str
+    applier: str = "dsroll"  # the workload's rollout.applier: where its rollout record lives (rollout/store.py)
 
     @property
     def path(self) -> str:
@@ -155,6 +156,10 @@ def render_variant(
         LABEL_CLASS: cls,
     }
     spec["selector"] = {**own_selector, "matchLabels": match_labels}
+    if workload.rollout.applier == "external":
+        # Applied by another hand (Argo CD, Flux, CI): a new template then records a revision
+        # and restarts no pod; dsroll replaces the pods in steps (docs/gitops.md).
+        spec["updateStrategy"] = {"type": "OnDelete"}
     pod = spec["template"]["spec"]
     node_affinity = (pod.get("affinity") or {}).get("nodeAffinity") or {}
     required = node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
@@ -177,6 +182,7 @@ def render_variant(
         workload.template,
         manifest,
         header + dump_yaml(manifest),
+        workload.rollout.applier or "dsroll",
     )
 
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dsroll import gitrevert, output, permissions, scaffold
 from dsroll import namespaces as spaces
-from dsroll import output, permissions, scaffold
 from dsroll.config import DNS_LABEL, Environment
 from dsroll.diff import DiffReport, against_git, against_live
 from dsroll.durations import flag_seconds
@@ -30,16 +31,17 @@ from dsroll.gitsource import Project, locate
 from dsroll.kube import Kube
 from dsroll.masking import compile_mask
 from dsroll.nodes import NodeReport, classify_nodes
-from dsroll.plan import Plan, parse_steps, resolve_partition
+from dsroll.plan import Action, Plan, parse_steps, resolve_partition
 from dsroll.planfile import plan_from_json, plan_to_json
 from dsroll.render import RenderResult, Variant, load_environment, render_environment
 from dsroll.rendered import FileChange, check_neighbours, sync
 from dsroll.rollout import decide, inspect, requests, watch_status
-from dsroll.rollout.observe import Scope, drift_since, observe, replacements_for_diff, who
+from dsroll.rollout.applied import wait_applied
+from dsroll.rollout.observe import Scope, drift_since, observe, record, replacements_for_diff, who
 from dsroll.rollout.outcome import RunOptions, RunSummary, Target
 from dsroll.rollout.restart import restart_plan
 from dsroll.rollout.rollback import rollback_plan
-from dsroll.rollout.state import RunKind, read_state
+from dsroll.rollout.state import RunKind
 from dsroll.schema import schema_text
 
 Connect = Callable[[str | None], Kube]
@@ -239,14 +241,27 @@ def rollout(
     dry_run: bool,
     yes: bool,
     ask: Ask | None,
+    wait: str | None = None,
+    timeout: str | None = None,
 ) -> Run:
-    """The plan a rollout carries out: ``saved`` if given and the cluster has not moved since, else a fresh one."""
+    """The plan a rollout carries out: ``saved`` if given and the cluster has not moved since, else a fresh one.
+
+    ``wait`` (``--wait-applied``, "" or the run's commit): first wait, up to ``timeout``, until
+    an external applier has applied the render (``rollout/applied.py``)."""
     step_specs = check_steps(steps, partition)
+    seconds = _wait_flags(wait is not None, timeout, saved)
     saved_plan = load_plan(saved) if saved is not None else None
     project, result, kube = _prepare(env_arg, namespace, scope, connect)
+    if wait is not None:
+        _external_only("--wait-applied", scope.select(result.variants), result.env.file, external=True)
     permissions.preflight(kube, "plan" if dry_run else "rollout", namespaces(result.env), warn=output.warn)
     spaces_found = check_namespaces(kube, result.env, scope.select(result.variants), "rollout", dry_run=dry_run)
     commit = commit_to_record(project, result, allow_dirty=allow_dirty, dry_run=dry_run)
+    if wait is not None:
+        progress = _progress(wait)
+        wait_applied(
+            kube, result.env, scope.select(result.variants), seconds, progress, commit=commit, waited=timeout or ""
+        )
     if saved_plan is not None:
         drifted = drift_since(kube, saved_plan)
         if drifted:
@@ -266,7 +281,65 @@ def rollout(
             kube, result.env, result.variants, scope, partition=partition, steps=step_specs, commit=commit
         )
     the_plan = dataclasses.replace(the_plan, namespaces=spaces_found)
+    _refuse_external_replacements(the_plan, env_arg)
     return Run(kube, the_plan, _options(kube, commit, ask, yes=yes, steps=step_specs))
+
+
+def _wait_flags(wait: bool, timeout: str | None, saved: Path | None) -> float | None:
+    """``--wait-applied [--timeout D]``, checked before anything talks to the cluster."""
+    if timeout is not None and not wait:
+        raise InputError("--timeout goes with --wait-applied")
+    if wait and saved is not None:
+        raise InputError("--wait-applied and --plan: a saved plan is refused once the applier has moved the cluster")
+    try:
+        return flag_seconds(timeout) if timeout is not None else None
+    except ValueError as exc:
+        raise InputError(f"--timeout: {exc}") from None
+
+
+def _progress(mode: str) -> Callable[[str, list[dict[str, Any]]], None]:
+    """How ``--wait-applied`` tells its progress: lines on stderr (``mode`` "json": JSON lines)."""
+
+    def say(message: str, rows: list[dict[str, Any]]) -> None:
+        if mode == "json":
+            sys.stderr.write(json.dumps({"event": "wait-applied", "message": message, "pending": rows}) + "\n")
+            sys.stderr.flush()
+        else:
+            output.info(message)
+
+    return say
+
+
+def _external_only(flag: str, variants: Sequence[Variant], file: str, *, external: bool) -> None:
+    """Refuse ``flag`` (exit 2) for variants whose applier is not the one it is for."""
+    wrong = sorted({v.workload for v in variants if (v.applier == "external") is not external})
+    if not variants:
+        raise InputError(f"{flag}: no variant in scope")
+    if wrong:
+        which = "dsroll (the default)" if external else "external"
+        raise InputError(
+            f"{flag} is for rollout.applier: {'external' if external else 'dsroll'}; in {file} "
+            f"{', '.join(wrong)} {'has' if len(wrong) == 1 else 'have'} applier {which}: narrow it with --workload"
+        )
+
+
+def _refuse_external_replacements(plan: Plan, env_arg: str) -> None:
+    """Under an external applier dsroll never deletes or creates the applier's DaemonSets."""
+    external = {(vp.namespace, vp.workload) for vp in plan.variants if vp.policy.external}
+    for group in plan.replacements:
+        if (group.namespace, group.workload) in external:
+            raise InputError(
+                f"{group.namespace}/{group.workload}: {group.reason}: orphan replacement would delete and create "
+                f"DaemonSets the applier owns; revert the change in git (`dsroll rollback {env_arg} --git-revert`), "
+                "or move the objects with the applier; nothing was applied"
+            )
+    for vp in plan.variants:
+        if vp.policy.external and vp.action is Action.ORPHAN_REPLACE:
+            raise InputError(
+                f"{vp.namespace}/{vp.name}: {vp.reason}: orphan replacement would delete and create DaemonSets "
+                f"the applier owns; revert the change in git (`dsroll rollback {env_arg} --git-revert`), or move "
+                "the objects with the applier; nothing was applied"
+            )
 
 
 def resume(
@@ -286,6 +359,7 @@ def resume(
     commit = commit_to_record(project, result, allow_dirty=allow_dirty, dry_run=False)
     the_plan = observe(kube, result.env, result.variants, scope, commit=commit)
     the_plan = dataclasses.replace(the_plan, namespaces=spaces_found)
+    _refuse_external_replacements(the_plan, env_arg)
     return Run(kube, the_plan, _options(kube, commit, ask, approve=True, yes=yes))
 
 
@@ -304,6 +378,14 @@ def rollback(
     if to_revision is not None and to_git is not None:
         raise InputError("--to-revision and --to-git: give one of them")
     project, result, kube = _prepare(env_arg, namespace, scope, connect)
+    external = sorted({v.workload for v in scope.select(result.variants) if v.applier == "external"})
+    if external:
+        how = "--to-revision" if to_revision is not None else "--to-git" if to_git is not None else "a rollback"
+        raise InputError(
+            f"{how} would write the DaemonSets of {', '.join(external)}, which have rollout.applier: external: "
+            f"the applier would undo it at its next sync; roll back in git: `dsroll rollback {env_arg} --git-revert`",
+            result.env.file,
+        )
     permissions.preflight(kube, "rollback", namespaces(result.env), warn=output.warn)
     _rollback_namespaces(kube, result.env, scope.select(result.variants))
     manifests, commit = None, None
@@ -315,6 +397,73 @@ def rollback(
     base = observe(kube, result.env, result.variants, scope, commit=project.head_commit())
     the_plan, targets = rollback_plan(kube, base, to_revision=to_revision, manifests=manifests)
     return Run(kube, the_plan, _options(kube, commit, ask, operation=RunKind.rollback, yes=yes), targets)
+
+
+@dataclass(frozen=True)
+class GitRevert:
+    """``rollback --git-revert``: the revert commit, and the run that conducts the way back
+    once the applier has applied it (``--wait-applied``), if asked for."""
+
+    revert: gitrevert.Revert
+    run: Run | None
+
+
+def git_revert(
+    env_arg: str,
+    namespace: str | None,
+    scope: Scope,
+    connect: Connect,
+    *,
+    push: bool,
+    wait: str | None,
+    timeout: str | None,
+    yes: bool,
+    ask: Ask | None,
+) -> GitRevert:
+    """One commit restoring this environment's inputs as of the stable commit; with ``push``
+    pushed; with ``wait`` the way back conducted once the applier has applied it."""
+    seconds = _wait_flags(wait is not None, timeout, None)
+    project, result, kube = _prepare(env_arg, namespace, scope, connect)
+    chosen = scope.select(result.variants)
+    _external_only("--git-revert", chosen, result.env.file, external=True)
+    if project.repo is None or project.repo.bare:
+        raise InputError(f"{project.root} is not a git work tree: --git-revert makes a commit")
+    permissions.preflight(kube, "rollback", namespaces(result.env), warn=output.warn)
+    commits = []
+    for variant in chosen:
+        found = record(kube, kube.daemonsets.get(*variant.key), "external")
+        if found.stable is not None and found.stable.commit:
+            commits.append(found.stable.commit)
+    if not commits:
+        raise InputError(
+            f"--git-revert: no stable commit recorded for {', '.join(v.name for v in chosen)} (a rollout under "
+            "applier: external records it when it completes): revert in git yourself (docs/gitops.md)"
+        )
+    repo = project.repo
+    for commit in set(commits):
+        try:
+            repo.commit(commit)
+        except (ValueError, gitrevert.git.BadName):
+            raise InputError(
+                f"--git-revert: the stable commit {commit[:12]} is not in {project.root}: fetch it"
+            ) from None
+    stable = gitrevert.newest(commits, lambda a, b: repo.is_ancestor(a, b))
+    done = gitrevert.revert(project, result, stable, namespace)
+    if done.commit is not None and push:
+        done = dataclasses.replace(done, pushed=gitrevert.push(project))
+    if wait is None or done.commit is None:
+        return GitRevert(done, None)
+    if not push:
+        output.warn("not pushed: waiting for an applier that reads this repository (push it for one that does not)")
+    _, after, _ = _prepare(env_arg, namespace, scope, lambda _context: kube)
+    wait_applied(kube, after.env, scope.select(after.variants), seconds, _progress(wait), commit=done.commit,
+                 waited=timeout or "")  # fmt: skip
+    the_plan = observe(kube, after.env, after.variants, scope, commit=done.commit)
+    the_plan = dataclasses.replace(
+        the_plan, namespaces=namespace_statuses(kube, after.env, scope.select(after.variants))
+    )
+    options = _options(kube, done.commit, ask, operation=RunKind.rollback, yes=yes)
+    return GitRevert(done, Run(kube, the_plan, options))
 
 
 def _rollback_namespaces(kube: Kube, env: Environment, variants: Sequence[Variant]) -> None:
@@ -353,7 +502,11 @@ def restart(
     _, result, kube = _prepare(env_arg, namespace, scope, connect)
     permissions.preflight(kube, "plan" if dry_run else "restart", namespaces(result.env), warn=output.warn)
     base = observe(kube, result.env, result.variants, scope, partition=partition, steps=step_specs)
-    recorded = {vp.key: read_state(kube.daemonsets.get(*vp.key)) for vp in base.variants if vp.live.uid}
+    recorded = {
+        vp.key: record(kube, kube.daemonsets.get(*vp.key), vp.policy.applier).state
+        for vp in base.variants
+        if vp.live.uid
+    }
     the_plan, skipped = restart_plan(base, recorded, partition, env_arg)
     for message in skipped:
         output.warn(message)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: a local sandbox cluster, the dev environment rendered, compared with git and
-# the live cluster, deployed, and a change classified. Runs in a scratch copy of the
+# the live cluster, deployed, and a change classified; last, a GitOps round where another
+# hand applies and dsroll conducts (scripts/demo-gitops.sh). Runs in a scratch copy of the
 # project so your work tree is never touched. The sandbox stays up: `make demo-down`.
 # Each run starts from an empty demo namespace, so it passes however often it runs.
 set -euo pipefail
@@ -111,6 +112,9 @@ run dsroll status dev --workload fluentd
 step "11. and back: the original DaemonSet recreated from the backup, its pods handed back the same way"
 run dsroll rollback dev --workload fluentd --yes
 run "$kubectl" -n dsroll-demo get ds fluentd-elasticsearch
+
+# 12-14: rollout.applier: external, in a scratch project and namespace of its own.
+DEMO_KUBECTL="$kubectl" bash "$root/scripts/demo-gitops.sh"
 
 step "done"
 echo "The sandbox 'demo' is still running: export KUBECONFIG=$KUBECONFIG"

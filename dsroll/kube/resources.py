@@ -242,6 +242,28 @@ class ConfigMaps(_Kind):
     def annotate(self, namespace: str, name: str, annotations: Mapping[str, str | None]) -> dict[str, Any]:
         return self._annotate(namespace, name, annotations)
 
+    def put(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Create the ConfigMap, or (409: it is there) merge ``manifest`` into it: its metadata
+        (labels, owner references) and data, where a None value removes a key."""
+        meta = manifest["metadata"]
+        try:
+            return self.kube.request("POST", self.path(meta["namespace"]), body=_without_nulls(manifest))
+        except ClusterError as exc:
+            if exc.status != 409:
+                raise
+        return self.merge(meta["namespace"], meta["name"], manifest)
+
+    def merge(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch: a None value removes the key."""
+        return self.kube.patch(self.path(namespace, name), dict(patch))
+
+
+def _without_nulls(obj: Any) -> Any:
+    """A merge patch as a body to create: keys whose value is None left out."""
+    if isinstance(obj, Mapping):
+        return {k: _without_nulls(v) for k, v in obj.items() if v is not None}
+    return obj
+
 
 class Events(_Kind):
     prefix, plural = "/api/v1", "events"

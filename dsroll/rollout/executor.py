@@ -4,8 +4,15 @@ The executor decides nothing: what the plan holds comes from ``plan.py``, and ev
 choice on the way (start afresh or resume, pause, the batches, what a failure leads to)
 from ``decide.py``. It observes, asks, performs and records. It is level-triggered:
 each choice is taken from a fresh view of the DaemonSet, its revisions and its pods, so a
-killed process resumes by running again. The state annotation is written before each
-transition is acted on.
+killed process resumes by running again. The state is written before each transition is
+acted on, through the variant's store (``store.py``): the DaemonSet's annotation, or under
+``applier: external`` a ConfigMap beside it.
+
+Under ``applier: external`` the same steps run with three differences, and nothing else
+(docs/gitops.md): nothing is applied (the target is the revision the applier made current,
+conducted from the stable one, ``external.stable_revision``); nothing on the DaemonSet is
+written (no annotation, no update strategy; a created variant is waited for, a pruned one
+reported); and a completed rollout records its revision and commit as the new stable one.
 """
 
 from __future__ import annotations
@@ -21,19 +28,21 @@ from typing import Any
 from dsroll.config import parse_duration
 from dsroll.errors import ClusterError
 from dsroll.kube import FIELD_MANAGER, Kube
-from dsroll.labels import REQUEST_ANNOTATION, ROLLOUT_ANNOTATION
-from dsroll.plan import VariantPlan
+from dsroll.labels import ROLLOUT_ANNOTATION
+from dsroll.plan import PodView, VariantPlan
 from dsroll.rollout import decide, restart
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.decide import AfterFailure, Pause, Start
 from dsroll.rollout.evidence import Evidence
+from dsroll.rollout.external import last_writer, stable_revision
 from dsroll.rollout.fleet import skipped_at_start
 from dsroll.rollout.health import Gate
 from dsroll.rollout.lease import RENEW_EVERY, Lease
 from dsroll.rollout.outcome import NodeFailed, Result, RunOptions, SecondHand, Stopped, Target, VariantResult
 from dsroll.rollout.podswap import PodSwap, Surroundings
 from dsroll.rollout.reporter import Reporter
-from dsroll.rollout.state import Failure, Phase, RolloutState, RunKind, SkippedNode, read_request, read_state
+from dsroll.rollout.state import Failure, Phase, RolloutState, RunKind, SkippedNode
+from dsroll.rollout.store import Stable, store_for
 from dsroll.rollout.watching import Informer
 from dsroll.rollout.writers import changed_by
 
@@ -58,6 +67,11 @@ class VariantRollout:
         self.gate = Gate(parse_duration(plan.policy.ready_timeout), float(plan.policy.min_ready_seconds))
         self._watches = ExitStack()
         self._around: Surroundings | None = None
+        self.external = plan.policy.external
+        self.store = store_for(kube, self.ns, self.name, plan.policy.applier)
+        self.stable: Stable | None = None  # applier: external: the stable revision recorded
+        self._request: str | None = None  # a pause/abort request, as the last write answered
+        self._recorded: RolloutState | None = None  # the state found when the run began
 
     # --- entry ---------------------------------------------------------------------
 
@@ -102,7 +116,15 @@ class VariantRollout:
 
         first = start(None)  # these three need no look at a recorded state
         if first is Start.CREATE:
-            return self._create()
+            return self._await_created() if self.external else self._create()
+        if self.external and first in (Start.IN_PLACE, Start.PRUNE):
+            message = (
+                "no longer rendered: the applier prunes it; dsroll never deletes a DaemonSet under applier: external"
+                if first is Start.PRUNE
+                else "differs from the render outside the pod template: the applier applies it, no pod restarts"
+            )
+            self.reporter.emit("not-pruned" if first is Start.PRUNE else "complete", self.label, message)
+            return self._result(Result.COMPLETE)
         if first is Start.IN_PLACE:
             self.ds = self.kube.daemonsets.apply(self._manifest(), dry_run=False)
             self._record_commit()
@@ -113,8 +135,14 @@ class VariantRollout:
             self.reporter.emit("pruned", self.label, "deleted: no longer rendered")
             return self._result(Result.COMPLETE)
         self.ds = self._get()
-        recorded = read_state(self.ds)
-        then = start(recorded)
+        found = self.store.load(self.ds)
+        recorded, self.stable, self._request = found.state, found.stable, found.request
+        self._recorded = recorded
+        if self.external and recorded is not None and not recorded.finished and not self.options.approve:
+            moved = recorded.target_revision not in ("", self._current_revision().hash)
+            then = decide.start(self.plan.action, recorded, retargeted=moved, approve=False)  # the applier's new target
+        else:
+            then = start(recorded)
         unfinished = recorded if recorded is not None and not recorded.finished else None
         if then is Start.CONTINUE_ROLLBACK and unfinished is not None:
             return self._rollback(unfinished)
@@ -140,12 +168,13 @@ class VariantRollout:
             raise ClusterError(f"daemonset {self.label} disappeared during the rollout")
         return ds
 
-    def _write(self, state: RolloutState, *, clear_request: bool = False) -> RolloutState:
+    def _write(self, state: RolloutState, *, clear_request: bool = False, stable: Stable | None = None) -> RolloutState:
         """Record the state before acting on it; the answer carries any pause/abort request."""
-        annotations: dict[str, str | None] = {ROLLOUT_ANNOTATION: state.to_json()}
-        if clear_request:
-            annotations[REQUEST_ANNOTATION] = None
-        self.ds = self.kube.daemonsets.annotate(self.ns, self.name, annotations)
+        written = self.store.write(self.ds, state, clear_request=clear_request, stable=stable)
+        if written.daemonset is not None:
+            self.ds = written.daemonset
+        self._request = written.request
+        self.stable = written.stable or self.stable
         self.state = state
         self._written_at = time.monotonic()
         return state
@@ -155,7 +184,7 @@ class VariantRollout:
         if not decide.record_due(self.state, state, time.monotonic() - self._written_at):
             return False, None
         self._write(state)
-        return True, read_request(self.ds)
+        return True, self._request
 
     def _swap(
         self, state: RolloutState, count: int | None, step: int, steps: int, planned: bool, unready: str | None = None
@@ -196,6 +225,21 @@ class VariantRollout:
             raise ClusterError(f"{self.label} has no ControllerRevision")
         return current
 
+    def _settle_created(self) -> None:
+        """A variant the applier created, every pod Ready: its revision is the stable one."""
+        self._wait_observed()
+        current = self._current_revision()
+        rendered = self.plan.applied is None or self.plan.applied.matches_render
+        commit = current.commit or (self.options.commit if rendered else None)
+        if rendered and self.options.operation is RunKind.rollout:
+            revs.record_commit(self.kube, self.ns, current, self.options.commit)
+        state = decide.fresh_state(
+            self.plan.policy, self.plan.nodes, kind=self.options.operation, who=self.options.who, commit=commit,
+            steps=None, previous=None, original_strategy=None, partition=None,
+        )  # fmt: skip
+        done = state.entering(Phase.complete, target_revision=current.hash, nodes_done=state.updatable)
+        self._write(done, stable=Stable(current.hash, commit))
+
     def _record_commit(self) -> None:
         if self.options.commit and self.options.operation is RunKind.rollout:
             self._wait_observed()
@@ -203,8 +247,9 @@ class VariantRollout:
 
     # --- create --------------------------------------------------------------------
 
-    def _create(self) -> VariantResult:
-        self.ds = self.kube.daemonsets.apply(self._manifest(), dry_run=False)
+    def _create(self, *, apply: bool = True) -> VariantResult:
+        if apply:
+            self.ds = self.kube.daemonsets.apply(self._manifest(), dry_run=False)
         self.reporter.emit("start", self.label, "created; waiting for its pods", daemonset=self.ds)
         deadline, seen = time.monotonic() + self.gate.ready_timeout, -1
         with self._watch_daemonset() as watch:
@@ -221,7 +266,10 @@ class VariantRollout:
                     return self._result(Result.FAILED, message=message)
                 self.lease.renew()
                 seen = watch.wait(min(RENEW_EVERY, deadline - time.monotonic()), seen)
-        self._record_commit()
+        if self.external:
+            self._settle_created()
+        else:
+            self._record_commit()
         self.reporter.emit("complete", self.label, f"created: {desired} pod(s) Ready", daemonset=self.ds)
         return self._result(Result.COMPLETE, total=desired, updated=desired)
 
@@ -259,8 +307,10 @@ class VariantRollout:
         """Apply the target (if any) with OnDelete and the new state in one request."""
         if self.options.operation is RunKind.restart:
             return self._begin_restart()
+        if self.external:
+            return self._begin_conducting(unfinished)
         current = self._current_revision()
-        recorded = read_state(self.ds)  # a variant an orphan replacement created keeps the way back
+        recorded = self._recorded  # a variant an orphan replacement created keeps the way back
         state = decide.fresh_state(
             self.plan.policy,
             self.plan.nodes,
@@ -288,15 +338,87 @@ class VariantRollout:
         target = self._current_revision()
         if self.options.operation is RunKind.rollout:
             revs.record_commit(self.kube, self.ns, target, self.options.commit)
+        if state.previous_revision == target.hash:  # another hand applied this template before the run
+            history = revs.revisions(self.kube, self.ds)
+            state = replace(state, previous_revision=self._way_back(target, history, None))
         state = self._write(replace(state, target_revision=target.hash), clear_request=True)
         self.reporter.emit("start", self.label, f"target revision {target.number} ({target.hash})", daemonset=self.ds)
         return state
+
+    def _begin_conducting(self, unfinished: RolloutState | None) -> RolloutState:
+        """``applier: external``: nothing is applied. The target is the revision the applier
+        made current; the way back is the stable one (``external.stable_revision``), never
+        the target. The target's commit is recorded only when it is known: the revision
+        carries it, or the live template is the render of the commit this run records."""
+        self._wait_observed()  # the controller has recorded a revision of the applier's latest template
+        history = revs.revisions(self.kube, self.ds)
+        target = revs.current(history)
+        if target is None:
+            raise ClusterError(f"{self.label} has no ControllerRevision")
+        previous = self._way_back(target, history, unfinished)
+        applied = self.plan.applied
+        rendered = applied is not None and applied.matches_render and applied.target.hash == target.hash
+        if rendered and self.options.operation is RunKind.rollout:
+            revs.record_commit(self.kube, self.ns, target, self.options.commit)
+        state = decide.fresh_state(
+            self.plan.policy, self.plan.nodes, kind=self.options.operation, who=self.options.who,
+            commit=target.commit or (self.options.commit if rendered else None), steps=self.options.steps,
+            previous=previous, original_strategy=None, partition=self.plan.partition,
+            skipped=self._skipped_now(self.plan.policy.unready_nodes),
+        )  # fmt: skip
+        if unfinished is not None and unfinished.target_revision not in ("", target.hash):
+            message = (
+                f"the applier applied revision {target.number} ({target.hash}) while the rollout of "
+                f"{unfinished.target_revision} was {unfinished.phase}: it is superseded, every node not on "
+                f"{target.hash} is replaced"
+            )
+            self.reporter.emit("superseded", self.label, message, daemonset=self.ds)
+        manager, operation, at = last_writer(self.ds, FIELD_MANAGER)
+        by = f" applied by {manager} ({operation} at {at})" if manager else ""
+        numbers = {r.hash: r.number for r in history}
+        since = f"from revision {numbers[previous]} ({previous})" if previous else "no stable revision to go back to"
+        message = (
+            f"{self.options.operation} of revision {target.number} ({target.hash}){by}, {since}: "
+            f"{state.updatable} node(s), steps {list(state.steps)}"
+        )
+        self.reporter.emit("start", self.label, message, daemonset=self.ds)
+        return self._write(replace(state, target_revision=target.hash), clear_request=True)
+
+    def _way_back(
+        self, target: revs.Revision, history: list[revs.Revision], unfinished: RolloutState | None
+    ) -> str | None:
+        """The revision a rollout to ``target`` goes back to (``external.stable_revision``):
+        the recorded stable one, the unfinished rollout's, the one most pods run; never the target."""
+        pods, _ = self.kube.pods.list(self.ns, revs.selector_string(self.ds["spec"]["selector"]))
+        on = [PodView.of(p).revision for p in pods if revs.owned_by(p, self.ds["metadata"]["uid"])]
+        remembered = [
+            self.stable.revision if self.stable else None,
+            unfinished.previous_revision if unfinished else None,
+        ]
+        return stable_revision(target.hash, [r.hash for r in history], on, remembered)
+
+    def _await_created(self) -> VariantResult:
+        """``applier: external``: the applier creates the variant; wait for it, then gate its
+        pods as a created one (``_create``), and record its revision as the stable one."""
+        deadline = time.monotonic() + self.gate.ready_timeout
+        self.reporter.emit("start", self.label, "not applied yet: waiting for the applier to create it")
+        with self._watch_daemonset() as watch:
+            seen = -1
+            while not watch.snapshot():
+                if time.monotonic() >= deadline:
+                    message = "the applier did not create it within readyTimeout"
+                    self.reporter.emit("failed", self.label, message)
+                    return self._result(Result.FAILED, message=message)
+                self.lease.renew()
+                seen = watch.wait(min(RENEW_EVERY, deadline - time.monotonic()), seen)
+            self.ds = watch.snapshot()[0]
+        return self._create(apply=False)
 
     def _begin_restart(self) -> RolloutState:
         """A restart applies nothing: its target is the current revision, and the API server's
         time, recorded, tells the pods it must replace (created at or before it) from the rest."""
         current = self._current_revision()
-        recorded = read_state(self.ds)
+        recorded = self._recorded
         strategy = (self.ds.get("spec") or {}).get("updateStrategy")  # left as it is: nothing is applied
         state = decide.fresh_state(
             self.plan.policy, self.plan.nodes, kind=RunKind.restart, who=self.options.who, commit=None,
@@ -397,7 +519,7 @@ class VariantRollout:
             return self._result(Result.AWAITING_APPROVAL, state)
         if pause is Pause.WAIT:
             state = self._write(state.entering(Phase.pausing, step=number, in_flight=()))
-            if (request := read_request(self.ds)) is not None:
+            if (request := self._request) is not None:
                 return self._honour(request)
             self.reporter.emit("pause", self.label, f"pausing {state.pause} before step {number + 1}/{steps}")
             end = time.monotonic() + seconds
@@ -426,7 +548,10 @@ class VariantRollout:
             return self._result(Result.FAILED, state, message=f"{failed.node}: {failed.reason}")
         phase = Phase.paused if then is AfterFailure.PAUSE else Phase.aborted
         state = self._write(state.entering(phase, failure=failure, in_flight=()))
-        hint = "fix and `dsroll resume`" if phase is Phase.paused else "left as it is (`dsroll rollback` goes back)"
+        if self.external:
+            hint = "revert the change in git (`dsroll rollback ENV --git-revert`), or fix it and `dsroll resume`"
+        else:
+            hint = "fix and `dsroll resume`" if phase is Phase.paused else "left as it is (`dsroll rollback` goes back)"
         self.reporter.emit(phase.value, self.label, f"{phase.value} after a failure: {hint}", daemonset=self.ds)
         return self._result(Result.FAILED, state, message=f"{failed.node}: {failed.reason}")
 
@@ -466,7 +591,11 @@ class VariantRollout:
         wanted = (manifest.get("spec") or {}).get("updateStrategy") if applied else None
         strategy = wanted or state.original_strategy or {"type": "RollingUpdate"}
         state = state.entering(phase, in_flight=(), nodes_done=state.updatable)
-        if state.skipped:
+        if self.external:  # the DaemonSet is the applier's: only the record changes
+            stable = Stable(state.target_revision, state.commit) if not state.skipped else None
+            settled = phase is Phase.complete and state.operation is not RunKind.restart
+            self._write(state, stable=stable if settled else None)
+        elif state.skipped:
             self._write(state)
         else:
             self.ds = self.kube.daemonsets.set_strategy(
@@ -498,7 +627,11 @@ class VariantRollout:
         assert state is not None
         reason = f"stopped: {moved.reason}; dsroll never rolls a revision it did not plan"
         state = self._write(state.entering(Phase.paused, failure=Failure("", reason), in_flight=()))
-        hint = "`dsroll rollout` applies the render again; `dsroll rollback` goes back"
+        hint = (
+            "`dsroll rollout` conducts the new revision from the stable one; `dsroll rollback --git-revert` goes back"
+            if self.external
+            else "`dsroll rollout` applies the render again; `dsroll rollback` goes back"
+        )
         self.reporter.emit("paused", self.label, f"{reason} ({hint})", daemonset=self.ds)
         return self._result(Result.FAILED, state, message=reason)
 

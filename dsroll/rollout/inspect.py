@@ -13,7 +13,8 @@ from dsroll.render import Variant
 from dsroll.rollout import backup
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.observe import observe_pods
-from dsroll.rollout.state import created_after, read_request, read_state
+from dsroll.rollout.state import created_after
+from dsroll.rollout.store import store_for
 
 
 def status(kube: Kube, variants: Sequence[Variant]) -> list[dict[str, Any]]:
@@ -24,7 +25,8 @@ def status(kube: Kube, variants: Sequence[Variant]) -> list[dict[str, Any]]:
         if live is not None:
             pods, current = observe_pods(kube, live)
             on_node = pods_by_node(pods)
-            state = read_state(live)
+            record = store_for(kube, variant.namespace, variant.name, variant.applier).load(live)
+            state = record.state
             since = state.restarted_at if state else None  # a restart: updated means restarted since it began
             row.update(
                 revision=current,
@@ -36,9 +38,12 @@ def status(kube: Kube, variants: Sequence[Variant]) -> list[dict[str, Any]]:
                 ),
                 nodesReady=sum(1 for p in on_node.values() if p.ready and not p.terminating),
                 updateStrategy=((live.get("spec") or {}).get("updateStrategy") or {}).get("type"),
-                request=read_request(live),
+                request=record.request,
                 rollout=json.loads(state.to_json()) if state else None,
+                applier=variant.applier,
             )
+            if record.stable is not None:
+                row["stable"] = {"revision": record.stable.revision, "commit": record.stable.commit}
         rows.append(row)
     return rows
 
@@ -76,12 +81,14 @@ def history(kube: Kube, variants: Sequence[Variant]) -> list[dict[str, Any]]:
         live = kube.daemonsets.get(variant.namespace, variant.name)
         found = revs.revisions(kube, live) if live else []
         current = revs.current(found)
+        stable = store_for(kube, variant.namespace, variant.name, variant.applier).load(live).stable if live else None
         rows.append(
             {
                 "namespace": variant.namespace,
                 "name": variant.name,
                 "deployed": live is not None,
                 "currentRevision": current.number if current else None,
+                "stableRevision": next((r.number for r in found if stable and r.hash == stable.revision), None),
                 "revisions": [r.to_json() for r in found],
             }
         )

@@ -18,13 +18,14 @@ from dsroll.classes import classify
 from dsroll.config import Environment
 from dsroll.diff import Change, DiffReport, against_live
 from dsroll.errors import InputError
-from dsroll.kube import Kube
+from dsroll.kube import FIELD_MANAGER, Kube
 from dsroll.plan import LiveFingerprint, Plan, PodView, Policy, VariantPlan, plan_variant, pods_by_node
 from dsroll.render import Variant
 from dsroll.rollout import decide, replacements
 from dsroll.rollout import revisions as revs
+from dsroll.rollout.external import Applied, RevisionRef, last_writer, stable_revision
 from dsroll.rollout.fleet import NodeView
-from dsroll.rollout.state import read_state
+from dsroll.rollout.store import Record, store_for
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,39 @@ def who(kube: Kube) -> str:
 def _policy(env: Environment, workload: str | None, steps: Sequence[str] | None) -> Policy:
     found = next((w for w in env.workloads if w.name == workload), None)
     return Policy.of(found.rollout if found else env.rollout, steps)
+
+
+def record(kube: Kube, live: Mapping[str, Any] | None, applier: str) -> Record:
+    """The rollout record of a live variant, from where its applier keeps it (``store.py``)."""
+    if not live:
+        return Record(None)
+    meta = live["metadata"]
+    return store_for(kube, meta["namespace"], meta["name"], applier).load(live)
+
+
+def applied(
+    kube: Kube, live: Mapping[str, Any], pods: Sequence[PodView], found: Record, *, matches_render: bool
+) -> Applied | None:
+    """``applier: external``: the revision the applier made current, the stable one a rollout
+    conducts from (``external.stable_revision``), and who applied it."""
+    history = revs.revisions(kube, live)
+    current = revs.current(history)
+    if current is None:
+        return None
+    recorded: list[str | None] = [found.stable.revision if found.stable else None]
+    if found.state is not None and not found.state.finished:
+        recorded.append(found.state.previous_revision)
+    stable = stable_revision(current.hash, [r.hash for r in history], [p.revision for p in pods], recorded)
+    by_hash = {r.hash: r for r in history}
+    manager, operation, time = last_writer(live, FIELD_MANAGER)
+    return Applied(
+        RevisionRef(current.number, current.hash, current.commit),
+        RevisionRef(by_hash[stable].number, stable, by_hash[stable].commit) if stable else None,
+        manager,
+        operation,
+        time,
+        matches_render,
+    )
 
 
 def observe_pods(kube: Kube, live: Mapping[str, Any]) -> tuple[list[PodView], str | None]:
@@ -115,6 +149,9 @@ def observe(
         live = lives[key] if key in lives else kube.daemonsets.get(diff.namespace, diff.name)
         pods, current = observe_pods(kube, live) if live else ([], None)
         lives[key], owned[key] = live, pods
+        policy = _policy(env, diff.workload, steps)
+        found = record(kube, live, policy.applier)
+        matches = diff.change not in (Change.POD_TEMPLATE, Change.SELECTOR)
         planned.append(
             plan_variant(
                 diff,
@@ -124,10 +161,11 @@ def observe(
                 current_revision=current,
                 node_labels=labels,
                 class_nodes=[n for n, w in winners.items() if w == diff.cls],
-                policy=_policy(env, diff.workload, steps),
-                state=read_state(live),
+                policy=policy,
+                state=found.state,
                 partition=partition,
                 node_views=views,
+                applied=applied(kube, live, pods, found, matches_render=matches) if live and policy.external else None,
             )
         )
     seen = replacements.Observed(labels, winners, lives, report, owned)

@@ -86,7 +86,12 @@ def _execute(
         for vp in plan.variants:
             if vp.action is Action.UNCHANGED or (vp.action is Action.PRUNE and not prune):
                 if vp.action is Action.PRUNE:
-                    reporter.emit("not-pruned", f"{vp.namespace}/{vp.name}", "no longer rendered; --prune deletes it")
+                    why = (
+                        "no longer rendered: the applier prunes it (applier: external)"
+                        if vp.policy.external
+                        else "no longer rendered; --prune deletes it"
+                    )
+                    reporter.emit("not-pruned", f"{vp.namespace}/{vp.name}", why)
                 continue
             group = next((g for g in plan.replacements if vp.key in replacements.replaced_keys(g)), None)
             if group is not None:

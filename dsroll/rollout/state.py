@@ -174,7 +174,11 @@ def read_request(daemonset: dict[str, Any] | None) -> str | None:
     """A pending `dsroll pause` / `dsroll abort` from another process: "pause", "abort" or None."""
     if not daemonset:
         return None
-    text = (daemonset["metadata"].get("annotations") or {}).get(REQUEST_ANNOTATION)
+    return request_action((daemonset["metadata"].get("annotations") or {}).get(REQUEST_ANNOTATION))
+
+
+def request_action(text: str | None) -> str | None:
+    """The action of a recorded request (JSON ``{"action", "by", "at"}``): "pause", "abort" or None."""
     if not text:
         return None
     try:
@@ -183,6 +187,11 @@ def read_request(daemonset: dict[str, Any] | None) -> str | None:
         return None
     action = request.get("action") if isinstance(request, dict) else None
     return action if action in ("pause", "abort") else None
+
+
+def request_json(action: str, by: str) -> str:
+    """What ``dsroll pause`` / ``abort`` records for the running rollout to honour."""
+    return json.dumps({"action": action, "by": by, "at": now_iso()})
 
 
 def camel_json(data: Mapping[str, Any]) -> str:

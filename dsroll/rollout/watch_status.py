@@ -23,6 +23,7 @@ from dsroll import names
 from dsroll.kube import Kube
 from dsroll.render import Variant
 from dsroll.rollout.state import read_state
+from dsroll.rollout.store import Record, store_for
 from dsroll.rollout.waiting import RUNNING, Verdict, Watched, lease_seen, running, watch_verdict
 from dsroll.rollout.watching import Informer, wait_any
 
@@ -65,6 +66,12 @@ def progress_line(row: Mapping[str, Any]) -> str:
     )
 
 
+def record(kube: Kube, daemonset: Mapping[str, Any]) -> Record:
+    """The record of a variant under ``applier: external`` (its ConfigMap)."""
+    meta = daemonset["metadata"]
+    return store_for(kube, meta["namespace"], meta["name"], "external").load(daemonset)
+
+
 def watch(
     kube: Kube, variants: Sequence[Variant], env: str, timeout: float | None, emit: Emit, *, waited: str = ""
 ) -> tuple[Verdict, list[dict[str, Any]]]:
@@ -93,7 +100,8 @@ def watch(
             watched = []
             for variant in variants:
                 ds = live.get((variant.namespace, variant.name))
-                state = read_state(ds)
+                # applier: external keeps the state in a ConfigMap: read at each wake (status changes, leases)
+                state = read_state(ds) if variant.applier != "external" or not ds else record(kube, ds).state
                 w = Watched(variant.namespace, variant.name, state, leases.get(variant.name))
                 if running(w, now) or (state is not None and state.phase in RUNNING):
                     seen_running.add(variant.name)

@@ -257,6 +257,7 @@ def environment_text(name: str, namespace: str, classes: Sequence[ProposedClass]
         "  readyTimeout: 5m   # a new pod must be Ready within this",
         "  onFailure: rollback",
         "  unreadyNodes: skip  # a node not Ready on its turn: skip (a later rollout does it) | wait | fail",
+        "  applier: dsroll     # who applies the spec: dsroll | external (Argo CD, Flux: docs/gitops.md)",
     ]
     return "\n".join(lines) + "\n"
 

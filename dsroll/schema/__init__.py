@@ -83,6 +83,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "canaryNodeSelector": "Nodes with these labels go first.",
         "unreadyNodes": "A node not Ready when its turn comes: skip it (reported; a later rollout or resume"
         " does it), wait for it up to readyTimeout, or fail (onFailure applies).",
+        "applier": "Who applies the spec: dsroll (default), or external (Argo CD, Flux, kubectl apply in CI"
+        " apply the rendered files, which carry OnDelete; dsroll only replaces pods: docs/gitops.md).",
     },
     "WorkloadSpec": {
         "name": "The workload's name: a DNS label, the prefix of its variants' names.",

@@ -35,18 +35,20 @@ def test_the_deployer_may_run_every_command_and_the_reviewer_only_reads() -> Non
 
 
 def test_a_restart_needs_what_a_rollout_needs_minus_applying() -> None:
-    """It writes its state and deletes pods; it creates, deletes, relabels and backs up nothing
-    (``create daemonsets`` is the live diff's dry-run of a variant not deployed yet)."""
+    """It writes its state (an annotation, or under applier: external its ConfigMap) and deletes
+    pods; it creates, deletes, relabels and backs up nothing (``create daemonsets`` is the live
+    diff's dry-run of a variant not deployed yet)."""
     restart, rollout = COMMANDS["restart"], COMMANDS["rollout"]
     assert restart < rollout
     writes = {(a.verb, a.resource) for a in restart if a.verb in WRITES}
     assert writes == {
         ("patch", "daemonsets"), ("create", "daemonsets"), ("delete", "pods"), ("create", "events"),
-        ("create", "leases"), ("update", "leases"), ("delete", "leases"),
+        ("create", "leases"), ("update", "leases"), ("delete", "leases"), ("create", "configmaps"),
+        ("patch", "configmaps"),
     }  # fmt: skip
     assert {(a.verb, a.resource) for a in rollout - restart if a.verb in WRITES} == {
         ("delete", "daemonsets"), ("patch", "controllerrevisions"), ("delete", "controllerrevisions"),
-        ("patch", "pods"), ("create", "configmaps"), ("patch", "configmaps"),
+        ("patch", "pods"),
     }  # fmt: skip
 
 
@@ -79,6 +81,7 @@ def test_every_kind_the_client_speaks_is_in_the_table() -> None:
 def test_rules_group_verbs_per_resource_in_kubectls_order() -> None:
     found = permissions.rules(COMMANDS["pause"], cluster_wide=False)
     assert found == [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "patch"]},
         {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get", "patch"]},
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update", "delete"]},
     ]

@@ -112,5 +112,6 @@ def test_defaults_are_the_models() -> None:
         "minReadySeconds": 0,
         "onFailure": "rollback",
         "unreadyNodes": "skip",
+        "applier": "dsroll",
     }
     assert json.loads(schema_text()) == schema
