@@ -34,7 +34,7 @@ workloads:
     values:
       image: quay.io/prometheus/node-exporter
       tag: $1
-      port: 9100
+      port: 9110           # not 9100: the dev environment's node-exporter holds that hostPort on every node
       collectors: [systemd]
       resources: {requests: {cpu: 20m, memory: 32Mi}, limits: {memory: 64Mi}}
       podAnnotations: {$2}
