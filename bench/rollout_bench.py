@@ -290,7 +290,7 @@ class Bench:
             raise SystemExit(f"dsroll rollout failed ({process.returncode}): {' '.join(argv)}\n{stdout}\n{stderr}")
         if not self.events:  # one indented JSON object
             return wall, json.loads(stdout), [], usage
-        lines = [json.loads(line) for line in stdout.splitlines() if line.strip()]  # JSON lines, summary last
+        lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]  # JSON lines, summary last
         summary = next(line for line in reversed(lines) if "apiRequests" in line)
         return wall, summary, [line for line in lines if "event" in line], usage
 
