@@ -125,11 +125,14 @@ def resumed_state(
     """A recorded rollout continued on today's nodes: its saved steps fitted to them
     (``--steps`` replaces them), its partition kept when ``resume`` approves, else the new
     one. Nodes it skipped before are looked at again: ``skipped`` are the ones still held
-    or not Ready now."""
+    or not Ready now. ``order`` is the plan's (``plan.resume_order``: the nodes already done
+    first), since the annotation records counts, not the order."""
     total = len(order) - len({s.node for s in skipped})
     return recorded.entering(
         Phase.progressing if recorded.phase is not Phase.awaiting_approval else recorded.phase,
         nodes=tuple(order),
+        counts=None,  # the whole order again: what the annotation only counted
+        in_flight=(),  # recomputed from the pods
         steps=resolve_steps(steps, total) if steps else fit_steps(recorded.steps, total),
         partition=recorded.partition if approve else partition,
         who=who,

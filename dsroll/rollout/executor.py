@@ -428,6 +428,8 @@ class VariantRollout:
 
     def _rollback(self, state: RolloutState) -> VariantResult:
         """Put the previous template back and replace every node not on it."""
+        if state.counts is not None:  # read back from the annotation, which counts nodes: the plan's are today's
+            state = replace(state, nodes=tuple(self.plan.nodes), skipped=(), in_flight=(), counts=None)
         self.ds = self._get()
         history = revs.revisions(self.kube, self.ds)
         previous = next((r for r in history if r.hash == state.previous_revision), None)

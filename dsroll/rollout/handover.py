@@ -31,10 +31,11 @@ from dsroll.orphans import (
 from dsroll.plan import (
     Action,
     LiveFingerprint,
+    PodView,
     Policy,
     VariantPlan,
-    keep_order,
     order_nodes,
+    resume_order,
 )
 from dsroll.rollout import decide
 from dsroll.rollout import revisions as revs
@@ -354,7 +355,8 @@ class Handover:
             pods = [p for p in pods if revs.owned_by(p, live["metadata"]["uid"])]
             running = {p["spec"].get("nodeName") for p in pods if p["spec"].get("nodeName") in where}
             fresh = order_nodes({n: where[n] for n in running}, base.policy.canary_node_selector)
-            order = keep_order(state.nodes, fresh)
+            on_target = {p["spec"].get("nodeName") for p in pods if PodView.of(p).revision == state.target_revision}
+            order = resume_order(fresh, [n for n in fresh if n not in on_target or not state.target_revision])
             vp = replace(base, action=Action.UPDATE, resumes=True, nodes=order)
             if operation is Operation.restore:
                 vp = replace(vp, manifest=None)
