@@ -267,7 +267,7 @@ class Bench:
             argv.append("--events")
         if profile is not None:
             spy = os.environ.get("PYSPY") or shutil.which("py-spy") or "py-spy"
-            argv = [spy, "record", "--format", "raw", "--threads", "--rate", "200", "-o", str(profile), "--", *argv]
+            argv = [spy, "record", "--idle", "--format", "raw", "--threads", "--rate", "200", "-o", str(profile), "--", *argv]
         started = time.monotonic()
         process = subprocess.Popen(
             argv, cwd=self.project, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -288,8 +288,11 @@ class Bench:
         stderr = next(o for o in out if o.startswith("\0"))[1:]
         if process.returncode != 0:
             raise SystemExit(f"dsroll rollout failed ({process.returncode}): {' '.join(argv)}\n{stdout}\n{stderr}")
-        if not self.events:  # one indented JSON object
-            return wall, json.loads(stdout), [], usage
+        if not self.events:  # one indented JSON object (py-spy says a word before and after it)
+            lines = stdout.splitlines()
+            start = next(i for i, line in enumerate(lines) if line.startswith("{"))
+            end = max(i for i, line in enumerate(lines) if line.startswith("}"))
+            return wall, json.loads("\n".join(lines[start : end + 1])), [], usage
         lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]  # JSON lines, summary last
         summary = next(line for line in reversed(lines) if "apiRequests" in line)
         return wall, summary, [line for line in lines if "event" in line], usage
