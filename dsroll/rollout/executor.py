@@ -26,7 +26,7 @@ from dsroll.plan import VariantPlan
 from dsroll.rollout import decide, restart
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.decide import AfterFailure, Pause, Start
-from dsroll.rollout.fleet import skipped_at_start
+from dsroll.rollout.fleet import skipped_at_start, slim_node
 from dsroll.rollout.health import Gate
 from dsroll.rollout.lease import RENEW_EVERY, Lease
 from dsroll.rollout.outcome import NodeFailed, Result, RunOptions, SecondHand, Stopped, Target, VariantResult
@@ -72,7 +72,13 @@ class VariantRollout:
         """The nodes and the DaemonSet, watched from the first time a step needs them."""
         if self._around is None:
             changed = threading.Condition()
-            nodes = Informer(self.kube.nodes.collection(None), log_changes=True, changed=changed)
+            nodes = Informer(
+                self.kube.nodes.collection(None),
+                log_changes=True,
+                changed=changed,
+                transform=slim_node,
+                keep_items=False,
+            )
             daemonset = Informer(
                 self.kube.daemonsets.collection(self.ns, field_selector=f"metadata.name={self.name}"), changed=changed
             )

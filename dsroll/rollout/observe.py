@@ -23,8 +23,9 @@ from dsroll.plan import LiveFingerprint, Plan, PodView, Policy, VariantPlan, pla
 from dsroll.render import Variant
 from dsroll.rollout import decide, replacements
 from dsroll.rollout import revisions as revs
-from dsroll.rollout.fleet import NodeView
+from dsroll.rollout.fleet import NodeView, slim_node
 from dsroll.rollout.state import read_state
+from dsroll.rollout.view import slim_pod
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def _policy(env: Environment, workload: str | None, steps: Sequence[str] | None)
 
 def observe_pods(kube: Kube, live: Mapping[str, Any]) -> tuple[list[PodView], str | None]:
     meta = live["metadata"]
-    pods, _ = kube.pods.list(meta["namespace"], revs.selector_string(live["spec"]["selector"]))
+    pods, _ = kube.pods.list(meta["namespace"], revs.selector_string(live["spec"]["selector"]), slim_pod)
     owned = [p for p in pods if revs.owned_by(p, meta["uid"])]
     current = revs.current(revs.revisions(kube, live))
     return [PodView.of(p) for p in owned], current.hash if current else None
@@ -69,7 +70,7 @@ def _nodes(
     kube: Kube, env: Environment
 ) -> tuple[dict[str, dict[str, str]], dict[str, str | None], dict[str, NodeView]]:
     """Every node's labels, the class each belongs to, and what a rollout needs to know of it."""
-    nodes = kube.nodes.list()
+    nodes = kube.nodes.list(transform=slim_node)
     labels = {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in nodes}
     views = {n["metadata"]["name"]: NodeView.of(n) for n in nodes}
     return labels, {name: classify(env.classes, lb)[1] for name, lb in labels.items()}, views

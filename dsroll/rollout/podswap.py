@@ -32,7 +32,7 @@ from dsroll.rollout.lease import RENEW_EVERY, Lease
 from dsroll.rollout.outcome import NodeFailed, SecondHand, Stopped
 from dsroll.rollout.reporter import Reporter
 from dsroll.rollout.state import Phase, RolloutState, SkippedNode
-from dsroll.rollout.view import PodIndex, StepQueue
+from dsroll.rollout.view import PodIndex, StepQueue, slim_pod
 from dsroll.rollout.watching import Informer, wait_any
 from dsroll.rollout.writers import second_hand
 
@@ -139,8 +139,9 @@ class PodSwap:
         pending: list[Future[bool]] = []
         selector = revs.selector_string(daemonset["spec"]["selector"])
         informer = Informer(
-            self.pods.collection(self.ns, label_selector=selector), log_changes=True, changed=self.around.changed
-        )
+            self.pods.collection(self.ns, label_selector=selector), log_changes=True, changed=self.around.changed,
+            transform=slim_pod, keep_items=False,
+        )  # fmt: skip
         with informer, ThreadPoolExecutor(max_workers=8, thread_name_prefix="delete") as pool:
             index.absorb(informer.changes())
             self.around.absorb()

@@ -17,6 +17,25 @@ from typing import Any
 from dsroll.plan import PodView
 from dsroll.rollout.state import created_after
 
+_POD_META = ("name", "namespace", "uid", "labels", "ownerReferences", "creationTimestamp", "deletionTimestamp")
+_POD_STATUS = ("phase", "reason", "conditions", "containerStatuses", "initContainerStatuses")
+
+
+def slim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """What the rollout reads of a pod — ``PodView``, its owner, the health gate — and the
+    resourceVersion a watch resumes from. An informer keeps this (``Informer(transform=)``)
+    instead of the whole object (managedFields, the spec's containers and volumes …),
+    about a third of its size."""
+    meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
+    slim_meta = {key: meta[key] for key in _POD_META if key in meta}
+    if "resourceVersion" in meta:
+        slim_meta["resourceVersion"] = meta["resourceVersion"]
+    return {
+        "metadata": slim_meta,
+        "spec": {"nodeName": spec["nodeName"]} if spec.get("nodeName") else {},
+        "status": {key: status[key] for key in _POD_STATUS if key in status},
+    }
+
 
 def _owned_by(pod: Mapping[str, Any], uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in pod["metadata"].get("ownerReferences") or [])
