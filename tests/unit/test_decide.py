@@ -143,6 +143,14 @@ def test_record_due_writes_transitions_at_once_and_refills_once_a_second() -> No
     assert decide.record_due(last, last.entering(Phase.rolling_back), 0.0)
 
 
+def test_a_big_fleet_records_progress_less_often() -> None:
+    assert [decide.record_interval(n) for n in (1, 100, 200, 1000, 5000, 50_000)] == [1, 1, 1, 5, 10, 10]
+    last = a_state(1000, in_flight=("n0",))
+    assert not decide.record_due(last, replace(last, in_flight=("n1",)), 4.0)
+    assert decide.record_due(last, replace(last, in_flight=("n1",)), 5.0)
+    assert decide.record_due(last, replace(last, step=1), 0.0)  # a transition: at once
+
+
 def test_created_waits_for_the_controller_and_every_pod() -> None:
     ds = {"metadata": {"generation": 2}, "status": {"observedGeneration": 1}}
     assert not decide.created(ds)[0]  # the controller has not seen the spec yet
