@@ -280,6 +280,10 @@ class _CLoader(_CSafeLoader):  # type: ignore[misc,valid-type]
     """libyaml's parser with the remembered resolver (SafeLoader's resolvers, unchanged)."""
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is yaml.ScalarNode and implicit is not None:  # the common case, inline: one call per scalar
+            found = _RESOLVED.get((_CLoader, value, (bool(implicit[0]), bool(implicit[1]))))
+            if found is not None:
+                return found
         return _resolve_scalar(self, kind, value, implicit)
 
 
