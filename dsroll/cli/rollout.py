@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.prompt import Confirm
 
 from dsroll import output, workflow
 from dsroll.cli.app import PROG, app
@@ -49,6 +48,8 @@ def _tty() -> bool:
 
 
 def _ask(question: str) -> bool:
+    from rich.prompt import Confirm  # only on a terminal: start-up time
+
     return Confirm.ask(question, console=output.err, default=False)
 
 

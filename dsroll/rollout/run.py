@@ -12,7 +12,6 @@ from dsroll.namespaces import CREATE_KEY, namespace_manifest, to_create
 from dsroll.plan import Action, Plan, VariantPlan
 from dsroll.rollout import backup, replacements
 from dsroll.rollout.executor import VariantRollout
-from dsroll.rollout.handover import Handover
 from dsroll.rollout.outcome import Result, RunOptions, RunSummary, Target, VariantResult
 from dsroll.rollout.reporter import Reporter
 
@@ -63,6 +62,8 @@ def execute(
                     continue
                 handed.add(group.backup)
                 members = {t: by_name[t] for t in group.targets if t in by_name}
+                from dsroll.rollout.handover import Handover  # orphan replacement only: start-up time
+
                 runner = Handover(
                     kube, group, members, options, reporter, policy=vp.policy, environment=plan.environment,
                     backup_dir=options.backup_dir or backup.default_backup_dir(),
