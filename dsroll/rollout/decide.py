@@ -248,7 +248,7 @@ def next_batch(
     drawn is asked its ``turn`` (``fleet.turn``): one that does not go costs no slot and
     is ``passed``.
     """
-    busy = len(unavailable) + sum(1 for n in in_flight if n not in unavailable)
+    busy = len(unavailable) + len(set(in_flight).difference(unavailable))
     slots = max(0, budget - busy)
     passed: dict[str, NodeTurn] = {}
 

@@ -206,7 +206,7 @@ class PodSwap:
                         self.reporter.emit("node-replaced", self.label, message, node=node, seconds=seconds)
                     elif verdict.wake_at is not None:
                         timers.at(verdict.wake_at, node)
-                done = len(index.updated) - sum(1 for n in flight if n in index.updated)
+                done = len(index.updated) - len(index.updated & flight.keys())
                 self.reporter.progress(
                     self.label, step=step, steps=steps, done=done, total=state.updatable, in_flight=sorted(flight)
                 )
@@ -219,14 +219,16 @@ class PodSwap:
                     waited = now - waiting_since.get(node, now)
                     return turn(fleet.get(node), policy, waited=waited, timeout=self.gate.ready_timeout)
 
+                # Nodes without a Ready pod are mostly the ones in flight: set operations (in C)
+                # leave the few others to look at one by one, so an event costs O(1) Python work.
+                idle = index.unavailable - flight.keys()
                 free = [  # the pod is down, not its node: replacing it costs nothing (a node down waits its turn)
-                    n for n in index.unavailable if queue.in_window(n) and queue.eligible(n) and not fleet.on_its_own(n)
+                    n for n in idle if queue.in_window(n) and queue.eligible(n) and not fleet.on_its_own(n)
                 ]
                 batch = next_batch(
                     budget=state.max_unavailable,
-                    unavailable={
-                        n for n in index.unavailable if n in flight or not (n in skipped or fleet.on_its_own(n))
-                    },
+                    unavailable=(index.unavailable & flight.keys())
+                    | {n for n in idle if not (n in skipped or fleet.on_its_own(n))},
                     in_flight=flight,
                     todo_unavailable=free,
                     first_todo=queue.first,

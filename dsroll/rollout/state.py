@@ -176,7 +176,9 @@ class RolloutState:
         (Cached: the pod swap asks on every event, and a state is never changed in place.)"""
         if self.counts:
             return self.counts.updatable
-        return len(self.nodes) - len(self.skipped_names & set(self.nodes))
+        if not self.skipped:
+            return len(self.nodes)
+        return len(self.nodes) - len(self.skipped_names.intersection(self.nodes))
 
     @property
     def cap(self) -> int:
