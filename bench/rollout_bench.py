@@ -23,7 +23,8 @@ after the other, never at once:
   planning count). Its JSON ``elapsedSeconds`` (from the start of execution, planning
   excluded) and ``apiRequests`` (every HTTP request dsroll made, counted at its HTTP
   layer, planning's diff, dry-run and listing included, watches counted once per
-  connection) are reported too; and, from ``os.wait4``, the CPU seconds (user + system)
+  connection) are reported too (dsroll runs with its bytecode cached, as pip installs it:
+  ``PYTHONDONTWRITEBYTECODE`` is not passed on); and, from ``os.wait4``, the CPU seconds (user + system)
   and peak RSS of dsroll's process; and the largest ``dsroll.io/rollout`` annotation
   written during the run (a ``kubectl get --watch`` on the DaemonSet records every
   version of it).
@@ -59,6 +60,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +208,10 @@ class Bench:
         self.watch_pods: bool = args.watch_pods
         self.profile: Path | None = args.profile
         self.timeout = max(300.0, self.nodes * 0.6)
-        self.env = {**os.environ, "KUBECONFIG": str(info.kubeconfig)}
+        # dsroll as pip installs it, with its modules' bytecode cached (a PYTHONDONTWRITEBYTECODE in
+        # the caller's environment would make every run compile dsroll from source: ~0.15 s here).
+        self.env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        self.env["KUBECONFIG"] = str(info.kubeconfig)
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -267,7 +272,8 @@ class Bench:
             argv.append("--events")
         if profile is not None:
             spy = os.environ.get("PYSPY") or shutil.which("py-spy") or "py-spy"
-            argv = [spy, "record", "--idle", "--format", "raw", "--threads", "--rate", "200", "-o", str(profile), "--", *argv]
+            sampling = ["--idle", "--format", "raw", "--threads", "--rate", "200", "-o", str(profile)]
+            argv = [spy, "record", *sampling, "--", *argv]
         started = time.monotonic()
         process = subprocess.Popen(
             argv, cwd=self.project, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -342,7 +348,7 @@ class Bench:
         self.wait_ready(DSROLL_NS, self.variant)  # a check, after the clock: it must already hold
         native = self.native_rollout(tag)
         self.wait_ready(NATIVE_NS, NATIVE_DS)
-        witness = self._judge(watchers) if watchers else {}
+        witness = self._judge(watchers, events) if watchers else {}
         node_seconds = [float(e["seconds"]) for e in events if e["event"] == "node-replaced"]
         result = Run(
             number, tag, self.nodes, wall, float(summary["elapsedSeconds"]), int(summary["apiRequests"]), native,
@@ -368,7 +374,7 @@ class Bench:
             found[ns] = PodWatcher(ns, kubeconfig=self.info.kubeconfig, context=self.info.context).start()
         return found
 
-    def _judge(self, watchers: dict[str, Any]) -> dict[str, Any]:
+    def _judge(self, watchers: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
         import timeline  # bench/, beside this file
         from e2e import invariants
 
@@ -385,13 +391,28 @@ class Bench:
             invariants.assert_never_two_pods(mine)
         except AssertionError as exc:
             violations.append(str(exc).splitlines()[0])
-        ours = timeline.summary(timeline.replacements(mine, self.revision(DSROLL_NS, self.variant)), "dsroll")
+        done = timeline.replacements(mine, self.revision(DSROLL_NS, self.variant))
+        ours = timeline.summary(done, "dsroll")
+        replaced_at = {
+            e["node"]: datetime.fromisoformat(e["time"].replace("Z", "+00:00")).timestamp()
+            for e in events
+            if e["event"] == "node-replaced"
+        }
+        lags = timeline.decision_lags(done, replaced_at)
+        if lags:
+            ours["decisionLagMedian"] = round(statistics.median(lags), 4)
+            ours["decisionLagP90"] = round(lags[int(0.9 * (len(lags) - 1))], 4)
         native = timeline.summary(timeline.replacements(theirs, self.revision(NATIVE_NS, NATIVE_DS)), "native")
         say(
             f"  witness: {len(mine)} dsroll pod events, {len(theirs)} native; at most {worst} of {len(nodes)} nodes "
             f"without a Ready pod at once (maxUnavailable {self.max_unavailable}); violations: {violations or 'none'}"
         )
         say(f"  witness: {timeline.describe(ours)}")
+        if lags:
+            say(
+                f"  witness: Ready event (witness) -> dsroll's node-replaced: median {ours['decisionLagMedian']:.4f}s,"
+                f" p90 {ours['decisionLagP90']:.4f}s (--events)"
+            )
         say(f"  witness: {timeline.describe(native)}")
         return {"maxUnavailableSeen": worst, "violations": violations, "dsroll": ours, "native": native}
 

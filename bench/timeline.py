@@ -62,6 +62,13 @@ def refill_gaps(done: Iterable[Replacement]) -> list[float]:
     return gaps
 
 
+def decision_lags(done: Sequence[Replacement], replaced_at: dict[str, float]) -> list[float]:
+    """Per node: from the witness receiving the new pod's Ready event to dsroll's
+    ``node-replaced`` event for that node (both clocks of this machine): how long a watch
+    event takes from the API server to dsroll's decision, less the witness's own delay."""
+    return sorted(replaced_at[r.node] - r.ready for r in done if r.node in replaced_at)
+
+
 def summary(done: Sequence[Replacement], label: str) -> dict[str, float | int | str]:
     if not done:
         return {"who": label, "nodes": 0}
