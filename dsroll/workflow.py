@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsroll import namespaces as spaces
 from dsroll import output, permissions, scaffold
@@ -27,7 +27,6 @@ from dsroll.diff import DiffReport, against_git, against_live
 from dsroll.durations import flag_seconds
 from dsroll.errors import DsrollError, InputError
 from dsroll.gitsource import Project, locate
-from dsroll.kube import Kube
 from dsroll.masking import compile_mask
 from dsroll.nodes import NodeReport, classify_nodes
 from dsroll.plan import Plan, parse_steps, resolve_partition
@@ -42,7 +41,10 @@ from dsroll.rollout.rollback import rollback_plan
 from dsroll.rollout.state import RunKind, read_state
 from dsroll.schema import schema_text
 
-Connect = Callable[[str | None], Kube]
+if TYPE_CHECKING:
+    from dsroll.kube import Kube
+
+Connect = Callable[[str | None], "Kube"]
 """Makes the cluster client; its argument is the environment's context, the default when no --context is given."""
 
 Ask = Callable[[str], bool]

@@ -30,6 +30,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 from dsroll import durations, version
 from dsroll.errors import ClusterError, InputError
 from dsroll.kube import resources
+from dsroll.kube.protocols import WatchExpired
 from dsroll.kube.resources import FIELD_MANAGER
 
 
@@ -94,10 +95,6 @@ def _changes_cluster(method: str, path: str, query: list[tuple[str, str]]) -> bo
     if method in ("GET", "HEAD") or ("dryRun", "All") in query:
         return False
     return not _BOOKKEEPING.search(path)
-
-
-class WatchExpired(Exception):
-    """The watch's resourceVersion is too old (410 Gone): relist and watch again."""
 
 
 class Kube:

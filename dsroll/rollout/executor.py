@@ -16,11 +16,11 @@ import time
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsroll.config import parse_duration
 from dsroll.errors import ClusterError
-from dsroll.kube import FIELD_MANAGER, Kube
+from dsroll.kube import FIELD_MANAGER
 from dsroll.labels import REQUEST_ANNOTATION, ROLLOUT_ANNOTATION
 from dsroll.plan import VariantPlan
 from dsroll.rollout import decide, restart
@@ -35,6 +35,9 @@ from dsroll.rollout.reporter import Reporter
 from dsroll.rollout.state import Failure, Phase, RolloutState, RunKind, SkippedNode, read_request, read_state
 from dsroll.rollout.watching import Informer
 from dsroll.rollout.writers import changed_by
+
+if TYPE_CHECKING:
+    from dsroll.kube import Kube
 
 ON_DELETE = {"type": "OnDelete"}
 

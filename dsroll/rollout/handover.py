@@ -16,11 +16,10 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsroll import names
 from dsroll.errors import ClusterError
-from dsroll.kube import Kube
 from dsroll.labels import ROLLOUT_ANNOTATION
 from dsroll.orphans import (
     Operation,
@@ -47,6 +46,9 @@ from dsroll.rollout.lease import RENEW_EVERY, Lease
 from dsroll.rollout.outcome import Result, RunOptions, VariantResult
 from dsroll.rollout.reporter import Reporter
 from dsroll.rollout.watching import Informer
+
+if TYPE_CHECKING:
+    from dsroll.kube import Kube
 
 
 class Handover:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsroll import orphans
-from dsroll.kube import Kube
 from dsroll.plan import pods_by_node
 from dsroll.render import Variant
 from dsroll.rollout import backup
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.observe import observe_pods
 from dsroll.rollout.state import created_after, read_request, read_state
+
+if TYPE_CHECKING:
+    from dsroll.kube import Kube
 
 
 def status(kube: Kube, variants: Sequence[Variant]) -> list[dict[str, Any]]:

@@ -12,13 +12,12 @@ import getpass
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsroll.classes import classify
 from dsroll.config import Environment
 from dsroll.diff import Change, DiffReport, against_live
 from dsroll.errors import InputError
-from dsroll.kube import Kube
 from dsroll.plan import LiveFingerprint, Plan, PodView, Policy, VariantPlan, plan_variant, pods_by_node
 from dsroll.render import Variant
 from dsroll.rollout import decide, replacements
@@ -26,6 +25,9 @@ from dsroll.rollout import revisions as revs
 from dsroll.rollout.fleet import NodeView, slim_node
 from dsroll.rollout.state import read_state
 from dsroll.rollout.view import slim_pod
+
+if TYPE_CHECKING:
+    from dsroll.kube import Kube
 
 
 @dataclass(frozen=True)

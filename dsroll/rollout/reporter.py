@@ -18,8 +18,9 @@ from rich.console import Console
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
+    from dsroll.kube import Kube
+
 from dsroll.errors import DsrollError
-from dsroll.kube import Kube
 
 #: Transitions that also become a Kubernetes Event on the DaemonSet: reason, warning.
 _K8S_EVENTS = {

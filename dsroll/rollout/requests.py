@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsroll.errors import DsrollError
-from dsroll.kube import Kube
 from dsroll.labels import REQUEST_ANNOTATION, ROLLOUT_ANNOTATION
 from dsroll.render import Variant
 from dsroll.rollout.lease import Lease
 from dsroll.rollout.state import FINISHED, Phase, now_iso, read_state
+
+if TYPE_CHECKING:
+    from dsroll.kube import Kube
 
 
 def request(kube: Kube, variants: Sequence[Variant], action: str, by: str) -> list[dict[str, Any]]:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsroll.errors import DsrollError, InputError
-from dsroll.kube import Kube
 from dsroll.labels import MANAGED_BY, MANAGER
 from dsroll.namespaces import CREATE_KEY, namespace_manifest, to_create
 from dsroll.plan import Action, Plan, VariantPlan
@@ -14,6 +13,9 @@ from dsroll.rollout import backup, replacements
 from dsroll.rollout.executor import VariantRollout
 from dsroll.rollout.outcome import Result, RunOptions, RunSummary, Target, VariantResult
 from dsroll.rollout.reporter import Reporter
+
+if TYPE_CHECKING:
+    from dsroll.kube import Kube
 
 
 def execute(
