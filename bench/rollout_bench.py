@@ -402,7 +402,11 @@ class Bench:
         if lags:
             ours["decisionLagMedian"] = round(statistics.median(lags), 4)
             ours["decisionLagP90"] = round(lags[int(0.9 * (len(lags) - 1))], 4)
-        native = timeline.summary(timeline.replacements(theirs, self.revision(NATIVE_NS, NATIVE_DS)), "native")
+        native_revision = self.revision(NATIVE_NS, NATIVE_DS)
+        native = timeline.summary(timeline.replacements(theirs, native_revision), "native")
+        ours["stages"] = timeline.stages(mine, self.revision(DSROLL_NS, self.variant))
+        native["stages"] = timeline.stages(theirs, native_revision)
+        say(f"  witness: stage medians (s), dsroll {ours['stages']}; native {native['stages']}")
         native_worst = invariants.max_unavailable(theirs, sorted({e.node for e in theirs if e.node}))
         say(
             f"  witness: {len(mine)} dsroll pod events, {len(theirs)} native; at most {worst} of {len(nodes)} nodes "

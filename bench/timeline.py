@@ -12,6 +12,7 @@ Pure functions of the timeline.
 from __future__ import annotations
 
 import bisect
+import itertools
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,40 @@ def refill_gaps(done: Iterable[Replacement]) -> list[float]:
         if at < len(starts):
             gaps.append(starts[at] - r.ready)
     return gaps
+
+
+STAGES = ("terminating->deleted", "deleted->created", "created->bound", "bound->ready")
+
+
+def stages(timeline: Sequence[Any], revision: str) -> dict[str, float]:
+    """Median seconds of each stage of a node's replacement, as the witness saw them: the
+    old pod terminating -> gone (kwok finalising it), gone -> the new pod created (the
+    DaemonSet controller), created -> bound (the scheduler), bound -> Ready (kwok)."""
+    first: dict[tuple[str, str], float] = {}
+    old_seen: set[str] = set()
+    for event in timeline:
+        node = event.node
+        if not node:
+            continue
+        if event.revision != revision:
+            if event.terminating and (node, "terminating") not in first:
+                first[(node, "terminating")] = event.time
+            if event.type == DELETED and event.uid not in old_seen:
+                old_seen.add(event.uid)
+                first.setdefault((node, "deleted"), event.time)
+        else:
+            first.setdefault((node, "created"), event.time)
+            if event.bound:
+                first.setdefault((node, "bound"), event.time)
+            if event.ready:
+                first.setdefault((node, "ready"), event.time)
+    points = ("terminating", "deleted", "created", "bound", "ready")
+    found: dict[str, float] = {}
+    for name, (a, b) in zip(STAGES, itertools.pairwise(points), strict=True):
+        gaps = sorted(first[(n, b)] - first[(n, a)] for (n, p) in first if p == a and (n, b) in first)
+        if gaps:
+            found[name] = round(statistics.median(gaps), 3)
+    return found
 
 
 def decision_lags(done: Sequence[Replacement], replaced_at: dict[str, float]) -> list[float]:
