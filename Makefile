@@ -9,7 +9,7 @@ EXTRAS := dev,sandbox$(if $(shell command -v go 2>/dev/null),,$(comma)go)
 # A second venv with every floored dependency at exactly its floor (scripts/min-constraints.py).
 VENV_MIN := .venv-min
 
-.PHONY: install lint binaries test unit test-min e2e demo demo-down bench bench-rollout clean
+.PHONY: install lint binaries test unit test-min e2e demo demo-down bench bench-rollout bench-scale clean
 
 install: $(VENV)/.installed
 
@@ -67,9 +67,16 @@ bench: install
 	$(BIN)/python bench/render_bench.py
 
 # dsroll's rollout vs the native RollingUpdate on 100 kwok nodes (a sandbox of its own,
-# `bench-rollout`, torn down at the end; about a minute): wall times, ratio, API requests.
+# `bench-rollout`, torn down at the end; about a minute): wall times, ratios, API requests,
+# dsroll's CPU and peak RSS, the largest state annotation.
 bench-rollout: install binaries
 	$(BIN)/python bench/rollout_bench.py
+
+# The same on 1,000 kwok nodes at maxUnavailable 100 (about 15 minutes for 3 runs on 2
+# cores; never part of `make test`). 5,000 nodes: bench/rollout_bench.py --nodes 5000
+# --max-unavailable 500 (docs/performance.md).
+bench-scale: install binaries
+	$(BIN)/python bench/rollout_bench.py --nodes 1000 --max-unavailable 100
 
 clean:
 	rm -rf $(VENV) $(VENV_MIN) .pytest_cache .ruff_cache .hypothesis

@@ -294,12 +294,16 @@ def status_view(
         failure = (row.get("rollout") or {}).get("failure")
         if failure:
             out.print(f"{row['namespace']}/{row['name']}: {_failure(failure)}", markup=False)
-        for s in (row.get("rollout") or {}).get("skipped") or []:
+        listed = (row.get("rollout") or {}).get("skipped") or []
+        for s in listed:
             out.print(
                 f"{row['namespace']}/{row['name']}: skipped {s['node']}: {s['reason']} ({s.get('detail', '')}); "
                 "a later rollout or resume does it",
                 markup=False,
             )
+        more = int((row.get("rollout") or {}).get("skippedCount") or 0) - len(listed)
+        if more > 0:  # the state keeps a sample; held and NotReady nodes are the rest
+            out.print(f"{row['namespace']}/{row['name']}: and {more} more node(s) skipped", markup=False)
     for r in replacements:
         out.print(
             f"{r['namespace']}/{r['workload']}: orphan replacement {', '.join(r['deletes'])} → "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import zip_longest
@@ -197,12 +197,18 @@ def order_nodes(labels: Mapping[str, Mapping[str, str]], canary: Mapping[str, st
     return (*first, *spread)
 
 
-def keep_order(saved: Sequence[str], fresh: Sequence[str]) -> tuple[str, ...]:
-    """A saved order with vanished nodes dropped and new ones appended in fresh order."""
-    present = set(fresh)
-    kept = [n for n in saved if n in present]
-    known = set(kept)
-    return (*kept, *(n for n in fresh if n not in known))
+def resume_order(order: Sequence[str], behind: Collection[str]) -> tuple[str, ...]:
+    """The order a resumed rollout carries on in: the nodes already done (not ``behind``)
+    first, then the rest, each in ``order``.
+
+    The rollout state records no node order (it would grow with the fleet): ``order_nodes``
+    recomputes it from the labels, and putting the done nodes first keeps every step a
+    window that holds all of them, so a resumed step never updates more nodes than its
+    count, even when labels changed (a zone, the canary label) or nodes came and went.
+    Where nothing changed the nodes done were a prefix of the order already (but for
+    nodes taken early because their pod was down), so the order is the same."""
+    late = set(behind)
+    return (*(n for n in order if n not in late), *(n for n in order if n in late))
 
 
 def batches(nodes: Sequence[str], size: int) -> tuple[tuple[str, ...], ...]:
@@ -319,8 +325,6 @@ def plan_variant(
     known = {n: node_labels.get(n, {}) for n in (on_node if live is not None else class_nodes)}
     order = order_nodes(known, policy.canary_node_selector)
     unfinished = state is not None and not state.finished
-    if unfinished and state is not None:
-        order = keep_order(state.nodes, order)
     since = state.restarted_at if unfinished and state is not None else None  # an unfinished restart
     behind = tuple(
         n
@@ -329,6 +333,8 @@ def plan_variant(
         or on_node[n].revision != current_revision
         or not created_after(on_node[n].created, since)
     )
+    if unfinished:
+        order = resume_order(order, behind)
     if policy.external:
         action, reason, pending = _decide_external(diff, live, state, unfinished, behind, applied)
     else:

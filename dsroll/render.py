@@ -7,6 +7,7 @@ clock), which is what lets ``render --check`` and ``diff --against git`` be exac
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -117,8 +118,27 @@ def _render_text(templates: TemplateSet, workload: Workload, cls: str, context: 
     return text
 
 
+class AffinityCache:
+    """``classes.and_affinity`` per (class, the template's own terms): a render of many
+    workloads asks it the same question for every workload of a class."""
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+    def terms(self, cls: str, own: list[Any], class_terms: list[algebra.Term]) -> list[dict[str, Any]]:
+        key = (cls, json.dumps(own, sort_keys=True))
+        if key not in self._found:
+            self._found[key] = algebra.and_affinity(own, class_terms)
+        return _copy(self._found[key])
+
+
 def render_variant(
-    env: Environment, workload: Workload, cls: str, templates: TemplateSet, class_terms: list[algebra.Term]
+    env: Environment,
+    workload: Workload,
+    cls: str,
+    templates: TemplateSet,
+    class_terms: list[algebra.Term],
+    affinity: AffinityCache | None = None,
 ) -> Variant:
     values = deep_merge(deep_merge(workload.values, env.class_values.get(cls, {})), workload.class_values.get(cls, {}))
     context = {
@@ -164,7 +184,8 @@ def render_variant(
     node_affinity = (pod.get("affinity") or {}).get("nodeAffinity") or {}
     required = node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
     if class_terms != [()]:  # [()] is the only class, admitting every node: nothing to add
-        terms = algebra.and_affinity(required.get("nodeSelectorTerms") or [], class_terms)
+        own = required.get("nodeSelectorTerms") or []
+        terms = (affinity or AffinityCache()).terms(cls, own, class_terms)
         if not terms:
             raise InputError(f"class {cls!r} together with the template's own node affinity admits no node", where)
         required = {"nodeSelectorTerms": terms}
@@ -210,8 +231,9 @@ def render_environment(env: Environment, source: Source) -> RenderResult:
                     env.file,
                 )
     templates = TemplateSet(source)
+    affinity = AffinityCache()
     variants = tuple(
-        render_variant(env, workload, cls, templates, terms[cls])
+        render_variant(env, workload, cls, templates, terms[cls], affinity)
         for workload in env.workloads
         for cls in workload.classes
     )

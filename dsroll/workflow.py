@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsroll import gitrevert, output, permissions, scaffold
 from dsroll import namespaces as spaces
@@ -28,7 +28,6 @@ from dsroll.diff import DiffReport, against_git, against_live
 from dsroll.durations import flag_seconds
 from dsroll.errors import DsrollError, InputError
 from dsroll.gitsource import Project, locate
-from dsroll.kube import Kube
 from dsroll.masking import compile_mask
 from dsroll.nodes import NodeReport, classify_nodes
 from dsroll.plan import Action, Plan, parse_steps, resolve_partition
@@ -44,7 +43,10 @@ from dsroll.rollout.rollback import rollback_plan
 from dsroll.rollout.state import RunKind
 from dsroll.schema import schema_text
 
-Connect = Callable[[str | None], Kube]
+if TYPE_CHECKING:
+    from dsroll.kube import Kube
+
+Connect = Callable[[str | None], "Kube"]
 """Makes the cluster client; its argument is the environment's context, the default when no --context is given."""
 
 Ask = Callable[[str], bool]

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from dsroll import yamlemit
 from dsroll.errors import InputError
 
 
@@ -253,11 +254,44 @@ def line_of(root: Any, path: Sequence[str | int]) -> int | None:
 _MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 _STR, _INT, _BOOL, _NULL = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "bool", "null"))
 _CDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-_CLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_CSafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_RESOLVED: dict[tuple[type, str, tuple[bool, bool]], str] = {}  # (resolver class, text, implicit) -> tag
+_RESOLVED_MAX = 1 << 16
+
+
+def _resolve_scalar(resolver: Any, kind: type, value: Any, implicit: Any) -> str:
+    """``BaseResolver.resolve``, remembered for scalars: libyaml's parser and emitter ask it
+    about every scalar (twice per scalar when dumping), and its answer is a pure function of
+    the kind, the text and the implicit flags. Regex matching was most of a render's YAML
+    time; a render of many variants asks about the same few hundred texts again and again."""
+    if kind is not yaml.ScalarNode or not isinstance(value, str):
+        return str(yaml.resolver.BaseResolver.resolve(resolver, kind, value, implicit))
+    key = (type(resolver), value, (bool(implicit[0]), bool(implicit[1])) if implicit else (False, False))
+    found = _RESOLVED.get(key)
+    if found is None:
+        found = str(yaml.resolver.BaseResolver.resolve(resolver, kind, value, implicit))
+        if len(_RESOLVED) >= _RESOLVED_MAX:
+            _RESOLVED.clear()
+        _RESOLVED[key] = found
+    return found
+
+
+class _CLoader(_CSafeLoader):  # type: ignore[misc,valid-type]
+    """libyaml's parser with the remembered resolver (SafeLoader's resolvers, unchanged)."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is yaml.ScalarNode and implicit is not None:  # the common case, inline: one call per scalar
+            found = _RESOLVED.get((_CLoader, value, (bool(implicit[0]), bool(implicit[1]))))
+            if found is not None:
+                return found
+        return _resolve_scalar(self, kind, value, implicit)
 
 
 class _Dumper(_CDumper):  # type: ignore[misc,valid-type]
     """Sorted keys, block style; plain data goes straight to nodes, anything else to PyYAML."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        return _resolve_scalar(self, kind, value, implicit)
 
     def represent(self, data: Any) -> None:
         self.serialize(self._node(data))
@@ -285,8 +319,21 @@ class _Dumper(_CDumper):  # type: ignore[misc,valid-type]
         return self.represent_data(data)
 
 
+_RESOLVER = yaml.resolver.Resolver()  # the implicit resolvers of SafeDumper and SafeLoader
+
+
+def _reads_as_str(text: str) -> bool:
+    return _resolve_scalar(_RESOLVER, yaml.ScalarNode, text, (True, False)) == _STR
+
+
 def dump(data: Any) -> str:
-    """Deterministic YAML: sorted keys, block style, unicode kept, no line folding."""
+    """Deterministic YAML: sorted keys, block style, unicode kept, no line folding.
+
+    Plain manifests are written as text by ``yamlemit`` (the same bytes, far faster);
+    the rest by libyaml."""
+    fast = yamlemit.emit(data, _reads_as_str)
+    if fast is not None:
+        return fast
     stream = io.StringIO()
     dumper = _Dumper(stream, default_flow_style=False, allow_unicode=True, width=1000, sort_keys=True)
     try:

@@ -14,13 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from dsroll import output
-from dsroll.kube import Kube, KubeOptions
 from dsroll.rollout.observe import Scope
+
+if TYPE_CHECKING:
+    from dsroll.kube import Kube
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class KubeFlags:
 
     def connect(self, default_context: str | None) -> Kube:
         """A client for the cluster; ``default_context`` (the environment's) applies when --context is not given."""
+        from dsroll.kube import Kube, KubeOptions  # the client loads when a command connects
+
         options = KubeOptions(self.kubeconfig, self.context, self.as_user, self.as_group, self.request_timeout)
         kube = Kube(options, default_context)
         output.info(f"Using {kube.describe()}")

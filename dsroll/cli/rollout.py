@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.prompt import Confirm
 
 from dsroll import output, workflow
 from dsroll.cli.app import PROG, app
@@ -36,7 +35,6 @@ from dsroll.cli.flags import (
 )
 from dsroll.cli.helptext import epilog
 from dsroll.errors import BAD_INPUT, InputError, Interrupted
-from dsroll.kube.retry import parse_retry_budget
 from dsroll.rollout.reporter import Reporter
 from dsroll.rollout.run import execute
 from dsroll.rollout.state import RunKind
@@ -64,6 +62,8 @@ def _tty() -> bool:
 
 
 def _ask(question: str) -> bool:
+    from rich.prompt import Confirm  # only on a terminal: start-up time
+
     return Confirm.ask(question, console=output.err, default=False)
 
 
@@ -108,6 +108,13 @@ def _carry_out(run: workflow.Run, *, out: OutputFormat, events: bool, yes: bool,
             f"run '{PROG} {again}' to continue"
         )
     raise typer.Exit(summary.exit_code)
+
+
+def _retry_budget(text: str | None) -> float | None:
+    """``--retry-budget``, parsed where the client lives (the kubernetes package loads only to connect)."""
+    from dsroll.kube.retry import parse_retry_budget
+
+    return parse_retry_budget(text)
 
 
 @app.command(
@@ -186,7 +193,7 @@ def rollout(
     out: OutputOpt = OutputFormat.text,
 ) -> None:
     """Staged rollout: replace pods node by node, step by step, with health gates and rollback."""
-    budget = parse_retry_budget(retry_budget)
+    budget = _retry_budget(retry_budget)
     run = workflow.rollout(
         env, kube.namespace, scope(workload, cls), kube.connect, steps=steps, partition=partition, saved=saved,
         allow_dirty=allow_dirty, dry_run=dry_run, yes=yes, ask=_asker(),
@@ -219,7 +226,7 @@ def resume(
     out: OutputOpt = OutputFormat.text,
 ) -> None:
     """Approve the pending manual pause (or clear a pause) and continue, from any machine."""
-    budget = parse_retry_budget(retry_budget)
+    budget = _retry_budget(retry_budget)
     run = workflow.resume(
         env, kube.namespace, scope(workload, cls), kube.connect, allow_dirty=allow_dirty, yes=yes, ask=_asker()
     )
@@ -274,7 +281,7 @@ def rollback(
     out: OutputOpt = OutputFormat.text,
 ) -> None:
     """Back to the previous revision (or --to-revision N, --to-git REF, --git-revert); only nodes that changed."""
-    budget = parse_retry_budget(retry_budget)
+    budget = _retry_budget(retry_budget)
     if git_revert:
         if to_revision is not None or to_git is not None or dry_run:
             raise InputError("--git-revert goes with neither --to-revision, --to-git nor --dry-run")
@@ -352,7 +359,7 @@ def restart(
     out: OutputOpt = OutputFormat.text,
 ) -> None:
     """Restart every pod in the rollout's steps, with health gates, and no template change (no new revision)."""
-    budget = parse_retry_budget(retry_budget)
+    budget = _retry_budget(retry_budget)
     run = workflow.restart(
         env, kube.namespace, scope(workload, cls), kube.connect, steps=steps, partition=partition, dry_run=dry_run,
         yes=yes, ask=_asker(),

@@ -36,6 +36,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception
 from dsroll import durations, version
 from dsroll.errors import ApiUnavailable, ClusterError, InputError
 from dsroll.kube import resources
+from dsroll.kube.protocols import WatchExpired
 from dsroll.kube.resources import FIELD_MANAGER
 from dsroll.kube.retry import (
     COMMAND_BUDGET,
@@ -94,10 +95,6 @@ def _changes_cluster(method: str, path: str, query: list[tuple[str, str]]) -> bo
     if method in ("GET", "HEAD") or ("dryRun", "All") in query:
         return False
     return not _BOOKKEEPING.search(path)
-
-
-class WatchExpired(Exception):
-    """The watch's resourceVersion is too old (410 Gone): relist and watch again."""
 
 
 class Kube:

@@ -10,6 +10,10 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 
+class WatchExpired(Exception):
+    """The watch's resourceVersion is too old (410 Gone): relist and watch again."""
+
+
 class Watchable(Protocol):
     """A collection an ``Informer`` lists once and then follows."""
 

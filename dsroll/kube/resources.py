@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from dsroll.kube.client import Kube
 
 FIELD_MANAGER = "dsroll"
+PAGE = 500  # items per list request
 
 
 def delete_options(uid: str | None = None, *, orphan: bool = False) -> dict[str, Any]:
@@ -44,10 +45,25 @@ class Collection:
     path: str
     query: Mapping[str, str] = field(default_factory=dict)
 
-    def list(self) -> tuple[list[dict[str, Any]], str]:
-        """The items and the list's resourceVersion (to watch from)."""
-        result = self.kube.request("GET", self.path, query=self.query)
-        return list(result.get("items") or []), str(result["metadata"].get("resourceVersion", ""))
+    def list(
+        self, transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        """The items and the list's resourceVersion (to watch from).
+
+        In pages of ``PAGE`` (``limit`` and ``continue``, one consistent snapshot): a list
+        of 5,000 nodes or pods is tens of MiB of JSON, and parsed whole it would set the
+        process's peak memory; a page at a time, each item reduced by ``transform`` as it
+        comes, keeps only what the caller reads. One request up to ``PAGE`` items."""
+        items: list[dict[str, Any]] = []
+        query = {**self.query, "limit": str(PAGE)}
+        while True:
+            result = self.kube.request("GET", self.path, query=query)
+            page = result.get("items") or []
+            items.extend(page if transform is None else (transform(item) for item in page))
+            meta = result.get("metadata") or {}
+            if not meta.get("continue"):
+                return items, str(meta.get("resourceVersion", ""))
+            query = {**query, "continue": str(meta["continue"])}
 
     def watch(self, resource_version: str, timeout: float) -> Iterator[tuple[str, dict[str, Any]]]:
         return self.kube.watch(self.path, resource_version=resource_version, query=self.query, timeout=timeout)
@@ -159,9 +175,14 @@ class DaemonSets(_Kind):
 class Pods(_Kind):
     prefix, plural = "/api/v1", "pods"
 
-    def list(self, namespace: str, label_selector: str) -> tuple[list[dict[str, Any]], str]:
-        """Pods and the list's resourceVersion (to watch from)."""
-        return self.collection(namespace, label_selector=label_selector).list()
+    def list(
+        self,
+        namespace: str,
+        label_selector: str,
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Pods (each reduced by ``transform``) and the list's resourceVersion (to watch from)."""
+        return self.collection(namespace, label_selector=label_selector).list(transform)
 
     def delete(self, namespace: str, name: str, uid: str) -> bool:
         """Delete exactly this pod (uid precondition); False when it is already gone."""
@@ -305,8 +326,12 @@ class Events(_Kind):
 class Nodes(_Kind):
     prefix, plural = "/api/v1", "nodes"
 
-    def list(self, label_selector: str | None = None) -> list[dict[str, Any]]:
-        return self._items(None, label_selector)
+    def list(
+        self,
+        label_selector: str | None = None,
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> list[dict[str, Any]]:
+        return self.collection(None, label_selector=label_selector).list(transform)[0]
 
     def get(self, name: str) -> dict[str, Any] | None:
         """One node (None when there is none of that name)."""

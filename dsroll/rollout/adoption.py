@@ -13,15 +13,17 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsroll.errors import ClusterError
-from dsroll.kube import Kube
 from dsroll.orphans import Placement, label_patch, place, relabelled
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.lease import RENEW_EVERY, Lease
 from dsroll.rollout.reporter import Reporter
 from dsroll.rollout.watching import Informer, wait_any
+
+if TYPE_CHECKING:
+    from dsroll.kube import Kube
 
 WAIT_SECONDS = 120.0
 

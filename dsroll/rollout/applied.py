@@ -17,15 +17,17 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsroll.config import Environment
 from dsroll.diff import Change, VariantDiff, against_live
 from dsroll.errors import WaitTimedOut
-from dsroll.kube import Kube
 from dsroll.labels import LABEL_ENV
 from dsroll.render import Variant
 from dsroll.rollout.watching import Informer, wait_any
+
+if TYPE_CHECKING:
+    from dsroll.kube import Kube
 
 RECHECK_SECONDS = 10.0
 

@@ -13,10 +13,9 @@ import copy
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsroll import yamlio
-from dsroll.kube import Kube
 from dsroll.labels import (
     BACKUP_LABEL,
     LABEL_ENV,
@@ -29,6 +28,9 @@ from dsroll.labels import (
 )
 from dsroll.orphans import Record, read_record
 from dsroll.rollout import revisions as revs
+
+if TYPE_CHECKING:
+    from dsroll.kube import Kube
 
 DAEMONSETS, REVISIONS = "daemonsets.yaml", "controllerrevisions.yaml"
 #: Set by the API server; a recreated object must not carry them.

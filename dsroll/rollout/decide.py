@@ -125,11 +125,14 @@ def resumed_state(
     """A recorded rollout continued on today's nodes: its saved steps fitted to them
     (``--steps`` replaces them), its partition kept when ``resume`` approves, else the new
     one. Nodes it skipped before are looked at again: ``skipped`` are the ones still held
-    or not Ready now."""
+    or not Ready now. ``order`` is the plan's (``plan.resume_order``: the nodes already done
+    first), since the annotation records counts, not the order."""
     total = len(order) - len({s.node for s in skipped})
     return recorded.entering(
         Phase.progressing if recorded.phase is not Phase.awaiting_approval else recorded.phase,
         nodes=tuple(order),
+        counts=None,  # the whole order again: what the annotation only counted
+        in_flight=(),  # recomputed from the pods
         steps=resolve_steps(steps, total) if steps else fit_steps(recorded.steps, total),
         partition=recorded.partition if approve else partition,
         who=who,
@@ -151,15 +154,23 @@ def created(daemonset: Mapping[str, Any]) -> tuple[bool, int, int]:
     return observed and ready >= desired and status.get("updatedNumberScheduled", 0) >= desired, ready, desired
 
 
+def record_interval(nodes: int) -> float:
+    """Seconds between two writes of progress inside a step: 1 up to 200 nodes, then one
+    more per 200 nodes, at most 10. Every write of the annotation is a DaemonSet update
+    that the controller syncs the whole DaemonSet for (and sends to every DaemonSet
+    watcher), which a big fleet pays for in the rollout's own speed."""
+    return min(10.0, max(1.0, nodes / 200))
+
+
 def record_due(last: RolloutState | None, state: RolloutState, since_written: float) -> bool:
     """Whether to write ``state`` now. Inside a step, refills of the batch are progress, not
-    transitions: recorded at most once a second (a resumed run recomputes progress from
-    the pods anyway)."""
+    transitions: recorded at most every ``record_interval`` (a second up to 200 nodes; a
+    resumed run recomputes progress from the pods anyway)."""
     if last is None or last.phase is not state.phase or last.step != state.step or not last.in_flight:
         return True
     if last.nodes != state.nodes or last.skipped != state.skipped:
         return True  # a node joined, left or was skipped: a rollback must know at once
-    return since_written >= 1.0
+    return since_written >= record_interval(state.node_count)
 
 
 # --- steps ---------------------------------------------------------------------------------
@@ -237,7 +248,7 @@ def next_batch(
     drawn is asked its ``turn`` (``fleet.turn``): one that does not go costs no slot and
     is ``passed``.
     """
-    busy = len(unavailable) + sum(1 for n in in_flight if n not in unavailable)
+    busy = len(unavailable) + len(set(in_flight).difference(unavailable))
     slots = max(0, budget - busy)
     passed: dict[str, NodeTurn] = {}
 

@@ -23,11 +23,11 @@ import time
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsroll.config import parse_duration
 from dsroll.errors import ClusterError
-from dsroll.kube import FIELD_MANAGER, Kube
+from dsroll.kube import FIELD_MANAGER
 from dsroll.labels import ROLLOUT_ANNOTATION
 from dsroll.plan import PodView, VariantPlan
 from dsroll.rollout import decide, restart
@@ -35,7 +35,7 @@ from dsroll.rollout import revisions as revs
 from dsroll.rollout.decide import AfterFailure, Pause, Start
 from dsroll.rollout.evidence import Evidence
 from dsroll.rollout.external import last_writer, stable_revision
-from dsroll.rollout.fleet import skipped_at_start
+from dsroll.rollout.fleet import skipped_at_start, slim_node
 from dsroll.rollout.health import Gate
 from dsroll.rollout.lease import RENEW_EVERY, Lease
 from dsroll.rollout.outcome import NodeFailed, Result, RunOptions, SecondHand, Stopped, Target, VariantResult
@@ -45,6 +45,9 @@ from dsroll.rollout.state import Failure, Phase, RolloutState, RunKind, SkippedN
 from dsroll.rollout.store import Stable, store_for
 from dsroll.rollout.watching import Informer
 from dsroll.rollout.writers import changed_by
+
+if TYPE_CHECKING:
+    from dsroll.kube import Kube
 
 ON_DELETE = {"type": "OnDelete"}
 
@@ -87,7 +90,13 @@ class VariantRollout:
         """The nodes and the DaemonSet, watched from the first time a step needs them."""
         if self._around is None:
             changed = threading.Condition()
-            nodes = Informer(self.kube.nodes.collection(None), log_changes=True, changed=changed)
+            nodes = Informer(
+                self.kube.nodes.collection(None),
+                log_changes=True,
+                changed=changed,
+                transform=slim_node,
+                keep_items=False,
+            )
             daemonset = Informer(
                 self.kube.daemonsets.collection(self.ns, field_selector=f"metadata.name={self.name}"), changed=changed
             )
@@ -557,6 +566,8 @@ class VariantRollout:
 
     def _rollback(self, state: RolloutState) -> VariantResult:
         """Put the previous template back and replace every node not on it."""
+        if state.counts is not None:  # read back from the annotation, which counts nodes: the plan's are today's
+            state = replace(state, nodes=tuple(self.plan.nodes), skipped=(), in_flight=(), counts=None)
         self.ds = self._get()
         history = revs.revisions(self.kube, self.ds)
         previous = next((r for r in history if r.hash == state.previous_revision), None)

@@ -52,6 +52,20 @@ class NodeView:
         )
 
 
+def slim_node(node: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``NodeView`` and the node order read of a node (name, labels, unschedulable,
+    the Ready condition) and the resourceVersion a watch resumes from: an informer of
+    thousands of nodes keeps this, not their images, addresses and managedFields."""
+    meta, spec, status = node["metadata"], node.get("spec") or {}, node.get("status") or {}
+    slim_meta = {key: meta[key] for key in ("name", "uid", "labels", "resourceVersion") if key in meta}
+    ready = [c for c in status.get("conditions") or [] if c.get("type") == "Ready"]
+    return {
+        "metadata": slim_meta,
+        "spec": {"unschedulable": True} if spec.get("unschedulable") else {},
+        "status": {"conditions": ready},
+    }
+
+
 class NodeIndex:
     """Every node by name, from a node informer's change log (``Informer(log_changes=True)``).
 

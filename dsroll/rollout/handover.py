@@ -16,11 +16,10 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsroll import names
 from dsroll.errors import ClusterError
-from dsroll.kube import Kube
 from dsroll.labels import ROLLOUT_ANNOTATION
 from dsroll.orphans import (
     Operation,
@@ -31,10 +30,11 @@ from dsroll.orphans import (
 from dsroll.plan import (
     Action,
     LiveFingerprint,
+    PodView,
     Policy,
     VariantPlan,
-    keep_order,
     order_nodes,
+    resume_order,
 )
 from dsroll.rollout import decide
 from dsroll.rollout import revisions as revs
@@ -46,6 +46,9 @@ from dsroll.rollout.lease import RENEW_EVERY, Lease
 from dsroll.rollout.outcome import Result, RunOptions, VariantResult
 from dsroll.rollout.reporter import Reporter
 from dsroll.rollout.watching import Informer
+
+if TYPE_CHECKING:
+    from dsroll.kube import Kube
 
 
 class Handover:
@@ -354,7 +357,8 @@ class Handover:
             pods = [p for p in pods if revs.owned_by(p, live["metadata"]["uid"])]
             running = {p["spec"].get("nodeName") for p in pods if p["spec"].get("nodeName") in where}
             fresh = order_nodes({n: where[n] for n in running}, base.policy.canary_node_selector)
-            order = keep_order(state.nodes, fresh)
+            on_target = {p["spec"].get("nodeName") for p in pods if PodView.of(p).revision == state.target_revision}
+            order = resume_order(fresh, [n for n in fresh if n not in on_target or not state.target_revision])
             vp = replace(base, action=Action.UPDATE, resumes=True, nodes=order)
             if operation is Operation.restore:
                 vp = replace(vp, manifest=None)

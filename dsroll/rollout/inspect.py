@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsroll import orphans
-from dsroll.kube import Kube
 from dsroll.plan import pods_by_node
 from dsroll.render import Variant
 from dsroll.rollout import backup
@@ -15,6 +14,9 @@ from dsroll.rollout import revisions as revs
 from dsroll.rollout.observe import observe_pods
 from dsroll.rollout.state import created_after
 from dsroll.rollout.store import store_for
+
+if TYPE_CHECKING:
+    from dsroll.kube import Kube
 
 
 def status(kube: Kube, variants: Sequence[Variant]) -> list[dict[str, Any]]:

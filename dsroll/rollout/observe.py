@@ -12,20 +12,24 @@ import getpass
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsroll.classes import classify
 from dsroll.config import Environment
 from dsroll.diff import Change, DiffReport, against_live
 from dsroll.errors import InputError
-from dsroll.kube import FIELD_MANAGER, Kube
+from dsroll.kube.resources import FIELD_MANAGER
 from dsroll.plan import LiveFingerprint, Plan, PodView, Policy, VariantPlan, plan_variant, pods_by_node
 from dsroll.render import Variant
 from dsroll.rollout import decide, replacements
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.external import Applied, RevisionRef, last_writer, stable_revision
-from dsroll.rollout.fleet import NodeView
+from dsroll.rollout.fleet import NodeView, slim_node
 from dsroll.rollout.store import Record, store_for
+from dsroll.rollout.view import slim_pod
+
+if TYPE_CHECKING:
+    from dsroll.kube import Kube
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ def applied(
 
 def observe_pods(kube: Kube, live: Mapping[str, Any]) -> tuple[list[PodView], str | None]:
     meta = live["metadata"]
-    pods, _ = kube.pods.list(meta["namespace"], revs.selector_string(live["spec"]["selector"]))
+    pods, _ = kube.pods.list(meta["namespace"], revs.selector_string(live["spec"]["selector"]), slim_pod)
     owned = [p for p in pods if revs.owned_by(p, meta["uid"])]
     current = revs.current(revs.revisions(kube, live))
     return [PodView.of(p) for p in owned], current.hash if current else None
@@ -103,7 +107,7 @@ def _nodes(
     kube: Kube, env: Environment
 ) -> tuple[dict[str, dict[str, str]], dict[str, str | None], dict[str, NodeView]]:
     """Every node's labels, the class each belongs to, and what a rollout needs to know of it."""
-    nodes = kube.nodes.list()
+    nodes = kube.nodes.list(transform=slim_node)
     labels = {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in nodes}
     views = {n["metadata"]["name"]: NodeView.of(n) for n in nodes}
     return labels, {name: classify(env.classes, lb)[1] for name, lb in labels.items()}, views

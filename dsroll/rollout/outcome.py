@@ -85,7 +85,7 @@ class VariantResult:
         updated: int | None = None,
     ) -> VariantResult:
         """A variant's result as its recorded state tells it (a complete one has every node)."""
-        nodes = len(state.nodes) if state else planned_nodes
+        nodes = state.node_count if state else planned_nodes
         done = state.nodes_done if state else 0
         if result is Result.COMPLETE and state:
             done = state.updatable

@@ -15,9 +15,10 @@ not Ready or held on their turn are passed as ``unreadyNodes`` says. (Orphan
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -34,7 +35,7 @@ from dsroll.rollout.lease import RENEW_EVERY, Lease
 from dsroll.rollout.outcome import NodeFailed, SecondHand, Stopped
 from dsroll.rollout.reporter import Reporter
 from dsroll.rollout.state import Phase, RolloutState, SkippedNode
-from dsroll.rollout.view import PodIndex, StepQueue
+from dsroll.rollout.view import PodIndex, StepQueue, slim_pod
 from dsroll.rollout.watching import Informer, wait_any
 from dsroll.rollout.writers import second_hand
 
@@ -57,6 +58,38 @@ class Surroundings:
         """Take in node changes; the nodes that changed."""
         self.fleet.absorb(self.nodes.changes())
         return self.fleet.take_touched()
+
+
+class Timers:
+    """When nodes are due a fresh look without an event: a node in flight at its verdict's
+    ``wake_at`` (readyTimeout, minReadySeconds), a node waiting its turn at its timeout. A
+    heap, so that an event costs O(log n) and not a pass over every node in flight."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, str]] = []
+        self._when: dict[str, float] = {}
+
+    def at(self, when: float, node: str) -> None:
+        if self._when.get(node) != when:  # a node waiting its turn asks for the same time at every look
+            self._when[node] = when
+            heapq.heappush(self._heap, (when, node))
+
+    def next(self) -> float:
+        return self._heap[0][0] if self._heap else float("inf")
+
+    def due(self, now: float) -> bool:
+        return bool(self._heap) and self._heap[0][0] <= now
+
+    def pop_due(self, now: float, keep: Container[str]) -> set[str]:
+        """The nodes due by ``now`` that are still in ``keep``; the others are forgotten."""
+        found = set()
+        while self._heap and self._heap[0][0] <= now:
+            when, node = heapq.heappop(self._heap)
+            if self._when.get(node) == when:
+                del self._when[node]
+            if node in keep:
+                found.add(node)
+        return found
 
 
 class PodSwap:
@@ -112,8 +145,9 @@ class PodSwap:
         selector = revs.selector_string(daemonset["spec"]["selector"])
         template = daemonset["spec"]["template"]
         informer = Informer(
-            self.pods.collection(self.ns, label_selector=selector), log_changes=True, changed=self.around.changed
-        )
+            self.pods.collection(self.ns, label_selector=selector), log_changes=True, changed=self.around.changed,
+            transform=slim_pod, keep_items=False,
+        )  # fmt: skip
         with informer, ThreadPoolExecutor(max_workers=8, thread_name_prefix="delete") as pool:
             index.absorb(informer.changes())
             self.around.absorb()
@@ -123,15 +157,19 @@ class PodSwap:
             index.take_touched()
             seen: tuple[int, ...] | None = None
             noted = (state.nodes, state.skipped)
+            timers = Timers()  # when a node in flight, or one waiting its turn, is due a fresh look
+            force = True  # the first look, and the one after a batch started
             while True:
                 self.lease.renew()
                 self._check_deletes(pending)
                 self._check_spec(daemonset)
                 index.absorb(informer.changes())
                 now = time.monotonic()
+                moved = False  # anything a decision reads: the work below is skipped for events that change none
                 for node in sorted(self.around.absorb()):
                     if node in index.scope and not fleet.exists(node):
                         state = self._gone(node, index, queue, flight, state, daemonset)
+                        moved = True
                     elif node in index.scope and (view := fleet.get(node)) is not None:
                         if view.cordoned and (node, "cordoned") not in told:
                             told.add((node, "cordoned"))
@@ -141,13 +179,28 @@ class PodSwap:
                             )
                             self.reporter.emit("node-cordoned", self.label, message, node=node)
                         queue.offer(node)
+                        moved = True
                 for node in sorted(index.strangers):
                     if fleet.exists(node) and fleet.synced:
                         state = self._joined(node, index, queue, flight, state, now, daemonset)
-                for node in index.take_touched():
+                        timers.at(now, node)
+                        moved = True
+                touched = index.take_touched()
+                for node in touched:
                     queue.offer(node)
-                wake = now + RENEW_EVERY
-                for node, track in list(flight.items()):
+                moved = moved or force or bool(touched) or timers.due(now)
+                force = False
+                if not moved:
+                    seen = wait_any(
+                        [informer, self.around.nodes, self.around.daemonset],
+                        max(0.05, min(now + RENEW_EVERY, timers.next()) - time.monotonic()),
+                        seen,
+                    )
+                    continue
+                # Only the nodes in flight whose pods changed, or whose verdict can change with
+                # the clock (a wake_at passed), are judged: O(changes) per event, not O(budget).
+                for node in sorted({n for n in touched if n in flight} | timers.pop_due(now, flight)):
+                    track = flight[node]
                     new = index.new_pod(node, track.old_uid)
                     flight[node], verdict = self.evidence.judge(node, track, new, self.gate, now, template)
                     if verdict.outcome is Outcome.FAILED:
@@ -159,8 +212,8 @@ class PodSwap:
                         message = f"{node} updated ({now - track.started:.1f}s)"
                         self.reporter.emit("node-replaced", self.label, message, node=node, seconds=seconds)
                     elif verdict.wake_at is not None:
-                        wake = min(wake, verdict.wake_at)
-                done = len(index.updated) - sum(1 for n in flight if n in index.updated)
+                        timers.at(verdict.wake_at, node)
+                done = len(index.updated) - len(index.updated & flight.keys())
                 self.reporter.progress(
                     self.label, step=step, steps=steps, done=done, total=state.updatable, in_flight=sorted(flight)
                 )
@@ -173,14 +226,16 @@ class PodSwap:
                     waited = now - waiting_since.get(node, now)
                     return turn(fleet.get(node), policy, waited=waited, timeout=self.gate.ready_timeout)
 
+                # Nodes without a Ready pod are mostly the ones in flight: set operations (in C)
+                # leave the few others to look at one by one, so an event costs O(1) Python work.
+                idle = index.unavailable - flight.keys()
                 free = [  # the pod is down, not its node: replacing it costs nothing (a node down waits its turn)
-                    n for n in index.unavailable if queue.in_window(n) and queue.eligible(n) and not fleet.on_its_own(n)
+                    n for n in idle if queue.in_window(n) and queue.eligible(n) and not fleet.on_its_own(n)
                 ]
                 batch = next_batch(
                     budget=state.max_unavailable,
-                    unavailable={
-                        n for n in index.unavailable if n in flight or not (n in skipped or fleet.on_its_own(n))
-                    },
+                    unavailable=(index.unavailable & flight.keys())
+                    | {n for n in idle if not (n in skipped or fleet.on_its_own(n))},
                     in_flight=flight,
                     todo_unavailable=free,
                     first_todo=queue.first,
@@ -202,17 +257,18 @@ class PodSwap:
                         )  # fmt: skip
                     elif verdict.action is Turn.WAIT:
                         since = waiting_since.setdefault(node, now)
-                        wake = min(wake, since + self.gate.ready_timeout)
+                        timers.at(since + self.gate.ready_timeout, node)
                         if (node, "waiting") not in told:
                             told.add((node, "waiting"))
                             self.reporter.emit("node-waiting", self.label, f"{node}: {verdict.detail}", node=node)
                 if batch.passed:
                     state = replace(state, skipped=tuple(skipped.values()))
-                if (state.nodes, state.skipped) != noted and not batch.nodes:
+                if (state.nodes is not noted[0] or state.skipped is not noted[1]) and not batch.nodes:
                     # a node joined, left or was skipped: recorded at once (a rollback must know)
                     entered = state.entering(state.phase, in_flight=tuple(sorted(flight)), nodes_done=done)
                     _, request = self.record(entered)
                     state, stopping = entered, stopping or request
+                    force = force or request is not None
                 noted = (state.nodes, state.skipped)
                 if batch.nodes and not stopping:
                     rolling_back = state.phase is Phase.rolling_back  # keeps its phase and its cause
@@ -225,15 +281,18 @@ class PodSwap:
                     _, stopping = self.record(entered)
                     state = entered
                     noted = (state.nodes, state.skipped)
+                    force = True
                     if stopping:
                         continue
                     self._check_spec(daemonset)  # as late as can be: a pod deleted now comes back on the spec
                     self._off_plan(batch)
                     olds = {n: index.old_pod(n) for n in batch.nodes}
                     self._delete([pod for pod in olds.values() if pod is not None], pool, pending)
+                    started = time.monotonic()
                     for node, old in olds.items():
                         waiting_since.pop(node, None)
-                        flight[node] = InFlight(started=time.monotonic(), old_uid=old.uid if old else None)
+                        flight[node] = InFlight(started=started, old_uid=old.uid if old else None)
+                        timers.at(started, node)  # judged at once: a node with no old pod may be done already
                     continue
                 if batch.blocked and not blocked:
                     blocked = True  # said once: the operator must see why nothing moves
@@ -244,7 +303,9 @@ class PodSwap:
                     )
                     self.reporter.emit("blocked", self.label, message)
                 seen = wait_any(
-                    [informer, self.around.nodes, self.around.daemonset], max(0.05, wake - time.monotonic()), seen
+                    [informer, self.around.nodes, self.around.daemonset],
+                    max(0.05, min(now + RENEW_EVERY, timers.next()) - time.monotonic()),
+                    seen,
                 )
 
     # --- what moves under a step ----------------------------------------------------------

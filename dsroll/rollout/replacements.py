@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsroll.config import Environment, Workload
 from dsroll.diff import Change, DiffReport
 from dsroll.errors import InputError
-from dsroll.kube import Kube
 from dsroll.labels import LABEL_CLASS, LABEL_WORKLOAD, MANAGED_BY, MANAGER
 from dsroll.orphans import (
     Candidate,
@@ -44,6 +43,9 @@ from dsroll.render import Variant
 from dsroll.rollout import revisions as revs
 from dsroll.rollout.adoption import orphan_pods, placement_rows
 from dsroll.rollout.backup import records, saved_objects
+
+if TYPE_CHECKING:
+    from dsroll.kube import Kube
 
 
 @dataclass(frozen=True)

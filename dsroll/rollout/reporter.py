@@ -11,13 +11,16 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from dsroll.kube import Kube
 
 from dsroll.errors import DsrollError
-from dsroll.kube import Kube
 
 #: Transitions that also become a Kubernetes Event on the DaemonSet: reason, warning.
 _K8S_EVENTS = {
@@ -46,7 +49,9 @@ class Reporter:
         self.started = time.monotonic()
         self._progress: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
-        if tty and not quiet:
+        if tty and not quiet:  # rich's progress display loads only for a terminal (start-up time)
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
             self._progress = Progress(
                 TextColumn("[bold]{task.fields[variant]}[/]"),
                 TextColumn("{task.fields[step]}"),

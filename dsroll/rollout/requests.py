@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsroll.errors import DsrollError
-from dsroll.kube import Kube
 from dsroll.render import Variant
 from dsroll.rollout.lease import Lease
 from dsroll.rollout.state import FINISHED, Phase
 from dsroll.rollout.store import store_for
+
+if TYPE_CHECKING:
+    from dsroll.kube import Kube
 
 
 def request(kube: Kube, variants: Sequence[Variant], action: str, by: str) -> list[dict[str, Any]]:

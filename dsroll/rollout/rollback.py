@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsroll.errors import InputError
-from dsroll.kube import Kube
 from dsroll.orphans import Operation
 from dsroll.plan import Action, Plan, plan_steps, pods_by_node
 from dsroll.rollout import decide, replacements
@@ -21,6 +20,9 @@ from dsroll.rollout import revisions as revs
 from dsroll.rollout.observe import observe_pods
 from dsroll.rollout.outcome import Target
 from dsroll.rollout.state import read_state
+
+if TYPE_CHECKING:
+    from dsroll.kube import Kube
 
 
 def rollback_plan(

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsroll.errors import DsrollError, InputError, Terminated
-from dsroll.kube import Kube
 from dsroll.labels import MANAGED_BY, MANAGER
 from dsroll.namespaces import CREATE_KEY, namespace_manifest, to_create
 from dsroll.plan import Action, Plan, VariantPlan
 from dsroll.rollout import backup, replacements
 from dsroll.rollout.executor import VariantRollout
-from dsroll.rollout.handover import Handover
 from dsroll.rollout.outcome import Result, RunOptions, RunSummary, Target, VariantResult
 from dsroll.rollout.reporter import Reporter
+
+if TYPE_CHECKING:
+    from dsroll.kube import Kube
 
 
 def execute(
@@ -99,6 +100,8 @@ def _execute(
                     continue
                 handed.add(group.backup)
                 members = {t: by_name[t] for t in group.targets if t in by_name}
+                from dsroll.rollout.handover import Handover  # orphan replacement only: start-up time
+
                 runner = Handover(
                     kube, group, members, options, reporter, policy=vp.policy, environment=plan.environment,
                     backup_dir=options.backup_dir or backup.default_backup_dir(),

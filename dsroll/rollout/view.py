@@ -14,8 +14,52 @@ import heapq
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from typing import Any
 
-from dsroll.plan import PodView
+from dsroll.plan import PodView, node_of
 from dsroll.rollout.state import created_after
+
+_POD_META = ("name", "namespace", "uid", "labels", "ownerReferences", "creationTimestamp", "deletionTimestamp")
+_POD_STATUS = ("phase", "reason", "conditions", "containerStatuses", "initContainerStatuses")
+
+
+def slim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """What the rollout reads of a pod — ``PodView``, its owner, the health gate — and the
+    resourceVersion a watch resumes from. An informer keeps this (``Informer(transform=)``)
+    instead of the whole object (managedFields, the spec's containers and volumes …),
+    about a third of its size."""
+    meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
+    slim_meta = {key: meta[key] for key in _POD_META if key in meta}
+    if "resourceVersion" in meta:
+        slim_meta["resourceVersion"] = meta["resourceVersion"]
+    return {
+        "metadata": slim_meta,
+        "spec": {"nodeName": spec["nodeName"]} if spec.get("nodeName") else _unbound_spec(pod),
+        "status": {key: status[key] for key in _POD_STATUS if key in status},
+    }
+
+
+def _unbound_spec(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """A pod the scheduler has not bound keeps what the gate reads of its spec: the node the
+    DaemonSet controller pinned it to (``plan.node_of``), and its containers' host ports and
+    requests, which an unschedulable cause names (``causes``)."""
+    pinned = node_of(pod)
+    slim: dict[str, Any] = {}
+    if pinned:
+        pin = {"key": "metadata.name", "operator": "In", "values": [pinned]}
+        terms = {"nodeSelectorTerms": [{"matchFields": [pin]}]}
+        slim["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": terms}}
+    containers = []
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        kept: dict[str, Any] = {"name": c.get("name")}
+        ports = [p for p in c.get("ports") or [] if p.get("hostPort")]
+        if ports:
+            kept["ports"] = ports
+        requests = (c.get("resources") or {}).get("requests")
+        if requests:
+            kept["resources"] = {"requests": requests}
+        containers.append(kept)
+    if containers:
+        slim["containers"] = containers
+    return slim
 
 
 def _owned_by(pod: Mapping[str, Any], uid: str) -> bool:

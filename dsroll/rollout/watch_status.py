@@ -17,15 +17,17 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsroll import names
-from dsroll.kube import Kube
 from dsroll.render import Variant
 from dsroll.rollout.state import read_state
 from dsroll.rollout.store import Record, store_for
 from dsroll.rollout.waiting import RUNNING, Verdict, Watched, lease_seen, running, watch_verdict
 from dsroll.rollout.watching import Informer, wait_any
+
+if TYPE_CHECKING:
+    from dsroll.kube import Kube
 
 LEASE_CHECK_SECONDS = 3.0
 SETTLE_SECONDS = 2.0

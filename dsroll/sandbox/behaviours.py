@@ -111,9 +111,16 @@ def lease_timing(node_count: int) -> tuple[int, int]:
     controller calls a node Unknown after the grace period without a renewal. Small
     sandboxes (the e2e suite) want a fault seen within seconds: a 6 s lease renewed every
     1.5 s against a 10 s grace leaves six renewals of slack on a busy machine. Large ones
-    keep upstream's 40 s / 50 s, so a thousand nodes do not renew 600 Leases a second.
+    keep upstream's 40 s / 50 s, so a thousand nodes do not renew 600 Leases a second; above
+    a thousand the lease grows with the fleet (5,000 nodes: 200 s / 250 s), so that the
+    renewals stay at about 100 a second, which 2 cores can serve beside a rollout.
     """
-    return (6, 10) if node_count <= 100 else (40, 50)
+    if node_count <= 100:
+        return 6, 10
+    if node_count <= 1000:
+        return 40, 50
+    lease = node_count // 25
+    return lease, lease * 5 // 4
 
 
 # --- pods the agent plays on slow nodes ----------------------------------------------------

@@ -379,8 +379,11 @@ def test_staged_rollout_replaces_canary_first_then_every_node_within_max_unavail
         targets[cls] = assert_rolled_out(project, timeline, fleet, cls, max_unavailable=max_unavailable)
         state = project.state(cls)
         assert state["commit"] == sha, state
-        assert state["nodes"] == expected_order(nodes, labels), "nodes ordered canary first, then across zones"
-        assert replacement_order(timeline, workload=WORKLOAD, cls=cls)[0] in fleet.canary[cls]
+        assert state["nodeCount"] == len(nodes) and "nodes" not in state, "the state counts nodes, lists none"
+        order, replaced = expected_order(nodes, labels), replacement_order(timeline, workload=WORKLOAD, cls=cls)
+        assert replaced[0] in fleet.canary[cls]
+        late = [(i, n) for i, n in enumerate(replaced) if order.index(n) >= i + max_unavailable]
+        assert not late, f"replaced in the order canary first, then across zones ({order}): {replaced}"
         # The timed pause: after the canary's pod is Ready, the next node waits ~1s (0.5s: watch latency).
         ready = next(e.time for e in timeline if e.cls == cls and e.revision == targets[cls] and e.ready)
         later = [t for _, t in disruptions(timeline, workload=WORKLOAD, cls=cls) if t > ready]
@@ -426,7 +429,7 @@ def test_partition_keeps_the_last_nodes_on_the_old_revision_and_a_lower_one_cont
     state = project.state("general")
     assert state["phase"] == "partitioned" and state["partition"] == 2, state
     order = expected_order(nodes, project.node_labels())
-    assert state["nodes"] == order, state
+    assert state["nodeCount"] == len(order), state
     kept = order[-2:]
     target = project.current_revision("general")
     assert_untouched(first, kept, workload=WORKLOAD, cls="general")
@@ -589,7 +592,7 @@ def test_cli_killed_mid_rollout_resumes_to_the_same_end_state(
     assert run.code == 0, run
     assert run.report["result"] == "complete", run
     state = project.state("general")
-    assert state["nodes"] == after_kill["nodes"], "the node order saved in the state is kept on resume"
+    assert state["nodeCount"] == after_kill["nodeCount"], "the same nodes, counted (the order is derived again)"
     assert state["startedAt"] == after_kill["startedAt"], "the same rollout continued, not a new one"
     assert_rolled_out(project, timeline, fleet, "general", max_unavailable=1)
 

@@ -9,7 +9,7 @@ from the recorded state alone.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -17,7 +17,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dsroll.plan import Action, LiveFingerprint, Plan, PodView, Policy, StepPlan, VariantPlan, pods_by_node
+from dsroll.plan import (
+    Action,
+    LiveFingerprint,
+    Plan,
+    PodView,
+    Policy,
+    StepPlan,
+    VariantPlan,
+    pods_by_node,
+    resume_order,
+)
 from dsroll.rollout import decide
 from dsroll.rollout.decide import AfterFailure, InFlight, Pause, Start
 from dsroll.rollout.fleet import NodeTurn, NodeView, Turn, skipped_at_start, turn
@@ -131,6 +141,14 @@ def test_record_due_writes_transitions_at_once_and_refills_once_a_second() -> No
     assert decide.record_due(last, replace(last, in_flight=("n1",)), 1.0)
     assert decide.record_due(last, replace(last, step=1), 0.0)
     assert decide.record_due(last, last.entering(Phase.rolling_back), 0.0)
+
+
+def test_a_big_fleet_records_progress_less_often() -> None:
+    assert [decide.record_interval(n) for n in (1, 100, 200, 1000, 5000, 50_000)] == [1, 1, 1, 5, 10, 10]
+    last = a_state(1000, in_flight=("n0",))
+    assert not decide.record_due(last, replace(last, in_flight=("n1",)), 4.0)
+    assert decide.record_due(last, replace(last, in_flight=("n1",)), 5.0)
+    assert decide.record_due(last, replace(last, step=1), 0.0)  # a transition: at once
 
 
 def test_created_waits_for_the_controller_and_every_pod() -> None:
@@ -456,14 +474,17 @@ class Killed(Exception):
 
 @dataclass
 class Store:
-    """The DaemonSet's annotation: the only thing a resumed run knows."""
+    """The DaemonSet's annotation: the only thing a resumed run knows (its JSON, which
+    counts the nodes and lists no order); ``state`` is what the running process holds."""
 
     state: RolloutState | None = None
+    text: str | None = None
     writes: int = 0
     kill_at: int | None = None
 
     def write(self, state: RolloutState) -> None:
         self.state = state
+        self.text = state.to_json()
         self.writes += 1
         if self.kill_at is not None and self.writes >= self.kill_at:
             raise Killed
@@ -480,15 +501,19 @@ def run(
     fresh: RolloutState,
     store: Store | None = None,
     on_start: Any = None,
+    relabel: Callable[[Sequence[str]], Sequence[str]] | None = None,
 ) -> RolloutState:
     """The executor's choices, against the model: start or resume, steps, batches."""
     store = store or Store()
-    recorded = store.state
+    recorded = RolloutState.from_json(store.text, "model") if store.text else None
     then = decide.start(Action.UPDATE, recorded, retargeted=False, approve=False)
     skipped = skipped_at_start(fresh.nodes, views_of(cluster).get, fresh.unready_nodes)
     if then is Start.RESUME and recorded is not None:
-        state = decide.resumed_state(recorded, fresh.nodes, steps=None, partition=fresh.partition, approve=False,
-                                     who="me", skipped=skipped)  # fmt: skip
+        assert recorded.nodes == () and recorded.node_count == len(fresh.nodes)  # counted, not listed
+        labels = relabel(fresh.nodes) if relabel is not None else fresh.nodes  # the order derived again
+        behind = [n for n in labels if n not in cluster.pods or cluster.pods[n].revision != recorded.target_revision]
+        state = decide.resumed_state(recorded, resume_order(labels, behind), steps=None, partition=fresh.partition,
+                                     approve=False, who="me", skipped=skipped)  # fmt: skip
     else:
         total = len(fresh.nodes) - len(skipped)
         state = replace(fresh, skipped=skipped, steps=decide.fit_steps(fresh.steps, total))
@@ -594,6 +619,47 @@ def test_resume_after_any_recorded_state_reaches_the_end_of_an_unbroken_run(
     assert end_of(cluster, final) == expected
     cap = fresh.cap
     assert [cluster.pods[n].revision for n in fresh.nodes] == [NEW] * cap + [OLD] * (nodes - cap)
+
+
+@FAST
+@given(
+    nodes=st.integers(1, 8),
+    budget=st.integers(1, 3),
+    steps=st.lists(st.integers(1, 8), min_size=1, max_size=3).map(lambda s: tuple(sorted(set(s)))),
+    partition=st.one_of(st.none(), st.integers(0, 8)),
+    kills=st.lists(st.integers(1, 40), min_size=1, max_size=3),
+    data=st.data(),
+)
+def test_resume_with_the_order_derived_again_from_changed_labels_keeps_the_partition(
+    nodes: int, budget: int, steps: tuple[int, ...], partition: int | None, kills: list[int], data: st.DataObject
+) -> None:
+    """The state records no order; if labels changed meanwhile the derived order is another
+    one, and putting the nodes done first still ends with exactly the cap on the new revision."""
+    permutation = data.draw(st.permutations(range(nodes)))
+
+    def relabel(order: Sequence[str]) -> tuple[str, ...]:
+        return tuple(order[i] for i in permutation)
+
+    fresh = a_state(nodes, max_unavailable=budget, steps=decide.fit_steps(steps, nodes), partition=partition)
+    cluster, store = Cluster(nodes), Store()
+    for kill in kills:
+        store.kill_at, store.writes = kill, 0
+        try:
+            final = run(cluster, fresh, store, relabel=relabel)
+            break
+        except Killed:
+            cluster.tick()
+    else:
+        store.kill_at = None
+        final = run(cluster, fresh, store, relabel=relabel)
+    assert final.phase is (Phase.partitioned if fresh.partition else Phase.complete)
+    assert sum(pod.revision == NEW for pod in cluster.pods.values()) == fresh.cap
+
+
+def test_the_model_store_holds_the_bounded_json() -> None:
+    store = Store()
+    store.write(a_state(500))
+    assert store.text is not None and '"nodes"' not in store.text and len(store.text) < 2048
 
 
 def test_a_failure_recorded_mid_step_is_kept_on_the_state() -> None:

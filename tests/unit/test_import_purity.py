@@ -45,3 +45,14 @@ def test_pure_modules_import_no_adapter() -> None:
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert json.loads(result.stdout) == []
+
+
+def test_the_command_line_loads_the_kubernetes_client_only_to_connect() -> None:
+    """Start-up: `render`, `diff --against git`, `schema` and `--help` need no cluster, and
+    the kubernetes package is a third of the CLI's import time; it loads in ``connect``."""
+    script = "import dsroll.cli, sys; print('kubernetes' in sys.modules, 'dsroll.kube.client' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False"]
+    script = "import dsroll.kube, sys; dsroll.kube.Kube; print('dsroll.kube.client' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["True"]

@@ -30,7 +30,6 @@ from dsroll.plan import (
     VariantPlan,
     batches,
     count_of,
-    keep_order,
     order_nodes,
     parse_steps,
     plan_steps,
@@ -39,6 +38,7 @@ from dsroll.plan import (
     resolve_max_unavailable,
     resolve_partition,
     resolve_steps,
+    resume_order,
 )
 from dsroll.planfile import plan_from_json, plan_to_json
 from dsroll.rollout import decide
@@ -432,7 +432,7 @@ def test_resolve_max_unavailable_percentage_rounds_up_and_is_at_least_one(percen
     assert resolve_max_unavailable(f"{percent}%", total) == max(1, -(-percent * total // 100))
 
 
-# --- order_nodes and keep_order --------------------------------------------------------
+# --- order_nodes and resume_order --------------------------------------------------------
 
 
 def test_order_nodes_canary_first_then_round_robin_across_zones() -> None:
@@ -512,22 +512,24 @@ def test_order_nodes_every_prefix_is_balanced_across_zones_still_in_play(fleet: 
             assert all(done.count(z) >= most - 1 for z in left), f"prefix {order[:k]} skipped a zone"
 
 
-def test_keep_order_keeps_the_saved_order_drops_vanished_and_appends_new() -> None:
-    saved = ("node-c1", "node-a1", "node-b1", "node-gone")
-    fresh = ("node-a1", "node-b1", "node-new2", "node-c1", "node-new1")
-    assert keep_order(saved, fresh) == ("node-c1", "node-a1", "node-b1", "node-new2", "node-new1")
+def test_resume_order_puts_the_nodes_done_first_each_group_in_order() -> None:
+    order = ("node-a1", "node-b1", "node-c1", "node-a2", "node-b2")
+    assert resume_order(order, ["node-a1", "node-a2"]) == ("node-b1", "node-c1", "node-b2", "node-a1", "node-a2")
+    assert resume_order(order, order) == order  # nothing done yet: the order itself
+    assert resume_order(order, ()) == order
 
 
 @given(
-    saved=st.lists(node_names, unique=True, max_size=15),
-    fresh=st.lists(node_names, unique=True, max_size=15),
+    order=st.lists(node_names, unique=True, max_size=15),
+    behind=st.sets(node_names, max_size=15),
+    count=st.integers(0, 15),
 )
-def test_keep_order_is_a_permutation_of_the_fresh_nodes(saved: list[str], fresh: list[str]) -> None:
-    kept = keep_order(saved, fresh)
-    assert sorted(kept) == sorted(fresh)
-    survivors = [n for n in saved if n in fresh]
-    assert list(kept[: len(survivors)]) == survivors
-    assert list(kept[len(survivors) :]) == [n for n in fresh if n not in saved]
+def test_a_resumed_window_holds_every_node_done_before(order: list[str], behind: set[str], count: int) -> None:
+    resumed = resume_order(order, behind)
+    assert sorted(resumed) == sorted(order)
+    done = [n for n in order if n not in behind]
+    window = resumed[: max(count, len(done))]
+    assert set(done) <= set(window)  # a step of count >= the nodes done never takes a node more than its count
 
 
 # --- batches and plan_steps ------------------------------------------------------------
@@ -748,13 +750,14 @@ def test_a_node_with_only_a_terminating_old_pod_is_behind() -> None:
 
 
 @pytest.mark.parametrize("phase", [Phase.progressing, Phase.awaiting_approval, Phase.paused, Phase.partitioned])
-def test_continues_an_unfinished_rollout_in_its_saved_order(phase: Phase) -> None:
+def test_continues_an_unfinished_rollout_with_the_nodes_done_first(phase: Phase) -> None:
+    """The state records no order: it is derived again (labels), the nodes done first."""
     saved_order = ("node-b2", "node-a2", "node-c2", "node-b1", "node-a1", "node-c1", "node-gone")
     revisions = {"node-b2": NEW, "node-a2": NEW, "node-c2": OLD, "node-b1": OLD, "node-a1": OLD, "node-c1": OLD}
-    got = plan_of(Change.UNCHANGED, revisions, saved=state(phase, saved_order))
+    got = plan_of(Change.UNCHANGED, revisions, saved=state(phase, saved_order).as_recorded())
     assert got.action is Action.UPDATE and got.resumes
-    assert got.nodes == saved_order[:-1], "saved order kept, vanished node dropped"
-    assert got.pending == ("node-c2", "node-b1", "node-a1", "node-c1")
+    assert got.nodes == ("node-a2", "node-b2", "node-c1", "node-a1", "node-b1", "node-c2"), "done first, then labels"
+    assert got.pending == ("node-c1", "node-a1", "node-b1", "node-c2")
     assert got.reason == f"continues the rollout recorded in the cluster (phase {phase})"
     assert not got.applies
 
@@ -787,12 +790,12 @@ def test_continues_a_paused_rollback_operation() -> None:
     assert got.reason == "continues the rollback recorded in the cluster (phase paused)"
 
 
-def test_a_new_template_during_an_unfinished_rollout_replaces_every_node_in_the_saved_order() -> None:
+def test_a_new_template_during_an_unfinished_rollout_replaces_every_node() -> None:
     saved_order = ("node-a2", "node-b2", "node-c2", "node-a1", "node-b1", "node-c1")
     revisions = {**dict.fromkeys(FLEET, OLD), "node-a2": NEW}
-    got = plan_of(Change.POD_TEMPLATE, revisions, current=NEW, saved=state(Phase.paused, saved_order))
+    got = plan_of(Change.POD_TEMPLATE, revisions, current=NEW, saved=state(Phase.paused, saved_order).as_recorded())
     assert (got.action, got.resumes, got.applies) == (Action.UPDATE, True, True)
-    assert got.pending == saved_order
+    assert set(got.pending) == set(saved_order) and got.nodes[0] == "node-a2"
     assert "pod template changed" in got.reason
 
 

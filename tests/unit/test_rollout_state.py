@@ -26,6 +26,24 @@ from dsroll.rollout.state import (
 
 #: The example in docs/rollout.md, verbatim.
 DOC_EXAMPLE = """\
+{"version": 2, "operation": "rollout", "phase": "progressing",
+ "targetRevision": "6d9f7c5b8d", "previousRevision": "8685cc7865",
+ "steps": [1, 2, 3], "step": 1, "partition": null,
+ "nodeCount": 3, "updatable": 2, "nodesDone": 1,
+ "inFlightCount": 1, "inFlight": ["kwok-node-001"],
+ "maxUnavailable": 2, "pause": "5s", "readyTimeout": "2m", "minReadySeconds": 0,
+ "onFailure": "rollback", "originalStrategy": {"type": "RollingUpdate"},
+ "commit": "3ba79aa…", "who": "alice@laptop (cluster user kubernetes-admin)",
+ "startedAt": "2026-11-23T10:00:00Z", "updatedAt": "2026-11-23T10:00:05Z",
+ "failure": null, "replacement": null, "unreadyNodes": "skip",
+ "skippedCount": 1,
+ "skipped": [{"node": "kwok-node-002", "reason": "not-ready",
+              "detail": "Ready=Unknown: Kubelet stopped posting node status."}],
+ "restartedAt": null}
+"""
+
+#: What dsroll before bounded states wrote (version 1: every node listed); still read.
+V1_EXAMPLE = """\
 {"version": 1, "operation": "rollout", "phase": "progressing",
  "targetRevision": "6d9f7c5b8d", "previousRevision": "8685cc7865",
  "steps": [1, 2, 3], "step": 1, "partition": null,
@@ -80,9 +98,20 @@ def test_reads_the_documented_example() -> None:
     got = RolloutState.from_json(DOC_EXAMPLE, "daemonset agents/agent-general")
     why = "Ready=Unknown: Kubelet stopped posting node status."
     skipped = (SkippedNode("kwok-node-002", SkipReason.not_ready, why),)
-    assert got == a_state(commit="3ba79aa…", nodes_done=1, in_flight=("kwok-node-001",), skipped=skipped)
+    written = a_state(commit="3ba79aa…", nodes_done=1, in_flight=("kwok-node-001",), skipped=skipped)
+    assert got == written.as_recorded()
     assert got.operation is RunKind.rollout and got.phase is Phase.progressing
     assert isinstance(got.steps, tuple) and isinstance(got.nodes, tuple) and isinstance(got.in_flight, tuple)
+    assert (got.node_count, got.updatable, got.skipped_count, got.nodes) == (3, 2, 1, ())
+    assert json.loads(written.to_json()) == json.loads(DOC_EXAMPLE)
+
+
+def test_reads_a_state_an_earlier_dsroll_wrote_with_every_node() -> None:
+    got = RolloutState.from_json(V1_EXAMPLE, "daemonset agents/agent-general")
+    why = "Ready=Unknown: Kubelet stopped posting node status."
+    skipped = (SkippedNode("kwok-node-002", SkipReason.not_ready, why),)
+    assert got == a_state(commit="3ba79aa…", nodes_done=1, in_flight=("kwok-node-001",), skipped=skipped, version=1)
+    assert got.counts is None and got.updatable == 2
 
 
 def test_writes_exactly_the_documented_camel_case_keys() -> None:
@@ -91,7 +120,45 @@ def test_writes_exactly_the_documented_camel_case_keys() -> None:
     assert data["targetRevision"] == "6d9f7c5b8d"
     assert data["inFlight"] == [] and data["nodesDone"] == 0 and data["minReadySeconds"] == 0
     assert data["operation"] == "rollout" and data["phase"] == "progressing"
-    assert data["failure"] is None and data["partition"] is None and data["version"] == 1
+    assert data["failure"] is None and data["partition"] is None and data["version"] == 2
+    assert data["nodeCount"] == 3 and "nodes" not in data
+
+
+CLOUD = "ip-10-{}-{}-{}.eu-west-1.compute.internal"
+
+
+def cloud_nodes(count: int) -> tuple[str, ...]:
+    return tuple(CLOUD.format(i // 65536 % 256, i // 256 % 256, i % 256) for i in range(count))
+
+
+@pytest.mark.parametrize("fleet", [3, 100, 1000, 5000, 20000])
+def test_the_state_stays_bounded_whatever_the_fleet(fleet: int) -> None:
+    """At 5,000 nodes with cloud-style names, 500 skipped and 500 in flight: a few KiB,
+    the same as at 100 (a list of every name was ~230 KiB, near the 256 KiB limit)."""
+    nodes = cloud_nodes(fleet)
+    skipped = tuple(
+        SkippedNode(n, SkipReason.not_ready, "Ready=Unknown: Kubelet stopped posting node status. " * 20)
+        for n in nodes[: fleet // 10]
+    )
+    state = a_state(
+        nodes=nodes, skipped=skipped, in_flight=nodes[-fleet // 10 :], max_unavailable=max(1, fleet // 10),
+        who="w" * 5000, failure=Failure(nodes[0], "r" * 100_000),
+    )  # fmt: skip
+    text = state.to_json()
+    assert len(text.encode()) < 6 * 1024
+    got = RolloutState.from_json(text, "here")
+    assert (got.node_count, got.skipped_count, got.updatable) == (fleet, fleet // 10, fleet - fleet // 10)
+    assert got.counts is not None and got.counts.in_flight == len(state.in_flight)
+    assert got == state.as_recorded()
+
+
+def test_a_state_read_back_and_written_again_keeps_its_counts() -> None:
+    """`dsroll pause` writes back a state it read: the counts survive, not the empty lists."""
+    state = a_state(nodes=cloud_nodes(50), skipped=(SkippedNode("x", SkipReason.held),))
+    again = RolloutState.from_json(state.to_json(), "here").entering(Phase.paused)
+    reread = RolloutState.from_json(again.to_json(), "here")
+    assert (reread.node_count, reread.skipped_count, reread.updatable) == (50, 1, 50)
+    assert not reread.finished and reread.phase is Phase.paused
 
 
 def test_writes_compact_json_fit_for_an_annotation() -> None:
@@ -103,13 +170,13 @@ def test_failure_round_trips_as_an_object() -> None:
     failed = a_state(phase=Phase.paused, failure=Failure("kwok-node-001", "pod x container agent: CrashLoopBackOff"))
     data = json.loads(failed.to_json())
     assert data["failure"] == {"node": "kwok-node-001", "reason": "pod x container agent: CrashLoopBackOff"}
-    assert RolloutState.from_json(failed.to_json(), "here") == failed
+    assert RolloutState.from_json(failed.to_json(), "here") == failed.as_recorded()
 
 
 def test_unknown_keys_are_ignored() -> None:
     data = json.loads(a_state().to_json())
     data.update(futureField={"x": 1}, anotherOne=7)
-    assert RolloutState.from_json(json.dumps(data), "here") == a_state()
+    assert RolloutState.from_json(json.dumps(data), "here") == a_state().as_recorded()
 
 
 def test_missing_optional_keys_take_their_defaults() -> None:
@@ -123,7 +190,7 @@ def test_missing_optional_keys_take_their_defaults() -> None:
         0,
         (),
         None,
-        1,
+        2,
     )
 
 
@@ -205,7 +272,7 @@ states = st.builds(
 @given(states)
 def test_state_json_round_trips(state: RolloutState) -> None:
     text = state.to_json()
-    assert RolloutState.from_json(text, "here") == state
+    assert RolloutState.from_json(text, "here") == state.as_recorded()
     assert set(json.loads(text)) == DOC_KEYS
 
 
@@ -290,7 +357,7 @@ def test_read_state_of_no_daemonset_or_no_annotation() -> None:
 
 def test_read_state_reads_the_annotation() -> None:
     ds = daemonset({ROLLOUT_ANNOTATION: a_state().to_json(), "deprecated.daemonset.template.generation": "4"})
-    assert read_state(ds) == a_state()
+    assert read_state(ds) == a_state().as_recorded()
 
 
 def test_read_state_names_the_daemonset_when_the_annotation_is_bad() -> None:

@@ -64,11 +64,14 @@ def test_delay_jitters_within_half_again() -> None:
 
 
 def test_lease_timing_leaves_slack_for_renewals() -> None:
-    for nodes in (1, 12, 100, 101, 1000):
+    for nodes in (1, 12, 100, 101, 1000, 1001, 5000, 20000):
         lease, grace = bh.lease_timing(nodes)
         assert grace / (lease / 4) >= 5, "five renewals (one every lease/4) must fit in the grace period"
+        if nodes > 100:
+            assert nodes / (lease / 4) <= 101, "about 100 Lease renewals a second at most"
     assert bh.lease_timing(12) == (6, 10)
     assert bh.lease_timing(1000) == (40, 50)
+    assert bh.lease_timing(5000) == (200, 250)
 
 
 def _pod(**status: object) -> dict:
