@@ -285,6 +285,8 @@ class Bench:
         ]
         for reader in readers:
             reader.start()
+        memory = threading.Thread(target=self._sample_rss, args=(process.pid, started), daemon=True)
+        memory.start()
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.monotonic() - started
         for reader in readers:
@@ -302,6 +304,18 @@ class Bench:
         lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]  # JSON lines, summary last
         summary = next(line for line in reversed(lines) if "apiRequests" in line)
         return wall, summary, [line for line in lines if "event" in line], usage
+
+    def _sample_rss(self, pid: int, started: float) -> None:
+        """dsroll's resident memory twice a second, to tell when its peak happens."""
+        self.rss_samples: list[tuple[float, int]] = []
+        while True:
+            try:
+                text = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                return
+            kib = next((int(line.split()[1]) for line in text.splitlines() if line.startswith("VmRSS:")), 0)
+            self.rss_samples.append((time.monotonic() - started, kib * 1024))
+            time.sleep(0.5)
 
     # --- native ----------------------------------------------------------------------------
 
@@ -361,6 +375,11 @@ class Bench:
         )
         if events:
             say(f"  events: {event_summary(events)}")
+        samples = getattr(self, "rss_samples", [])
+        if samples:
+            at, top = max(samples, key=lambda s: s[1])
+            phase = "before execution (start-up, planning)" if at < wall - result.dsroll_elapsed else "executing"
+            say(f"  memory: RSS highest ({top / MiB:.0f} MiB, sampled) at {at:.1f}s of {wall:.1f}s, {phase}")
         return result
 
     # --- the independent witness (--watch-pods) -------------------------------------------

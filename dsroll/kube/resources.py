@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from dsroll.kube.client import Kube
 
 FIELD_MANAGER = "dsroll"
-PAGE = 500  # items per list request
+PAGE = 250  # items per list request: a page of whole pods or nodes parses to ~10 MiB of Python objects
 
 
 def delete_options(uid: str | None = None, *, orphan: bool = False) -> dict[str, Any]:

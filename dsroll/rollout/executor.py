@@ -35,7 +35,7 @@ from dsroll.rollout import revisions as revs
 from dsroll.rollout.decide import AfterFailure, Pause, Start
 from dsroll.rollout.evidence import Evidence
 from dsroll.rollout.external import last_writer, stable_revision
-from dsroll.rollout.fleet import skipped_at_start, slim_node
+from dsroll.rollout.fleet import skipped_at_start, watched_node
 from dsroll.rollout.health import Gate
 from dsroll.rollout.lease import RENEW_EVERY, Lease
 from dsroll.rollout.outcome import NodeFailed, Result, RunOptions, SecondHand, Stopped, Target, VariantResult
@@ -94,7 +94,7 @@ class VariantRollout:
                 self.kube.nodes.collection(None),
                 log_changes=True,
                 changed=changed,
-                transform=slim_node,
+                transform=watched_node,
                 keep_items=False,
             )
             daemonset = Informer(

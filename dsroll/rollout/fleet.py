@@ -52,18 +52,27 @@ class NodeView:
         )
 
 
-def slim_node(node: Mapping[str, Any]) -> dict[str, Any]:
+def slim_node(node: Mapping[str, Any], *, labels: bool = True) -> dict[str, Any]:
     """What ``NodeView`` and the node order read of a node (name, labels, unschedulable,
     the Ready condition) and the resourceVersion a watch resumes from: an informer of
-    thousands of nodes keeps this, not their images, addresses and managedFields."""
+    thousands of nodes keeps this, not their images, addresses and managedFields.
+    ``labels=False``: only the hold label (``NodeView`` reads nothing else; the rollout's
+    node watch keeps that, the plan's list keeps every label for the classes and order)."""
     meta, spec, status = node["metadata"], node.get("spec") or {}, node.get("status") or {}
-    slim_meta = {key: meta[key] for key in ("name", "uid", "labels", "resourceVersion") if key in meta}
+    slim_meta = {key: meta[key] for key in ("name", "uid", "resourceVersion") if key in meta}
+    found = meta.get("labels") or {}
+    slim_meta["labels"] = dict(found) if labels else {k: v for k, v in found.items() if k == HOLD_LABEL}
     ready = [c for c in status.get("conditions") or [] if c.get("type") == "Ready"]
     return {
         "metadata": slim_meta,
         "spec": {"unschedulable": True} if spec.get("unschedulable") else {},
         "status": {"conditions": ready},
     }
+
+
+def watched_node(node: Mapping[str, Any]) -> dict[str, Any]:
+    """``slim_node`` for the rollout's node watch: what ``NodeView`` reads."""
+    return slim_node(node, labels=False)
 
 
 class NodeIndex:

@@ -460,3 +460,45 @@ def test_a_pod_the_scheduler_has_not_bound_is_its_nodes_new_pod() -> None:
     index = PodIndex("ds", [NODE], "new")
     index.absorb([("SYNC", [pod])])
     assert index.new_pod(NODE, "old") is pod and NODE in index.unavailable
+
+
+# --- what an informer keeps of a pod is enough for the gate ---------------------------------
+
+RUNNING_READY_FALSE = {"type": "Ready", "status": "False", "reason": "ContainersNotReady",
+                       "message": "containers with unready status: [agent]"}  # fmt: skip
+SLIM_CASES = {
+    "taken host port": daemon_pod(
+        scheduled=unschedulable(HOST_PORT), bound=False,
+        container={"name": "agent", "ports": [{"containerPort": 9123, "hostPort": 9123}]},
+    ),
+    "insufficient cpu": daemon_pod(
+        scheduled=unschedulable(INSUFFICIENT_CPU), bound=False,
+        container={"name": "agent", "image": "example.com/agent:2.0", "resources": {"requests": {"cpu": "1000"}}},
+    ),
+    "oom killed": daemon_pod(phase="Running", statuses=[{
+        "name": "agent", "restartCount": 1, "image": "example.com/agent:2.0",
+        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s restarting failed container"}},
+        "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137, "startedAt": "2026-11-29T08:35:15Z"}},
+    }]),
+    "first error exit": daemon_pod(phase="Running", statuses=[{
+        "name": "agent", "restartCount": 0, "state": {"terminated": {"reason": "Error", "exitCode": 1}},
+    }]),
+    "slow pull": daemon_pod(
+        statuses=[{"name": "agent", "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]
+    ),
+    "never ready": daemon_pod(phase="Running", ready=RUNNING_READY_FALSE, statuses=[{
+        "name": "agent", "restartCount": 0, "state": {"running": {"startedAt": "2026-11-29T08:35:15Z"}},
+    }]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(SLIM_CASES))
+def test_the_slim_pod_an_informer_keeps_gets_the_same_verdict_as_the_whole_pod(case: str) -> None:
+    from dsroll.plan import PodView
+    from dsroll.rollout.view import slim_pod
+
+    pod = SLIM_CASES[case]
+    slim = slim_pod(pod)
+    assert PodView.of(slim) == PodView.of(pod)
+    for after in (1.0, 9.0):  # before and after readyTimeout
+        assert verdict(slim, after) == verdict(pod, after), case
