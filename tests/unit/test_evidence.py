@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_stuck_pods import NODE, PULLING, T0, creating, daemon_pod, oom_killed
+from test_stuck_causes import NODE, PULLING, T0, creating, daemon_pod, oom_killed
 
 from dsroll.errors import ClusterError
 from dsroll.rollout.decide import InFlight
