@@ -308,14 +308,16 @@ class Bench:
     def _sample_rss(self, pid: int, started: float) -> None:
         """dsroll's resident memory twice a second, to tell when its peak happens."""
         self.rss_samples: list[tuple[float, int]] = []
+        self.hwm = 0  # VmHWM: the process's own peak RSS (wait4's ru_maxrss also counts git children)
         while True:
             try:
                 text = Path(f"/proc/{pid}/status").read_text()
             except OSError:
                 return
-            kib = next((int(line.split()[1]) for line in text.splitlines() if line.startswith("VmRSS:")), 0)
-            self.rss_samples.append((time.monotonic() - started, kib * 1024))
-            time.sleep(0.5)
+            fields = {line.split(":")[0]: line.split()[1] for line in text.splitlines() if line.startswith("Vm")}
+            self.rss_samples.append((time.monotonic() - started, int(fields.get("VmRSS", 0)) * 1024))
+            self.hwm = max(self.hwm, int(fields.get("VmHWM", 0)) * 1024)
+            time.sleep(0.2)
 
     # --- native ----------------------------------------------------------------------------
 
@@ -379,7 +381,10 @@ class Bench:
         if samples:
             at, top = max(samples, key=lambda s: s[1])
             phase = "before execution (start-up, planning)" if at < wall - result.dsroll_elapsed else "executing"
-            say(f"  memory: RSS highest ({top / MiB:.0f} MiB, sampled) at {at:.1f}s of {wall:.1f}s, {phase}")
+            say(
+                f"  memory: RSS highest ({top / MiB:.0f} MiB, sampled) at {at:.1f}s of {wall:.1f}s, {phase}; "
+                f"dsroll's own peak (VmHWM, read until it exits) {self.hwm / MiB:.0f} MiB"
+            )
         return result
 
     # --- the independent witness (--watch-pods) -------------------------------------------
