@@ -24,11 +24,11 @@ after the other, never at once:
   excluded) and ``apiRequests`` (every HTTP request dsroll made, counted at its HTTP
   layer, planning's diff, dry-run and listing included, watches counted once per
   connection) are reported too (dsroll runs with its bytecode cached, as pip installs it:
-  ``PYTHONDONTWRITEBYTECODE`` is not passed on); and, from ``os.wait4``, the CPU seconds (user + system)
-  and peak RSS of dsroll's process (with the git processes it ran: ``ru_maxrss`` is the
-  largest of them), and dsroll's own peak (``VmHWM`` from /proc, read until it exits); and the largest ``dsroll.io/rollout`` annotation
-  written during the run (a ``kubectl get --watch`` on the DaemonSet records every
-  version of it).
+  ``PYTHONDONTWRITEBYTECODE`` is not passed on); and, from ``os.wait4``, the CPU seconds
+  (user + system) and peak RSS of dsroll's process (with the git processes it ran:
+  ``ru_maxrss`` is the largest of them), and dsroll's own peak (``VmHWM`` from /proc,
+  read until it exits); and the largest ``dsroll.io/rollout`` annotation written during
+  the run (a ``kubectl get --watch`` on the DaemonSet records every version of it).
 * native: a second DaemonSet in another namespace, created with kubectl,
   ``updateStrategy: RollingUpdate, maxUnavailable: 10``; the time from ``kubectl set
   image`` until ``kubectl rollout status --timeout=5m`` returns (updated == available ==
