@@ -24,10 +24,11 @@ after the other, never at once:
   excluded) and ``apiRequests`` (every HTTP request dsroll made, counted at its HTTP
   layer, planning's diff, dry-run and listing included, watches counted once per
   connection) are reported too (dsroll runs with its bytecode cached, as pip installs it:
-  ``PYTHONDONTWRITEBYTECODE`` is not passed on); and, from ``os.wait4``, the CPU seconds (user + system)
-  and peak RSS of dsroll's process; and the largest ``dsroll.io/rollout`` annotation
-  written during the run (a ``kubectl get --watch`` on the DaemonSet records every
-  version of it).
+  ``PYTHONDONTWRITEBYTECODE`` is not passed on); and, from ``os.wait4``, the CPU seconds
+  (user + system) and peak RSS of dsroll's process (with the git processes it ran:
+  ``ru_maxrss`` is the largest of them), and dsroll's own peak (``VmHWM`` from /proc,
+  read until it exits); and the largest ``dsroll.io/rollout`` annotation written during
+  the run (a ``kubectl get --watch`` on the DaemonSet records every version of it).
 * native: a second DaemonSet in another namespace, created with kubectl,
   ``updateStrategy: RollingUpdate, maxUnavailable: 10``; the time from ``kubectl set
   image`` until ``kubectl rollout status --timeout=5m`` returns (updated == available ==
@@ -154,10 +155,11 @@ class Run:
     api_requests: int
     native_wall: float
     cpu_seconds: float
-    peak_rss: int  # bytes
+    peak_rss: int  # bytes: wait4's ru_maxrss, the largest of dsroll and the git processes it ran
     state_bytes: int  # the largest dsroll.io/rollout annotation written
     node_seconds: list[float] = field(default_factory=list)
     witness: dict[str, Any] = field(default_factory=dict)
+    own_rss: int = 0  # bytes: dsroll's own peak (VmHWM)
 
     @property
     def ratio(self) -> float:
@@ -308,14 +310,16 @@ class Bench:
     def _sample_rss(self, pid: int, started: float) -> None:
         """dsroll's resident memory twice a second, to tell when its peak happens."""
         self.rss_samples: list[tuple[float, int]] = []
+        self.hwm = 0  # VmHWM: the process's own peak RSS (wait4's ru_maxrss also counts git children)
         while True:
             try:
                 text = Path(f"/proc/{pid}/status").read_text()
             except OSError:
                 return
-            kib = next((int(line.split()[1]) for line in text.splitlines() if line.startswith("VmRSS:")), 0)
-            self.rss_samples.append((time.monotonic() - started, kib * 1024))
-            time.sleep(0.5)
+            fields = {line.split(":")[0]: line.split()[1] for line in text.splitlines() if line.startswith("Vm")}
+            self.rss_samples.append((time.monotonic() - started, int(fields.get("VmRSS", 0)) * 1024))
+            self.hwm = max(self.hwm, int(fields.get("VmHWM", 0)) * 1024)
+            time.sleep(0.2)
 
     # --- native ----------------------------------------------------------------------------
 
@@ -375,11 +379,15 @@ class Bench:
         )
         if events:
             say(f"  events: {event_summary(events)}")
+        result.own_rss = getattr(self, "hwm", 0)
         samples = getattr(self, "rss_samples", [])
         if samples:
             at, top = max(samples, key=lambda s: s[1])
             phase = "before execution (start-up, planning)" if at < wall - result.dsroll_elapsed else "executing"
-            say(f"  memory: RSS highest ({top / MiB:.0f} MiB, sampled) at {at:.1f}s of {wall:.1f}s, {phase}")
+            say(
+                f"  memory: RSS highest ({top / MiB:.0f} MiB, sampled) at {at:.1f}s of {wall:.1f}s, {phase}; "
+                f"dsroll's own peak (VmHWM, read until it exits) {self.hwm / MiB:.0f} MiB"
+            )
         return result
 
     # --- the independent witness (--watch-pods) -------------------------------------------
@@ -474,13 +482,13 @@ def table(runs: list[Run], max_unavailable: int) -> str:
     nodes = runs[0].nodes
     target = ratio_target(nodes)
     head = f"{'run':>3}  {'dsroll s':>8}  {'(exec s)':>8}  {'native s':>8}  {'ratio':>5}  {'(exec)':>6}  "
-    head += f"{'req/node':>8}  {'CPU s':>6}  {'RSS MiB':>7}  {'state B':>7}"
+    head += f"{'req/node':>8}  {'CPU s':>6}  {'RSS MiB':>7}  {'(own)':>5}  {'state B':>7}"
     rows = [f"{nodes} nodes, maxUnavailable {max_unavailable}, one 100% step", head]
     for r in runs:
         rows.append(
             f"{r.number:>3}  {r.dsroll_wall:>8.1f}  {r.dsroll_elapsed:>8.1f}  {r.native_wall:>8.1f}  "
             f"{r.ratio:>5.2f}  {r.exec_ratio:>6.2f}  {r.requests_per_node:>8.2f}  {r.cpu_seconds:>6.1f}  "
-            f"{r.peak_rss / MiB:>7.0f}  {r.state_bytes:>7}"
+            f"{r.peak_rss / MiB:>7.0f}  {r.own_rss / MiB:>5.0f}  {r.state_bytes:>7}"
         )
     ratio = statistics.median(r.ratio for r in runs)
     worst = max(r.requests_per_node for r in runs)
@@ -492,7 +500,8 @@ def table(runs: list[Run], max_unavailable: int) -> str:
     )
     rows.append(
         "(exec = dsroll's elapsedSeconds: execution only, without Python start-up, render and planning; "
-        "CPU s and RSS: dsroll's process, from wait4; state B: the largest dsroll.io/rollout annotation written)"
+        "CPU s and RSS: dsroll's process and the git processes it ran, from wait4; (own): dsroll's own peak RSS, "
+        "VmHWM; state B: the largest dsroll.io/rollout annotation written)"
     )
     return "\n".join(rows)
 
@@ -517,6 +526,7 @@ def figures(runs: list[Run], max_unavailable: int) -> dict[str, Any]:
                 "requestsPerNode": r.requests_per_node,
                 "cpuSeconds": round(r.cpu_seconds, 2),
                 "peakRssBytes": r.peak_rss,
+                "ownPeakRssBytes": r.own_rss,
                 "stateAnnotationBytes": r.state_bytes,
             }
             | ({"nodeSecondsMedian": round(statistics.median(r.node_seconds), 3)} if r.node_seconds else {})
