@@ -217,15 +217,22 @@ class VariantRollout:
         return Informer(self.kube.daemonsets.collection(self.ns, field_selector=f"metadata.name={self.name}"))
 
     def _wait_observed(self, timeout: float = 60) -> None:
-        """Until the controller has seen the latest spec (and so recorded its revision)."""
+        """Until the controller has seen the latest spec (and so recorded its revision);
+        through the rollout's DaemonSet watch once it has one, else a watch of its own."""
+        if self._around is not None:
+            self._observed(self._around.daemonset, timeout)
+            return
         with self._watch_daemonset() as watch:
-            deadline, seen = time.monotonic() + timeout, -1
-            while time.monotonic() < deadline:
-                for ds in watch.snapshot():
-                    if (ds.get("status") or {}).get("observedGeneration", 0) >= ds["metadata"]["generation"]:
-                        self.ds = ds
-                        return
-                seen = watch.wait(deadline - time.monotonic(), seen)
+            self._observed(watch, timeout)
+
+    def _observed(self, watch: Informer, timeout: float) -> None:
+        deadline, seen = time.monotonic() + timeout, -1
+        while time.monotonic() < deadline:
+            for ds in watch.snapshot():
+                if (ds.get("status") or {}).get("observedGeneration", 0) >= ds["metadata"]["generation"]:
+                    self.ds = ds
+                    return
+            seen = watch.wait(deadline - time.monotonic(), seen)
         raise ClusterError(f"the DaemonSet controller did not observe {self.label} within {timeout:.0f}s")
 
     def _current_revision(self) -> revs.Revision:
