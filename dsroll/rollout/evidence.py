@@ -4,9 +4,10 @@ The cause of a stuck pod often lives only in its Events (the kubelet's ``Pulling
 ``FailedMount``, a readiness probe's ``Unhealthy``), and the cause of *no* pod only in the
 Node (a taint the DaemonSet controller will not place a pod over). Reading them on every
 watch event would cost a request per event; ``health.look`` decides when a look is worth
-it (a pod not Ready after a few seconds, no pod after a couple, a failure to name; at
-most one look per pod or node every ten seconds) and this object does the reading: one
-LIST of Events by ``involvedObject.uid``, one GET of the Node, and judges again with what
+it (a pod not Ready after a few seconds, no pod after a couple, later when this run's
+replacements take longer: ``pace``, the median of the last ``PACE_OF``; a failure to
+name; at most one look per pod or node every ten seconds) and this object does the
+reading: one LIST of Events by ``involvedObject.uid``, one GET of the Node, and judges again with what
 it found (``decide.judge`` with ``health.Clues``, whose wording is ``causes.py``'s).
 
 Reads run in the background once the pod swap gives them a pool (``read_in``): a look
@@ -25,7 +26,9 @@ have failed at once. While a node waits, each new cause a look finds is reported
 
 from __future__ import annotations
 
+import statistics
 import threading
+from collections import deque
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
@@ -47,6 +50,9 @@ class EventsApi(Protocol):
 class NodesApi(Protocol):
     def get(self, name: str) -> dict[str, Any] | None: ...
 
+
+#: ``pace`` is the median time of this many replacements, the last ones.
+PACE_OF = 50
 
 #: How a pool takes a read: ``ThreadPoolExecutor.submit``'s shape.
 Submit = Callable[[Callable[[], "_Seen"]], "Future[_Seen]"]
@@ -80,6 +86,8 @@ class Evidence:
         self._reading: dict[str, tuple[Look, Future[_Seen]]] = {}  # key → a read under way
         self._arrived: set[str] = set()  # nodes whose read finished, not yet judged again (any thread adds)
         self._lock = threading.Lock()
+        self._took: deque[float] = deque(maxlen=PACE_OF)  # seconds, the last nodes replaced
+        self.pace = 0.0  # their median: a node slower than its peers is looked at (``health.look``)
 
     def read_in(self, submit: Submit | None, wake: Callable[[], None] = lambda: None) -> None:
         """From now on reads go to ``submit`` (a pool) and ``wake`` is called, from the
@@ -114,9 +122,12 @@ class Evidence:
         fresh = self._take_read(key)
         clues = self._clues(node, key, template)
         kept, verdict = judge(track, pod, gate, now, clues)
+        if verdict.outcome is Outcome.HEALTHY:
+            self._took.append(now - track.started)
+            self.pace = statistics.median(self._took)
         if fresh:
             self._told_cause(node, pod, clues, verdict)
-        kind, due = look(verdict, pod, started=track.started, now=now, last=self._last(key))
+        kind, due = look(verdict, pod, started=track.started, now=now, last=self._last(key), pace=self.pace)
         if kind is not Look.NONE and key not in self._reading:
             if self._submit is not None:
                 self._start(kind, node, key, pod, now)
@@ -124,7 +135,7 @@ class Evidence:
                 clues = self._clues(node, key, template)
                 kept, verdict = judge(track, pod, gate, now, clues)
                 self._told_cause(node, pod, clues, verdict)
-                kind, due = look(verdict, pod, started=track.started, now=now, last=self._last(key))
+                kind, due = look(verdict, pod, started=track.started, now=now, last=self._last(key), pace=self.pace)
         if verdict.outcome is Outcome.WAITING and due is not None and due > now and self._can(pod):
             verdict = replace(verdict, wake_at=min(due, verdict.wake_at or due))
         return kept, verdict

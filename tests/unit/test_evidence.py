@@ -7,7 +7,7 @@ from concurrent.futures import Future
 from typing import Any
 
 import pytest
-from test_stuck_causes import NODE, PULLING, T0, creating, daemon_pod, oom_killed
+from test_stuck_causes import NODE, PULLING, T0, creating, daemon_pod, oom_killed, running
 
 from dsroll.errors import ClusterError
 from dsroll.rollout.decide import InFlight
@@ -224,3 +224,15 @@ def test_in_the_background_a_refused_read_is_said_once_and_that_kind_stops() -> 
     assert events.calls == 1 and pool.queued == []
     assert [e for e, _ in reporter.said] == ["warning"] and "cannot list events" in reporter.said[0][1]
     assert got.wake_at == T0 + 60, "no look left to wake for"
+
+
+def test_the_pace_of_the_nodes_replaced_puts_off_the_looks_at_the_others() -> None:
+    events = FakeEvents([PULLING])
+    eyes, _ = evidence(events=events)
+    for n in range(5):  # five peers took 4 s each from delete to Ready
+        eyes.judge(f"peer-{n}", TRACK, running(ready=True), GATE, T0 + 4, TEMPLATE)
+    assert eyes.pace == 4.0
+    _, got = eyes.judge(NODE, TRACK, creating(), Gate(60.0, 0.0), T0 + 5, TEMPLATE)
+    assert events.calls == 0 and got.wake_at == T0 + 8, "not Ready after 5 s is normal when peers take 4"
+    eyes.judge(NODE, TRACK, creating(), Gate(60.0, 0.0), T0 + 8, TEMPLATE)
+    assert events.calls == 1
