@@ -8,11 +8,17 @@ from __future__ import annotations
 
 from dsroll.cli import init, render, rollout, state
 from dsroll.cli.app import PROG, app
+from dsroll.cli.quickexit import leave
 from dsroll.cli.signals import terminate_as_interrupt
 
 __all__ = ["app", "init", "main", "render", "rollout", "state"]
 
 
 def main() -> None:
-    with terminate_as_interrupt():
-        app(prog_name=PROG)
+    """The console script: run the command, then end the process at once (``quickexit``)."""
+    try:
+        with terminate_as_interrupt():
+            app(prog_name=PROG)
+    except SystemExit as done:
+        leave(done.code)
+    leave(0)

@@ -4,10 +4,18 @@ The cause of a stuck pod often lives only in its Events (the kubelet's ``Pulling
 ``FailedMount``, a readiness probe's ``Unhealthy``), and the cause of *no* pod only in the
 Node (a taint the DaemonSet controller will not place a pod over). Reading them on every
 watch event would cost a request per event; ``health.look`` decides when a look is worth
-it (a pod not Ready after a few seconds, no pod after a couple, a failure to name; at
-most one look per pod or node every ten seconds) and this object does the reading: one
-LIST of Events by ``involvedObject.uid``, one GET of the Node, and judges again with what
+it (a pod not Ready after a few seconds, no pod after a couple, later when this run's
+replacements take longer: ``pace``, the median of the last ``PACE_OF``; a failure to
+name; at most one look per pod or node every ten seconds) and this object does the
+reading: one LIST of Events by ``involvedObject.uid``, one GET of the Node, and judges again with what
 it found (``decide.judge`` with ``health.Clues``, whose wording is ``causes.py``'s).
+
+Reads run in the background once the pod swap gives them a pool (``read_in``): a look
+must never hold up the decisions of every other node in flight (with slow image pulls a
+hundred pods in flight each want a look every ten seconds, and a request takes tens of
+milliseconds on a busy API server). A finished read wakes the swap (its ``Bell``), which
+judges that node again (``arrived``) with what was found. Without a pool a read is made
+on the spot and the node judged again at once.
 
 Both reads are optional in effect: a refusal (RBAC without ``list events`` or ``get
 nodes``) or any other error is said once and that kind of read stops for the step; the
@@ -18,7 +26,11 @@ have failed at once. While a node waits, each new cause a look finds is reported
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import statistics
+import threading
+from collections import deque
+from collections.abc import Callable, Collection, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -37,6 +49,13 @@ class EventsApi(Protocol):
 
 class NodesApi(Protocol):
     def get(self, name: str) -> dict[str, Any] | None: ...
+
+
+#: ``pace`` is the median time of this many replacements, the last ones.
+PACE_OF = 50
+
+#: How a pool takes a read: ``ThreadPoolExecutor.submit``'s shape.
+Submit = Callable[[Callable[[], "_Seen"]], "Future[_Seen]"]
 
 
 @dataclass
@@ -62,6 +81,31 @@ class Evidence:
         self.reporter = reporter
         self._seen: dict[str, _Seen] = {}  # by pod uid, or "node/<name>" while there is no pod
         self._told: dict[str, str] = {}  # node → the last waiting cause reported
+        self._submit: Submit | None = None  # None: read on the spot
+        self._wake: Callable[[], None] = lambda: None
+        self._reading: dict[str, tuple[Look, Future[_Seen]]] = {}  # key → a read under way
+        self._arrived: set[str] = set()  # nodes whose read finished, not yet judged again (any thread adds)
+        self._lock = threading.Lock()
+        self._took: deque[float] = deque(maxlen=PACE_OF)  # seconds, the last nodes replaced
+        self.pace = 0.0  # their median: a node slower than its peers is looked at (``health.look``)
+
+    def read_in(self, submit: Submit | None, wake: Callable[[], None] = lambda: None) -> None:
+        """From now on reads go to ``submit`` (a pool) and ``wake`` is called, from the
+        pool's thread, when one is done; ``None``: on the spot again (reads under way are dropped)."""
+        self._submit, self._wake = submit, wake
+        if submit is None:
+            self._reading.clear()
+
+    def arrived(self, in_flight: Collection[str]) -> set[str]:
+        """The nodes of ``in_flight`` whose background read finished since the last call:
+        judge them again (``judge`` takes in what was found)."""
+        with self._lock:
+            found, self._arrived = self._arrived, set()
+        return found & set(in_flight) if found else set()
+
+    def has_arrived(self) -> bool:
+        with self._lock:
+            return bool(self._arrived)
 
     def judge(
         self,
@@ -72,22 +116,76 @@ class Evidence:
         now: float,
         template: Mapping[str, Any],
     ) -> tuple[InFlight, Verdict]:
-        """``decide.judge`` for ``node``'s new pod, after reading what is due; the verdict's
-        ``wake_at`` also wakes the caller for the next look."""
+        """``decide.judge`` for ``node``'s new pod with what was read of it, starting the
+        read that is due; the verdict's ``wake_at`` also wakes the caller for the next look."""
         key = f"node/{node}" if pod is None else str(pod["metadata"]["uid"])
-        kept, verdict = judge(track, pod, gate, now, self._clues(node, key, template))
-        kind, due = look(verdict, pod, started=track.started, now=now, last=self._last(key))
-        if kind is not Look.NONE and self._read(kind, node, key, pod, now):
-            clues = self._clues(node, key, template)
-            kept, verdict = judge(track, pod, gate, now, clues)
-            if verdict.outcome is Outcome.WAITING and (pod is not None or clues.misfit is not None):
-                self._tell(node, verdict.message)  # a cause found (a node that fits only awaits the controller)
-            kind, due = look(verdict, pod, started=track.started, now=now, last=self._last(key))
+        fresh = self._take_read(key)
+        clues = self._clues(node, key, template)
+        kept, verdict = judge(track, pod, gate, now, clues)
+        if verdict.outcome is Outcome.HEALTHY:
+            self._took.append(now - track.started)
+            self.pace = statistics.median(self._took)
+        if fresh:
+            self._told_cause(node, pod, clues, verdict)
+        kind, due = look(verdict, pod, started=track.started, now=now, last=self._last(key), pace=self.pace)
+        if kind is not Look.NONE and key not in self._reading:
+            if self._submit is not None:
+                self._start(kind, node, key, pod, now)
+            elif self._read(kind, node, key, pod, now):
+                clues = self._clues(node, key, template)
+                kept, verdict = judge(track, pod, gate, now, clues)
+                self._told_cause(node, pod, clues, verdict)
+                kind, due = look(verdict, pod, started=track.started, now=now, last=self._last(key), pace=self.pace)
         if verdict.outcome is Outcome.WAITING and due is not None and due > now and self._can(pod):
             verdict = replace(verdict, wake_at=min(due, verdict.wake_at or due))
         return kept, verdict
 
+    def _told_cause(self, node: str, pod: Mapping[str, Any] | None, clues: Clues, verdict: Verdict) -> None:
+        if verdict.outcome is Outcome.WAITING and (pod is not None or clues.misfit is not None):
+            self._tell(node, verdict.message)  # a cause found (a node that fits only awaits the controller)
+
     # --- reading ------------------------------------------------------------------------
+
+    def _start(self, kind: Look, node: str, key: str, pod: Mapping[str, Any] | None, now: float) -> None:
+        """A read in the background; until it is back, the last one found stands, and
+        ``look`` counts from now (one look per pod or node every ten seconds still)."""
+        assert self._submit is not None
+        uid = str(pod["metadata"]["uid"]) if pod is not None else ""
+        previous = self._seen.get(key)
+        self._seen[key] = replace(previous, at=now) if previous is not None else _Seen(now)
+        if kind is Look.NODE:
+            nodes = self.nodes
+            if nodes is None:
+                return
+            future = self._submit(lambda: _Seen(now, node=nodes.get(node), node_read=True))
+        else:
+            events = self.events
+            if events is None or pod is None:
+                return
+            future = self._submit(lambda: _Seen(now, events=events.about(self.ns, uid)))
+        self._reading[key] = (kind, future)
+        future.add_done_callback(lambda _: self._landed(node))
+
+    def _landed(self, node: str) -> None:
+        """The pool's thread: a read finished."""
+        with self._lock:
+            self._arrived.add(node)
+        self._wake()
+
+    def _take_read(self, key: str) -> bool:
+        """A finished background read of ``key`` taken in (a failure turns that kind of
+        read off, said once); whether there was one."""
+        found = self._reading.get(key)
+        if found is None or not found[1].done():
+            return False
+        del self._reading[key]
+        kind, future = found
+        try:
+            self._seen[key] = future.result()
+        except DsrollError as exc:
+            self._refused(kind, exc)
+            return False
+        return True
 
     def _last(self, key: str) -> float | None:
         seen = self._seen.get(key)
@@ -109,14 +207,19 @@ class Evidence:
                     return False
                 self._seen[key] = _Seen(now, events=self.events.about(self.ns, str(pod["metadata"]["uid"])))
         except DsrollError as exc:
-            what = "get nodes" if kind is Look.NODE else f"list events in namespace {self.ns}"
-            if kind is Look.NODE:
-                self.nodes = None
-            else:
-                self.events = None
-            self._say("warning", f"cannot {what} ({exc}): stuck pods are named from their status alone")
+            self._refused(kind, exc)
             return False
         return True
+
+    def _refused(self, kind: Look, exc: DsrollError) -> None:
+        if (self.nodes if kind is Look.NODE else self.events) is None:
+            return  # said already (another read of that kind was under way)
+        what = "get nodes" if kind is Look.NODE else f"list events in namespace {self.ns}"
+        if kind is Look.NODE:
+            self.nodes = None
+        else:
+            self.events = None
+        self._say("warning", f"cannot {what} ({exc}): stuck pods are named from their status alone")
 
     def _clues(self, node: str, key: str, template: Mapping[str, Any]) -> Clues:
         seen = self._seen.get(key)

@@ -52,6 +52,14 @@ if TYPE_CHECKING:
 ON_DELETE = {"type": "OnDelete"}
 
 
+def observed(daemonset: Mapping[str, Any], written: int) -> bool:
+    """Whether the controller has seen ``daemonset``'s spec, and so recorded its revision:
+    a copy older than generation ``written`` (what the run wrote last; a watch may not
+    have its event yet) does not count, however observed."""
+    generation = int(daemonset["metadata"].get("generation") or 0)
+    return generation >= written and int((daemonset.get("status") or {}).get("observedGeneration") or 0) >= generation
+
+
 class VariantRollout:
     def __init__(
         self, kube: Kube, plan: VariantPlan, options: RunOptions, reporter: Reporter, target: Target | None = None
@@ -217,15 +225,25 @@ class VariantRollout:
         return Informer(self.kube.daemonsets.collection(self.ns, field_selector=f"metadata.name={self.name}"))
 
     def _wait_observed(self, timeout: float = 60) -> None:
-        """Until the controller has seen the latest spec (and so recorded its revision)."""
+        """Until the controller has seen the latest spec (and so recorded its revision);
+        through the rollout's DaemonSet watch once it has one, else a watch of its own."""
+        written = int((self.ds.get("metadata") or {}).get("generation") or 0)  # what this run wrote last
+        if self._around is not None:
+            self._observed(self._around.daemonset, written, timeout)
+            return
         with self._watch_daemonset() as watch:
-            deadline, seen = time.monotonic() + timeout, -1
-            while time.monotonic() < deadline:
-                for ds in watch.snapshot():
-                    if (ds.get("status") or {}).get("observedGeneration", 0) >= ds["metadata"]["generation"]:
-                        self.ds = ds
-                        return
-                seen = watch.wait(deadline - time.monotonic(), seen)
+            self._observed(watch, written, timeout)
+
+    def _observed(self, watch: Informer, written: int, timeout: float) -> None:
+        """``watch`` may not have seen this run's last write yet: a DaemonSet older than
+        generation ``written`` does not count, however observed."""
+        deadline, seen = time.monotonic() + timeout, -1
+        while time.monotonic() < deadline:
+            for ds in watch.snapshot():
+                if observed(ds, written):
+                    self.ds = ds
+                    return
+            seen = watch.wait(deadline - time.monotonic(), seen)
         raise ClusterError(f"the DaemonSet controller did not observe {self.label} within {timeout:.0f}s")
 
     def _current_revision(self) -> revs.Revision:

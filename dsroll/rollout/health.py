@@ -144,18 +144,31 @@ class Look(StrEnum):
 
 
 def look(
-    verdict: Verdict, pod: Mapping[str, Any] | None, *, started: float, now: float, last: float | None
+    verdict: Verdict,
+    pod: Mapping[str, Any] | None,
+    *,
+    started: float,
+    now: float,
+    last: float | None,
+    pace: float = 0.0,
 ) -> tuple[Look, float | None]:
     """What to read now to name the cause, and when the next look is due (None: never).
 
     Only a node still in question is looked at: no pod after ``NODE_AFTER`` (is the node
     one the controller will not place a pod on?), a pod not Ready after ``EVENTS_AFTER``,
     then every ``LOOK_EVERY``; and once more, unless the last look is ``FRESH``, to name a
-    failure. A healthy pod, or one Ready and waiting out ``minReadySeconds``, costs nothing."""
+    failure. A healthy pod, or one Ready and waiting out ``minReadySeconds``, costs nothing.
+
+    ``pace``: how long a replacement takes in this run so far (``Evidence``'s median). A
+    node is in question only once it is slower than its peers: with no pod after ``pace``,
+    not Ready after twice ``pace``. On a cluster where every pod takes 20 s to pull its
+    image, looking at each after 5 s would read the Events of every pod in flight, find
+    nothing wrong, and load the API server the rollout waits on."""
     if verdict.outcome is Outcome.HEALTHY or (pod is not None and is_ready(pod) and verdict.outcome is Outcome.WAITING):
         return Look.NONE, None
     kind = Look.NODE if pod is None else Look.EVENTS
     if verdict.outcome is Outcome.FAILED:
         return (kind if last is None or now - last >= FRESH else Look.NONE), None
-    due = started + (NODE_AFTER if pod is None else EVENTS_AFTER) if last is None else last + LOOK_EVERY
+    first = max(NODE_AFTER, pace) if pod is None else max(EVENTS_AFTER, 2 * pace)
+    due = started + first if last is None else last + LOOK_EVERY
     return (kind, now + LOOK_EVERY) if now >= due else (Look.NONE, due)

@@ -15,10 +15,11 @@ not Ready or held on their turn are passed as ``unreadyNodes`` says. (Orphan
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import threading
 import time
-from collections.abc import Callable, Collection, Container, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -36,7 +37,7 @@ from dsroll.rollout.outcome import NodeFailed, SecondHand, Stopped
 from dsroll.rollout.reporter import Reporter
 from dsroll.rollout.state import Phase, RolloutState, SkippedNode
 from dsroll.rollout.view import PodIndex, StepQueue, slim_pod
-from dsroll.rollout.watching import Informer, wait_any
+from dsroll.rollout.watching import Bell, Informer, wait_any
 from dsroll.rollout.writers import second_hand
 
 #: Records a state when due; answers (whether it was written, a pending pause/abort request).
@@ -148,7 +149,8 @@ class PodSwap:
             self.pods.collection(self.ns, label_selector=selector), log_changes=True, changed=self.around.changed,
             transform=slim_pod, keep_items=False,
         )  # fmt: skip
-        with informer, ThreadPoolExecutor(max_workers=8, thread_name_prefix="delete") as pool:
+        bell = Bell(self.around.changed)  # rung when a background read of the health gate's is back
+        with informer, ThreadPoolExecutor(max_workers=8, thread_name_prefix="delete") as pool, self._reads(bell):
             index.absorb(informer.changes())
             self.around.absorb()
             queue = StepQueue(
@@ -188,18 +190,19 @@ class PodSwap:
                 touched = index.take_touched()
                 for node in touched:
                     queue.offer(node)
-                moved = moved or force or bool(touched) or timers.due(now)
+                moved = moved or force or bool(touched) or timers.due(now) or self.evidence.has_arrived()
                 force = False
                 if not moved:
                     seen = wait_any(
-                        [informer, self.around.nodes, self.around.daemonset],
+                        [informer, self.around.nodes, self.around.daemonset, bell],
                         max(0.05, min(now + RENEW_EVERY, timers.next()) - time.monotonic()),
                         seen,
                     )
                     continue
                 # Only the nodes in flight whose pods changed, or whose verdict can change with
                 # the clock (a wake_at passed), are judged: O(changes) per event, not O(budget).
-                for node in sorted({n for n in touched if n in flight} | timers.pop_due(now, flight)):
+                arrived = self.evidence.arrived(flight.keys())  # a background read is back: judged with it
+                for node in sorted({n for n in touched if n in flight} | timers.pop_due(now, flight) | arrived):
                     track = flight[node]
                     new = index.new_pod(node, track.old_uid)
                     flight[node], verdict = self.evidence.judge(node, track, new, self.gate, now, template)
@@ -215,7 +218,7 @@ class PodSwap:
                         timers.at(verdict.wake_at, node)
                 done = len(index.updated) - len(index.updated & flight.keys())
                 self.reporter.progress(
-                    self.label, step=step, steps=steps, done=done, total=state.updatable, in_flight=sorted(flight)
+                    self.label, step=step, steps=steps, done=done, total=state.updatable, in_flight=flight.keys()
                 )
                 if stopping and not flight:
                     raise Stopped(stopping)
@@ -303,12 +306,24 @@ class PodSwap:
                     )
                     self.reporter.emit("blocked", self.label, message)
                 seen = wait_any(
-                    [informer, self.around.nodes, self.around.daemonset],
+                    [informer, self.around.nodes, self.around.daemonset, bell],
                     max(0.05, min(now + RENEW_EVERY, timers.next()) - time.monotonic()),
                     seen,
                 )
 
     # --- what moves under a step ----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _reads(self, bell: Bell) -> Iterator[None]:
+        """The health gate's reads in a pool of their own for the swap; one under way at
+        the end is not waited for (its answer is no longer needed)."""
+        reads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="evidence")
+        self.evidence.read_in(reads.submit, bell.ring)
+        try:
+            yield
+        finally:
+            self.evidence.read_in(None)
+            reads.shutdown(wait=False, cancel_futures=True)
 
     def _check_spec(self, planned: Mapping[str, Any]) -> None:
         """Stop before deleting another pod if someone else changed the DaemonSet's spec."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -107,10 +107,15 @@ class Reporter:
             else:
                 print(message, file=sys.stderr, flush=True)
 
-    def progress(self, variant: str, *, step: int, steps: int, done: int, total: int, in_flight: list[str]) -> None:
+    def progress(
+        self, variant: str, *, step: int, steps: int, done: int, total: int, in_flight: Collection[str]
+    ) -> None:
+        """The progress display's line for ``variant`` (a terminal only: called after every
+        event, so without one it costs nothing, not even ordering ``in_flight``)."""
         if self._progress is None:
             return
-        flight = f"replacing {', '.join(in_flight[:3])}{' …' if len(in_flight) > 3 else ''}" if in_flight else ""
+        first = sorted(in_flight)[:3]
+        flight = f"replacing {', '.join(first)}{' …' if len(in_flight) > 3 else ''}" if in_flight else ""
         fields = {"variant": variant, "step": f"step {step}/{steps}", "flight": flight}
         if variant not in self._tasks:
             self._tasks[variant] = self._progress.add_task("", total=total, completed=done, **fields)

@@ -52,10 +52,16 @@ def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
 
 
 def revisions(kube: Kube, daemonset: Mapping[str, Any]) -> list[Revision]:
-    """The DaemonSet's revisions, oldest first."""
+    """The DaemonSet's revisions, oldest first, as of ``daemonset`` or later.
+
+    The controller records a template's revision before it reports the generation
+    observed, so when ``daemonset`` shows its spec observed, its current revision is in
+    the list. Asked at least as new as the object's resourceVersion, the API server answers
+    from its cache at once rather than first proving the cache current (``Collection``)."""
     meta = daemonset["metadata"]
     found = []
-    for cr in kube.revisions.list(meta["namespace"], selector_string(daemonset["spec"]["selector"])):
+    selector = selector_string(daemonset["spec"]["selector"])
+    for cr in kube.revisions.list(meta["namespace"], selector, not_older_than=meta.get("resourceVersion") or ""):
         if not owned_by(cr, meta["uid"]):
             continue
         template = copy.deepcopy((cr.get("data") or {}).get("spec", {}).get("template") or {})

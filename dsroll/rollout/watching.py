@@ -154,9 +154,26 @@ class Informer:
             return self._generation
 
 
-def wait_any(informers: Sequence[Informer], timeout: float, seen: Sequence[int] | None) -> tuple[int, ...]:
-    """Block until any of ``informers`` (made with one shared ``changed`` condition) changed
-    after the generations ``seen``, or ``timeout`` passed; their generations now."""
+class Bell:
+    """A wake-up for ``wait_any`` from outside the watches (a background read that finished):
+    waited on beside the informers that share its condition, as if it were one."""
+
+    def __init__(self, changed: threading.Condition) -> None:
+        self._changed = changed
+        self._generation = 0
+        self._error: Exception | None = None
+
+    def ring(self) -> None:
+        """Any thread: wake whoever waits in ``wait_any``."""
+        with self._changed:
+            self._generation += 1
+            self._changed.notify_all()
+
+
+def wait_any(informers: Sequence[Informer | Bell], timeout: float, seen: Sequence[int] | None) -> tuple[int, ...]:
+    """Block until any of ``informers`` (made with one shared ``changed`` condition; a
+    ``Bell`` counts as one) changed after the generations ``seen``, or ``timeout`` passed;
+    their generations now."""
     if not informers:
         return ()
     changed = informers[0]._changed

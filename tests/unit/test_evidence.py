@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import pytest
-from test_stuck_causes import NODE, PULLING, T0, creating, daemon_pod, oom_killed
+from test_stuck_causes import NODE, PULLING, T0, creating, daemon_pod, oom_killed, running
 
 from dsroll.errors import ClusterError
 from dsroll.rollout.decide import InFlight
@@ -149,3 +151,88 @@ def test_without_apis_it_judges_like_decide() -> None:
             decide.judge(TRACK, pod, GATE, T0 + 9)[1].outcome
         )
     assert reporter.said == []
+
+
+class Later:
+    """A pool that runs each read only when told, as a background thread would, later."""
+
+    def __init__(self) -> None:
+        self.queued: list[tuple[Callable[[], Any], Future[Any]]] = []
+        self.woken = 0
+
+    def submit(self, read: Callable[[], Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        self.queued.append((read, future))
+        return future
+
+    def finish(self) -> None:
+        for read, future in self.queued:
+            try:
+                future.set_result(read())
+            except Exception as exc:
+                future.set_exception(exc)
+        self.queued.clear()
+
+    def wake(self) -> None:
+        self.woken += 1
+
+
+def test_in_the_background_a_read_never_holds_up_the_verdict_and_its_answer_judges_again() -> None:
+    nodes = FakeNodes(tainted())
+    eyes, _ = evidence(nodes=nodes)
+    pool = Later()
+    eyes.read_in(pool.submit, pool.wake)  # type: ignore[arg-type]
+    _, now = eyes.judge(NODE, TRACK, None, GATE, T0 + 2, TEMPLATE)
+    assert now.outcome is Outcome.WAITING and nodes.calls == 0 and len(pool.queued) == 1, "asked, not awaited"
+    eyes.judge(NODE, TRACK, None, GATE, T0 + 2.5, TEMPLATE)
+    assert len(pool.queued) == 1, "one read under way per node"
+    assert eyes.arrived([NODE]) == set() and not eyes.has_arrived()
+    pool.finish()
+    assert nodes.calls == 1 and pool.woken == 1 and eyes.has_arrived()
+    assert eyes.arrived(["another"]) == set(), "only nodes still in flight are judged again"
+    _, got = eyes.judge(NODE, TRACK, None, GATE, T0 + 2.6, TEMPLATE)  # judged again with the answer
+    assert got.outcome is Outcome.FAILED and "taint gpu:NoSchedule" in got.message
+    assert nodes.calls == 1
+
+
+def test_in_the_background_a_stuck_pods_cause_is_told_once_its_events_are_back() -> None:
+    events = FakeEvents([PULLING])
+    eyes, reporter = evidence(events=events)
+    pool = Later()
+    eyes.read_in(pool.submit, pool.wake)  # type: ignore[arg-type]
+    eyes.judge(NODE, TRACK, creating(), GATE, T0 + 5, TEMPLATE)
+    assert reporter.said == [] and len(pool.queued) == 1
+    pool.finish()
+    assert eyes.arrived([NODE]) == {NODE}
+    _, got = eyes.judge(NODE, TRACK, creating(), GATE, T0 + 5.1, TEMPLATE)
+    assert got.outcome is Outcome.WAITING and got.message.endswith('(Pulling image "example.com/agent:2.0")')
+    assert reporter.said == [("node-waiting", got.message)]
+    eyes.judge(NODE, TRACK, creating(), GATE, T0 + 6, TEMPLATE)
+    assert len(reporter.said) == 1 and events.calls == 1 and pool.queued == [], "no second look within ten seconds"
+
+
+def test_in_the_background_a_refused_read_is_said_once_and_that_kind_stops() -> None:
+    events = FakeEvents(error=ClusterError("RBAC denied: events is forbidden"))
+    eyes, reporter = evidence(events=events)
+    pool = Later()
+    eyes.read_in(pool.submit, pool.wake)  # type: ignore[arg-type]
+    eyes.judge(NODE, TRACK, creating(), Gate(60.0, 0.0), T0 + 5, TEMPLATE)
+    pool.finish()
+    for after in (5.1, 16.0, 30.0):
+        _, got = eyes.judge(NODE, TRACK, creating(), Gate(60.0, 0.0), T0 + after, TEMPLATE)
+        assert got.outcome is Outcome.WAITING
+    assert events.calls == 1 and pool.queued == []
+    assert [e for e, _ in reporter.said] == ["warning"] and "cannot list events" in reporter.said[0][1]
+    assert got.wake_at == T0 + 60, "no look left to wake for"
+
+
+def test_the_pace_of_the_nodes_replaced_puts_off_the_looks_at_the_others() -> None:
+    events = FakeEvents([PULLING])
+    eyes, _ = evidence(events=events)
+    for n in range(5):  # five peers took 4 s each from delete to Ready
+        eyes.judge(f"peer-{n}", TRACK, running(ready=True), GATE, T0 + 4, TEMPLATE)
+    assert eyes.pace == 4.0
+    _, got = eyes.judge(NODE, TRACK, creating(), Gate(60.0, 0.0), T0 + 5, TEMPLATE)
+    assert events.calls == 0 and got.wake_at == T0 + 8, "not Ready after 5 s is normal when peers take 4"
+    eyes.judge(NODE, TRACK, creating(), Gate(60.0, 0.0), T0 + 8, TEMPLATE)
+    assert events.calls == 1

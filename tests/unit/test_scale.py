@@ -114,6 +114,22 @@ def test_a_list_comes_in_pages_each_item_reduced(total: int) -> None:
     assert all(q["labelSelector"] == "a=b" and q["limit"] == str(PAGE) for q in kube.queries)
 
 
+@pytest.mark.parametrize("total", [1, PAGE + 1, 2 * PAGE + 3])
+def test_a_list_not_older_than_a_version_asks_it_on_the_first_page_only(total: int) -> None:
+    """The API server refuses a resourceVersion beside a continue token: the token carries the snapshot."""
+    kube = Pages(total)
+    found = Collection(kube, "/apis/apps/v1/controllerrevisions", {"labelSelector": "a=b"}, not_older_than="42")  # type: ignore[arg-type]
+    items, _ = found.list()
+    assert len(items) == total
+    first, *rest = kube.queries
+    assert first["resourceVersion"] == "42" and first["resourceVersionMatch"] == "NotOlderThan"
+    assert all("resourceVersion" not in q and "resourceVersionMatch" not in q and q["continue"] for q in rest)
+    assert all(q["labelSelector"] == "a=b" and q["limit"] == str(PAGE) for q in kube.queries)
+    kube = Pages(total)
+    Collection(kube, "/api/v1/nodes", {"labelSelector": "a=b"}).list()  # type: ignore[arg-type]
+    assert all("resourceVersion" not in q for q in kube.queries)  # a consistent read
+
+
 def test_timers_give_the_nodes_due_once_and_forget_the_rest() -> None:
     timers = Timers()
     timers.at(5.0, "a")

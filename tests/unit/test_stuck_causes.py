@@ -436,6 +436,23 @@ def test_looks_are_rate_limited(pod: Any, after: float, last: float | None, expe
     assert look(waiting(), pod, started=T0, now=T0 + after, last=last) == expected
 
 
+@pytest.mark.parametrize(
+    ("pod", "pace", "after", "expected"),
+    [
+        (None, 1.0, 2.0, (Look.NODE, T0 + 12)),  # peers faster than the controller's chance: as before
+        (None, 6.0, 2.0, (Look.NONE, T0 + 6)),  # peers take 6 s: no pod after 2 s is normal here
+        (None, 6.0, 6.0, (Look.NODE, T0 + 16)),
+        (creating(), 2.0, 5.0, (Look.EVENTS, T0 + 15)),
+        (creating(), 6.0, 5.0, (Look.NONE, T0 + 12)),  # not Ready after twice the pace is in question
+        (creating(), 6.0, 12.0, (Look.EVENTS, T0 + 22)),
+    ],
+)
+def test_a_node_is_looked_at_once_slower_than_its_peers(
+    pod: Any, pace: float, after: float, expected: tuple[Look, float]
+) -> None:
+    assert look(waiting(), pod, started=T0, now=T0 + after, last=None, pace=pace) == expected
+
+
 def test_a_failure_gets_one_fresh_look_to_name_it() -> None:
     failed = Verdict(Outcome.FAILED, "…")
     assert look(failed, creating(), started=T0, now=T0 + 8, last=None) == (Look.EVENTS, None)
