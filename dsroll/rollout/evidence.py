@@ -14,6 +14,11 @@ nodes``) or any other error is said once and that kind of read stops for the ste
 gate then names the cause from the pod alone and waits ``readyTimeout`` where it could
 have failed at once. While a node waits, each new cause a look finds is reported once
 (event ``node-waiting``), so an operator facing a long ``readyTimeout`` sees why early.
+
+What a look found is kept only while its node is in flight, and only the fields the gate
+reads (``kept_event``, ``kept_node``): under a slow control plane nearly every new pod is
+looked at, and whole Events and Nodes kept to the end cost ~20 KB of Python objects per
+node replaced, most of dsroll's memory growth with the fleet (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -29,6 +34,29 @@ from dsroll.rollout.placement import Misfit, MisfitKind, misfit
 
 if TYPE_CHECKING:
     from dsroll.rollout.reporter import Reporter
+
+
+#: What ``causes`` reads of an Event (its time: ``causes._when``; its words: ``event_text``).
+_EVENT_FIELDS = ("type", "reason", "message", "lastTimestamp", "eventTime", "firstTimestamp")
+
+
+def kept_event(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The Event as the gate reads it: kind, reason, message and when; not its managedFields,
+    involvedObject and source."""
+    kept = {key: event[key] for key in _EVENT_FIELDS if key in event}
+    created = (event.get("metadata") or {}).get("creationTimestamp")
+    if created:
+        kept["metadata"] = {"creationTimestamp": created}
+    return kept
+
+
+def kept_node(node: Mapping[str, Any]) -> dict[str, Any]:
+    """The Node as ``placement.misfit`` reads it: name, labels and taints; not its images,
+    addresses, conditions and managedFields."""
+    meta = node.get("metadata") or {}
+    kept_meta = {key: meta[key] for key in ("name", "labels") if key in meta}
+    taints = (node.get("spec") or {}).get("taints")
+    return {"metadata": kept_meta, "spec": {"taints": taints} if taints else {}}
 
 
 class EventsApi(Protocol):
@@ -85,6 +113,9 @@ class Evidence:
             kind, due = look(verdict, pod, started=track.started, now=now, last=self._last(key))
         if verdict.outcome is Outcome.WAITING and due is not None and due > now and self._can(pod):
             verdict = replace(verdict, wake_at=min(due, verdict.wake_at or due))
+        if verdict.outcome is Outcome.HEALTHY:  # the node leaves the flight: what was seen of it is done
+            self._seen.pop(key, None)
+            self._seen.pop(f"node/{node}", None)
         return kept, verdict
 
     # --- reading ------------------------------------------------------------------------
@@ -103,11 +134,13 @@ class Evidence:
             if kind is Look.NODE:
                 if self.nodes is None:
                     return False
-                self._seen[key] = _Seen(now, node=self.nodes.get(node), node_read=True)
+                found = self.nodes.get(node)
+                self._seen[key] = _Seen(now, node=kept_node(found) if found is not None else None, node_read=True)
             else:
                 if self.events is None or pod is None:
                     return False
-                self._seen[key] = _Seen(now, events=self.events.about(self.ns, str(pod["metadata"]["uid"])))
+                events = self.events.about(self.ns, str(pod["metadata"]["uid"]))
+                self._seen[key] = _Seen(now, events=[kept_event(e) for e in events])
         except DsrollError as exc:
             what = "get nodes" if kind is Look.NODE else f"list events in namespace {self.ns}"
             if kind is Look.NODE:
