@@ -17,7 +17,11 @@ class WatchExpired(Exception):
 class Watchable(Protocol):
     """A collection an ``Informer`` lists once and then follows."""
 
-    def list(self) -> tuple[list[dict[str, Any]], str]: ...
+    def list(
+        self, transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        """The items, each reduced by ``transform`` as it arrives, and the list's resourceVersion."""
+        ...
 
     def watch(self, resource_version: str, timeout: float) -> Iterator[tuple[str, dict[str, Any]]]: ...
 

@@ -72,6 +72,7 @@ class Collection:
                 return items, str(meta.get("resourceVersion", ""))
             # the token carries the snapshot: a resourceVersion beside it is refused
             query = {**self.query, "limit": str(PAGE), "continue": str(meta["continue"])}
+            del result, page  # one whole page in memory at a time, not this one and the next
 
     def watch(self, resource_version: str, timeout: float) -> Iterator[tuple[str, dict[str, Any]]]:
         return self.kube.watch(self.path, resource_version=resource_version, query=self.query, timeout=timeout)

@@ -22,6 +22,11 @@ nodes``) or any other error is said once and that kind of read stops for the ste
 gate then names the cause from the pod alone and waits ``readyTimeout`` where it could
 have failed at once. While a node waits, each new cause a look finds is reported once
 (event ``node-waiting``), so an operator facing a long ``readyTimeout`` sees why early.
+
+What a look found is kept only while its node is in flight, and only the fields the gate
+reads (``kept_event``, ``kept_node``): under a slow control plane nearly every new pod is
+looked at, and whole Events and Nodes kept to the end cost ~20 KB of Python objects per
+node replaced, most of dsroll's memory growth with the fleet (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -41,6 +46,29 @@ from dsroll.rollout.placement import Misfit, MisfitKind, misfit
 
 if TYPE_CHECKING:
     from dsroll.rollout.reporter import Reporter
+
+
+#: What ``causes`` reads of an Event (its time: ``causes._when``; its words: ``event_text``).
+_EVENT_FIELDS = ("type", "reason", "message", "lastTimestamp", "eventTime", "firstTimestamp")
+
+
+def kept_event(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The Event as the gate reads it: kind, reason, message and when; not its managedFields,
+    involvedObject and source."""
+    kept = {key: event[key] for key in _EVENT_FIELDS if key in event}
+    created = (event.get("metadata") or {}).get("creationTimestamp")
+    if created:
+        kept["metadata"] = {"creationTimestamp": created}
+    return kept
+
+
+def kept_node(node: Mapping[str, Any]) -> dict[str, Any]:
+    """The Node as ``placement.misfit`` reads it: name, labels and taints; not its images,
+    addresses, conditions and managedFields."""
+    meta = node.get("metadata") or {}
+    kept_meta = {key: meta[key] for key in ("name", "labels") if key in meta}
+    taints = (node.get("spec") or {}).get("taints")
+    return {"metadata": kept_meta, "spec": {"taints": taints} if taints else {}}
 
 
 class EventsApi(Protocol):
@@ -66,6 +94,17 @@ class _Seen:
     events: list[dict[str, Any]] = field(default_factory=list)
     node: dict[str, Any] | None = None
     node_read: bool = False  # the node was read (and ``node`` None means there is none)
+
+
+def _node_seen(nodes: NodesApi, node: str, now: float) -> _Seen:
+    """One GET of the node: what the gate keeps of it (None: there is no such node)."""
+    found = nodes.get(node)
+    return _Seen(now, node=kept_node(found) if found is not None else None, node_read=True)
+
+
+def _events_seen(events: EventsApi, namespace: str, uid: str, now: float) -> _Seen:
+    """One LIST of the pod's Events: what the gate keeps of each."""
+    return _Seen(now, events=[kept_event(e) for e in events.about(namespace, uid)])
 
 
 class Evidence:
@@ -138,6 +177,10 @@ class Evidence:
                 kind, due = look(verdict, pod, started=track.started, now=now, last=self._last(key), pace=self.pace)
         if verdict.outcome is Outcome.WAITING and due is not None and due > now and self._can(pod):
             verdict = replace(verdict, wake_at=min(due, verdict.wake_at or due))
+        if verdict.outcome is Outcome.HEALTHY:  # the node leaves the flight: what was seen of it is done
+            for done in (key, f"node/{node}"):
+                self._seen.pop(done, None)
+                self._reading.pop(done, None)
         return kept, verdict
 
     def _told_cause(self, node: str, pod: Mapping[str, Any] | None, clues: Clues, verdict: Verdict) -> None:
@@ -157,12 +200,12 @@ class Evidence:
             nodes = self.nodes
             if nodes is None:
                 return
-            future = self._submit(lambda: _Seen(now, node=nodes.get(node), node_read=True))
+            future = self._submit(lambda: _node_seen(nodes, node, now))
         else:
             events = self.events
             if events is None or pod is None:
                 return
-            future = self._submit(lambda: _Seen(now, events=events.about(self.ns, uid)))
+            future = self._submit(lambda: _events_seen(events, self.ns, uid, now))
         self._reading[key] = (kind, future)
         future.add_done_callback(lambda _: self._landed(node))
 
@@ -201,11 +244,11 @@ class Evidence:
             if kind is Look.NODE:
                 if self.nodes is None:
                     return False
-                self._seen[key] = _Seen(now, node=self.nodes.get(node), node_read=True)
+                self._seen[key] = _node_seen(self.nodes, node, now)
             else:
                 if self.events is None or pod is None:
                     return False
-                self._seen[key] = _Seen(now, events=self.events.about(self.ns, str(pod["metadata"]["uid"])))
+                self._seen[key] = _events_seen(self.events, self.ns, str(pod["metadata"]["uid"]), now)
         except DsrollError as exc:
             self._refused(kind, exc)
             return False

@@ -64,9 +64,7 @@ class Informer:
         self._stopped.set()
 
     def _relist(self) -> None:
-        items, resource_version = self.source.list()
-        if self._transform is not None:
-            items = [self._transform(item) for item in items]
+        items, resource_version = self.source.list(self._transform)  # each page reduced as it comes
         with self._changed:
             self._items = {item["metadata"]["uid"]: item for item in items} if self._keep_items else {}
             self._rv = resource_version

@@ -7,12 +7,14 @@ from concurrent.futures import Future
 from typing import Any
 
 import pytest
-from test_stuck_causes import NODE, PULLING, T0, creating, daemon_pod, oom_killed, running
+from test_stuck_causes import NODE, PULLING, T0, creating, daemon_pod, event, oom_killed, running
 
 from dsroll.errors import ClusterError
+from dsroll.rollout import causes
 from dsroll.rollout.decide import InFlight
-from dsroll.rollout.evidence import Evidence
+from dsroll.rollout.evidence import Evidence, kept_event, kept_node
 from dsroll.rollout.health import Gate, Outcome
+from dsroll.rollout.placement import misfit
 
 GATE = Gate(ready_timeout=8.0, min_ready_seconds=0.0)
 TEMPLATE = {"metadata": {"labels": {"app": "agent"}}, "spec": {"containers": [{"name": "agent", "image": "a:2"}]}}
@@ -236,3 +238,66 @@ def test_the_pace_of_the_nodes_replaced_puts_off_the_looks_at_the_others() -> No
     assert events.calls == 0 and got.wake_at == T0 + 8, "not Ready after 5 s is normal when peers take 4"
     eyes.judge(NODE, TRACK, creating(), Gate(60.0, 0.0), T0 + 8, TEMPLATE)
     assert events.calls == 1
+
+
+# --- what a look keeps: the fields the gate reads, while the node is in flight ---------------
+
+
+def whole_node(**spec: Any) -> dict[str, Any]:
+    """A Node as the API server sends it: mostly what the gate never reads."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": NODE, "uid": "u-1", "resourceVersion": "81", "labels": {"zone": "a", "class": "general"},
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0"}, "managedFields": [{"manager": "kwok"}] * 5,
+        },
+        "spec": spec,
+        "status": {"images": [{"names": [f"img-{i}"], "sizeBytes": i} for i in range(30)],
+                   "conditions": [{"type": "Ready", "status": "True"}], "addresses": [{"address": "10.0.0.3"}]},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("node", "template_spec"),
+    [
+        (whole_node(taints=[{"key": "gpu", "effect": "NoSchedule"}]), {}),
+        (whole_node(taints=[{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]), {}),
+        (whole_node(), {"nodeSelector": {"class": "gpu"}}),
+        (whole_node(), {"nodeName": "another-node"}),
+        (whole_node(), {"nodeSelector": {"class": "general"}}),
+    ],
+    ids=["taint", "self-clearing-taint", "node-selector", "node-name", "fits"],
+)
+def test_a_kept_node_tells_the_same_misfit_as_the_whole_node(
+    node: dict[str, Any], template_spec: dict[str, Any]
+) -> None:
+
+    template = {"spec": {**template_spec, "containers": [{"name": "agent", "image": "a:2"}]}}
+    assert misfit(template, kept_node(node)) == misfit(template, node)
+    assert len(str(kept_node(node))) < len(str(node)) / 5
+
+
+def test_kept_events_tell_the_same_cause_as_whole_ones() -> None:
+    newer_warning = event("BackOff", "Back-off pulling image", warning=True, at="2026-11-29T08:36:50Z")
+    created_only = event("Pulled", "pulled", at="2026-11-29T08:36:55Z")
+    for key in ("firstTimestamp", "lastTimestamp"):
+        del created_only[key]  # an Event with only its creationTimestamp
+    whole = [PULLING, event("Failed", "ErrImagePull", warning=True), newer_warning, created_only]
+    kept = [kept_event(e) for e in whole]
+    pod = creating()
+    assert causes.pending(pod, kept) == causes.pending(pod, whole)
+    assert causes.readiness(pod, kept) == causes.readiness(pod, whole)
+    assert causes.latest(kept, reasons=("Pulling", "Pulled")) == kept_event(created_only), "the newest by creation"
+    assert all("involvedObject" not in e and "source" not in e for e in kept)
+
+
+def test_what_a_look_found_is_dropped_when_its_node_turns_healthy() -> None:
+    events, nodes = FakeEvents([PULLING]), FakeNodes(whole_node())
+    eyes, _ = evidence(events=events, nodes=nodes)
+    eyes.judge(NODE, TRACK, None, GATE, T0 + 2, TEMPLATE)  # no pod yet: the node is read
+    eyes.judge(NODE, TRACK, creating(), GATE, T0 + 5, TEMPLATE)  # a stuck pod: its Events are read
+    assert nodes.calls == 1 and events.calls == 1 and len(eyes._seen) == 2
+    _, healthy = eyes.judge(NODE, TRACK, running(ready=True), GATE, T0 + 6, TEMPLATE)
+    assert healthy.outcome is Outcome.HEALTHY
+    assert eyes._seen == {}, "nothing of a replaced node is kept to the end of the step"

@@ -5,7 +5,7 @@ waiter at once, and a bug in the watch thread is raised, not waited on."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -38,14 +38,18 @@ class Scripted:
         self.listed = listed
         self.script = list(script)
         self.lists = 0
+        self.list_transforms: list[Any] = []  # what each list was told to reduce its items with
         self.watched_from: list[str] = []
         self.done = threading.Event()
         self.go = threading.Event()  # the first watch waits for it
         self.go.set()
 
-    def list(self) -> tuple[list[dict[str, Any]], str]:
+    def list(
+        self, transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
         self.lists += 1
-        return list(self.listed), str(10 * self.lists)
+        self.list_transforms.append(transform)
+        return [item if transform is None else transform(item) for item in self.listed], str(10 * self.lists)
 
     def watch(self, resource_version: str, timeout: float) -> Iterator[tuple[str, dict[str, Any]]]:
         self.watched_from.append(resource_version)
@@ -101,3 +105,14 @@ def test_a_bug_in_the_watch_thread_is_raised_to_the_waiter() -> None:
     source = Scripted([], [[("ADDED", {"metadata": {}})]])  # no uid: a KeyError in the thread
     with Informer(source, watch_seconds=0.2) as informer, pytest.raises(KeyError):
         informer.wait(5, informer.generation)
+
+
+def test_the_list_reduces_each_item_as_it_comes_not_after_the_whole_list() -> None:
+    def slim(obj: dict[str, Any]) -> dict[str, Any]:
+        return {"metadata": {k: obj["metadata"][k] for k in ("uid", "resourceVersion")}}
+
+    source = Scripted([pod("a", "n1", "1"), pod("b", "n2", "2")], [])
+    with Informer(source, log_changes=True, transform=slim, keep_items=False) as informer:
+        ((kind, items),) = informer.changes()
+    assert source.list_transforms == [slim], "the transform goes to the list, which applies it page by page"
+    assert kind == "SYNC" and items == [slim(pod("a", "n1", "1")), slim(pod("b", "n2", "2"))]
