@@ -180,7 +180,7 @@ def set_node_behaviour(name: str, node: str, behaviour: str | None, wait: float 
     if status != 200:
         raise SandboxError(f"cannot annotate node {node!r} of sandbox {name!r}: HTTP {status}")
     taking = value is not None and value.holds_lease
-    if not wait or not (taking or (value is None and was_held)):
+    if not wait or not (taking or was_held):  # flapping, or healthy already: kwok's Lease throughout
         return
     verdict = kwoklog.kwok_let_go if taking else kwoklog.kwok_took_back
     tail = _LogTail(kwok_log, start)
@@ -200,7 +200,11 @@ def set_node_behaviour(name: str, node: str, behaviour: str | None, wait: float 
 
 
 def _read(api: nodeagent.Api, path: str) -> dict[str, Any] | None:
-    status, body = api.call("GET", path)
+    """The object at ``path``; None if there is none or the apiserver did not answer (asked again)."""
+    try:
+        status, body = api.call("GET", path)
+    except OSError:
+        return None
     return body if status == 200 else None
 
 
