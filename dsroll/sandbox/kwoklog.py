@@ -8,9 +8,9 @@ retried. The API server's Lease changes first and kwok's cache follows through a
 within milliseconds on a quiet machine, seconds later on a busy one or after a watch
 gap. kwok's informers re-watch from resourceVersion "0" (``Option.setup``,
 ``pkg/utils/informer/event.go``) after client-go's backoff, and in a trial right after
-an apiserver restart kwok went on renewing its old copy (409 conflicts) for more than
-8 s while a GET already named the node agent. So "the Lease names the agent" is not
-"kwok has let go", and a fixed sleep after it is a guess.
+an apiserver restart kwok went on renewing its old copy (409 conflicts) for up to 22 s
+while a GET already named the node agent. So "the Lease names the agent" is not "kwok has
+let go", and a fixed sleep after it is a guess.
 
 kwok's log is where kwok says so. Its lease controller looks at its cached copy of each
 node's Lease once per renew interval (a quarter of ``--node-lease-duration-seconds``)
