@@ -10,7 +10,8 @@ any time; removing it makes the node healthy again. Two mechanisms play them:
   ``kube-node-lease``; the agent takes the Lease over, which stops kwok on that node (its
   status and its pods), and either lets it go stale (the node-lifecycle controller then
   sees a silent kubelet) or renews it itself (the node stays Ready) while it plays the
-  node's pods its own way. Handing the Lease back (deleting it) gives the node to kwok.
+  node's pods its own way. Handing the Lease back (clearing its holder) gives the node to
+  kwok. When kwok has really let go, or taken the node back, is ``kwoklog.py``'s question.
 
 Everything here is a pure function of annotation values, pod objects and the clock, so
 the agent's decisions are unit-tested without a cluster.
@@ -121,6 +122,50 @@ def lease_timing(node_count: int) -> tuple[int, int]:
         return 40, 50
     lease = node_count // 25
     return lease, lease * 5 // 4
+
+
+# --- the node's Lease while the agent holds it ----------------------------------------------
+
+# kwok takes a Lease back once renewTime + leaseDurationSeconds has passed, and would then
+# play the node again. The node-lifecycle controller reads only renewTime (when it moved),
+# never the duration. So every Lease the agent holds carries a duration kwok never sees
+# run out: a renewing agent that falls behind (a busy machine, a slow API call) leaves a
+# node that looks silent, as a late kubelet would, instead of handing it to kwok.
+FOREVER_SECONDS = 10 * 365 * 86400
+LEASE_NAMESPACE = "kube-node-lease"
+
+
+def held_lease(lease: Mapping[str, Any] | None, node: str, now: str, renew: bool) -> dict[str, Any]:
+    """The node's Lease (None: there is none yet) as the agent holds it at ``now``.
+
+    ``renew`` (the behaviours that keep the node Ready) sets renewTime; otherwise the last
+    one stays, so the node-lifecycle controller sees a kubelet that went silent.
+    """
+    body: dict[str, Any] = dict(lease or {"metadata": {"name": node, "namespace": LEASE_NAMESPACE}})
+    spec = dict(body.get("spec") or {})
+    spec["holderIdentity"] = AGENT_IDENTITY
+    spec["leaseDurationSeconds"] = FOREVER_SECONDS
+    if renew or not spec.get("renewTime"):
+        spec["renewTime"] = now
+    body["spec"] = spec
+    return body
+
+
+def released_lease(lease: Mapping[str, Any]) -> dict[str, Any]:
+    """The node's Lease handed back to kwok: no holder, so kwok's next look takes it.
+
+    Taking a Lease from another holder is a transition for kwok, which then plays the
+    node and every pod on it again. The Lease is cleared, not deleted: kwok's informers
+    re-watch from resourceVersion 0 after a watch gap, which replays the objects that
+    exist but not the deletions, and a deletion kwok missed would leave it with its old
+    copy for good (renewing it in vain, never creating a new one).
+    """
+    spec = {k: v for k, v in (lease.get("spec") or {}).items() if k != "holderIdentity"}
+    return {**lease, "spec": spec}
+
+
+def held_by_agent(lease: Mapping[str, Any] | None) -> bool:
+    return ((lease or {}).get("spec") or {}).get("holderIdentity") == AGENT_IDENTITY
 
 
 # --- pods the agent plays on slow nodes ----------------------------------------------------

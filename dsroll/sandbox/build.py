@@ -140,14 +140,76 @@ def _build_etcd(version: str, work: Path, out_dir: Path, log: Path, go: str) -> 
     _run([go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out_dir / "etcd"), "."], work, log)
 
 
+_KWOK_LOOP = "\t\tfor ref, stage := range c.conf.LocalStages {\n"
+_KWOK_ORDERED_LOOP = (
+    "\t\tfor _, ref := range nodeStagesFirst(c.conf.LocalStages) { // dsroll sandbox patch\n"
+    "\t\t\tstage := c.conf.LocalStages[ref]\n"
+)
+_KWOK_ORDER_FUNC = """
+// nodeStagesFirst is dsroll's sandbox patch: the node stage controller sets up the node
+// lease controller and with it c.readOnlyFunc, which the pod controller copies when it is
+// made. Started first (Go map order, about one start in three), the pod controller gets
+// nil and plays the pods of every node, whoever holds the node's Lease.
+func nodeStagesFirst(
+	stages map[internalversion.StageResourceRef][]*internalversion.Stage,
+) []internalversion.StageResourceRef {
+	refs := make([]internalversion.StageResourceRef, 0, len(stages))
+	if _, ok := stages[nodeRef]; ok {
+		refs = append(refs, nodeRef)
+	}
+	for ref := range stages {
+		if ref != nodeRef {
+			refs = append(refs, ref)
+		}
+	}
+	return refs
+}
+"""
+
+
+def kwok_patched(controller_go: str) -> str:
+    """kwok's ``pkg/kwok/controllers/controller.go`` with its stage controllers started
+    nodes first (``Controller.Start`` ranges over a map of stage kinds).
+
+    A pod controller made before the node lease controller copies a nil read-only check
+    and plays pods on nodes whose Lease someone else holds: the node agent's behaviours
+    (``kubelet-gone``, ``slow-*``, the pods of a ``not-ready`` node) then fail for the
+    whole life of that kwok process. Raises SandboxError if the source is not the one
+    this patch was written for.
+    """
+    if controller_go.count(_KWOK_LOOP) != 1 or "var nodeRef = " not in controller_go:
+        raise SandboxError("kwok's controller.go is not the one the sandbox patch was written for (v0.7.0)")
+    return controller_go.replace(_KWOK_LOOP, _KWOK_ORDERED_LOOP) + _KWOK_ORDER_FUNC
+
+
 def _build_kwok(version: str, work: Path, out_dir: Path, log: Path, go: str) -> None:
-    module = f"sigs.k8s.io/kwok/cmd/kwok@{version}"
-    _run([go, "install", "-trimpath", "-ldflags", "-s -w", module], work, log, {"GOBIN": str(out_dir), "GOFLAGS": ""})
+    """kwok's module source, patched (``kwok_patched``) and built in a copy of its own."""
+    release = version.split("+", 1)[0]
+    info = subprocess.run(
+        [go, "mod", "download", "-json", f"sigs.k8s.io/kwok@{release}"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GOFLAGS": ""},
+    )
+    if info.returncode != 0:
+        raise SandboxError(f"cannot download sigs.k8s.io/kwok@{release}: {info.stdout}{info.stderr}")
+    src = work / "kwok"
+    shutil.rmtree(src, ignore_errors=True)
+    shutil.copytree(json.loads(info.stdout)["Dir"], src, copy_function=shutil.copyfile)  # not the cache's 0444
+    controller = src / "pkg" / "kwok" / "controllers" / "controller.go"
+    controller.write_text(kwok_patched(controller.read_text()))
+    _run(
+        [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out_dir / "kwok"), "./cmd/kwok"],
+        src,
+        log,
+        {"GOFLAGS": ""},
+    )
 
 
 _COMPONENTS: tuple[tuple[str, str, tuple[str, ...], Callable[[str, Path, Path, Path, str], None]], ...] = (
     ("etcd", versions.ETCD, ("etcd",), _build_etcd),
-    ("kwok", versions.KWOK, ("kwok",), _build_kwok),
+    ("kwok", versions.KWOK_BUILD, ("kwok",), _build_kwok),
     ("kubernetes", versions.KUBERNETES, KUBE_COMMANDS, _build_kubernetes),
 )
 
@@ -176,7 +238,7 @@ def ensure_binaries(root: Path | None = None) -> Binaries:
         _progress(f"sandbox binaries ready in {time.monotonic() - started:.0f}s under {root}")
     kube, etcd, kwok = (
         root / f"{n}-{v}"
-        for n, v in (("kubernetes", versions.KUBERNETES), ("etcd", versions.ETCD), ("kwok", versions.KWOK))
+        for n, v in (("kubernetes", versions.KUBERNETES), ("etcd", versions.ETCD), ("kwok", versions.KWOK_BUILD))
     )
     return Binaries(
         kube_apiserver=kube / "kube-apiserver",

@@ -189,13 +189,19 @@ def scheduler_argv(bins: Binaries, layout: Layout, ports: Ports) -> list[str]:
 
 
 def kwok_argv(bins: Binaries, layout: Layout, lease_seconds: int = 40) -> list[str]:
-    """kwok renews each node's Lease every quarter of ``lease_seconds``, as a kubelet does."""
+    """kwok renews each node's Lease every quarter of ``lease_seconds``, as a kubelet does.
+
+    At debug level, because kwok says when it finds a node's Lease held by someone else
+    (the node agent) only there: ``kwoklog.py`` reads that line to know that kwok has let
+    go of a node. It adds a line or two per pod event to what kwok logs at info anyway.
+    """
     return [
         str(bins.kwok),
         f"--kubeconfig={layout.kubeconfig}",
         f"--config={layout.kwok_config}",
         f"--manage-nodes-with-annotation-selector={KWOK_NODE_SELECTOR}",
         f"--node-lease-duration-seconds={lease_seconds}",
+        "-v=debug",
     ]
 
 

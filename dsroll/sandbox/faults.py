@@ -13,7 +13,9 @@ Component faults act on the processes recorded in the sandbox's ``state.json``:
   restart's "connection refused".
 
 Node faults set the node annotation ``sandbox.dsroll.io/node-behaviour`` (see
-``behaviours.py`` for the values); kwok's node stages and the node agent play it.
+``behaviours.py`` for the values); kwok's node stages and the node agent play it, and
+``set_node_behaviour(..., wait=S)`` returns once kwok itself has let go of the node, or
+taken it back (``kwoklog.py``).
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 from dsroll.errors import SandboxError
-from dsroll.sandbox import behaviours, health, nodeagent, processes
+from dsroll.sandbox import behaviours, health, kwoklog, nodeagent, processes
 from dsroll.sandbox.certs import Pki
 from dsroll.sandbox.processes import Component
 from dsroll.sandbox.state import SandboxState, layout_for, load, locked, save
@@ -155,13 +159,71 @@ def paused(name: str, component: str = "kube-apiserver") -> Iterator[Component]:
         _signal(comp, signal.SIGCONT)
 
 
-def set_node_behaviour(name: str, node: str, behaviour: str | None) -> None:
-    """Annotate ``node`` with ``behaviour`` (validated first); None or "healthy" removes it."""
+def set_node_behaviour(name: str, node: str, behaviour: str | None, wait: float = 0) -> None:
+    """Annotate ``node`` with ``behaviour`` (validated first); None or "healthy" removes it.
+
+    With ``wait`` (seconds), return only once kwok sees it (``kwoklog.py``): for a
+    behaviour the node agent plays, once kwok has let go of the node, so that pods created
+    or deleted next meet the behaviour; when a node the agent held heals, once kwok holds
+    it again and its cache knows it. SandboxError after ``wait`` seconds, saying what kwok
+    last made of the node's Lease.
+    """
     value = None if behaviour in (None, "", "healthy") else behaviours.parse(behaviour)
+    state = _state(name)
+    api = _api(state)
+    lease_path = f"/apis/coordination.k8s.io/v1/namespaces/{behaviours.LEASE_NAMESPACE}/leases/{node}"
+    was_held = bool(wait) and behaviours.held_by_agent(_read(api, lease_path))
+    kwok_log = _component(state, "kwok").log
+    start = kwok_log.stat().st_size if kwok_log.exists() else 0
     body = {"metadata": {"annotations": {behaviours.NODE_BEHAVIOUR: value.annotation() if value else None}}}
-    status, _ = _api(_state(name)).call("PATCH", f"/api/v1/nodes/{node}", body, "application/merge-patch+json")
+    status, _ = api.call("PATCH", f"/api/v1/nodes/{node}", body, "application/merge-patch+json")
     if status != 200:
         raise SandboxError(f"cannot annotate node {node!r} of sandbox {name!r}: HTTP {status}")
+    taking = value is not None and value.holds_lease
+    if not wait or not (taking or was_held):  # flapping, or healthy already: kwok's Lease throughout
+        return
+    verdict = kwoklog.kwok_let_go if taking else kwoklog.kwok_took_back
+    tail = _LogTail(kwok_log, start)
+    looks: list[kwoklog.Look] = []
+    deadline = time.monotonic() + wait
+    while True:
+        looks += kwoklog.parse_lines(tail.lines())
+        if verdict(looks, node, _read(api, lease_path)):
+            return
+        if time.monotonic() > deadline:
+            doing = "let go of it" if taking else "taken it back"
+            raise SandboxError(
+                f"node {node}: kwok has not {doing} {wait:g}s after {behaviour or 'healthy'}: "
+                f"{kwoklog.describe(looks, node)} (its log: {kwok_log})"
+            )
+        time.sleep(0.1)
+
+
+def _read(api: nodeagent.Api, path: str) -> dict[str, Any] | None:
+    """The object at ``path``; None if there is none or the apiserver did not answer (asked again)."""
+    try:
+        status, body = api.call("GET", path)
+    except OSError:
+        return None
+    return body if status == 200 else None
+
+
+class _LogTail:
+    """The complete lines a log file gained since ``offset``, a read at a time."""
+
+    def __init__(self, path: Path, offset: int) -> None:
+        self.path, self.offset, self.partial = path, offset, b""
+
+    def lines(self) -> list[str]:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(data)
+        *complete, self.partial = (self.partial + data).split(b"\n")
+        return [line.decode(errors="replace") for line in complete]
 
 
 def wait_apiserver(name: str, timeout: float = 60) -> float:

@@ -16,10 +16,13 @@ the behaviours that need it, takes the node's Lease from kwok:
   Pulled Events) for the configured delay plus jitter, then Running and Ready. Deleted
   pods are finalised at once.
 
-When the annotation goes away the agent deletes the Lease; kwok creates a fresh one
-within its renew interval and takes the node and its pods back. Plain HTTP with the admin
-client certificate, no Kubernetes client library: the agent starts in a fraction of a
-second and its only state is in the cluster, so a restarted agent carries on.
+Every Lease the agent holds has a duration kwok never sees run out, so kwok does not take
+a node back when a renewal comes late. When the annotation goes away the agent clears the
+Lease's holder; kwok takes it within its renew interval and plays the node and its pods
+again (``behaviours.released_lease`` says why clearing, not deleting). Plain HTTP with the
+admin client certificate, no Kubernetes client library: the agent starts in a fraction of
+a second and its only state is in the cluster, so a restarted agent carries on, handing
+back the Leases it finds itself holding for nodes that are healthy by now.
 """
 
 from __future__ import annotations
@@ -39,9 +42,8 @@ from typing import Any
 
 from dsroll.sandbox import behaviours as bh
 
-LEASE_NS = "kube-node-lease"
+LEASE_NS = bh.LEASE_NAMESPACE
 READY_MARK = "node agent watching nodes"
-_FOREVER = 10 * 365 * 86400  # a stale Lease kwok must never consider expired
 
 
 def _now() -> str:
@@ -140,6 +142,7 @@ class NodeAgent:
                     for gone in set(self.wanted) - seen:
                         self.wanted.pop(gone, None)
                 if not announced:
+                    self._adopt_leases(seen)
                     log(READY_MARK)
                     announced = True
                 rv = body["metadata"]["resourceVersion"]
@@ -185,30 +188,34 @@ class NodeAgent:
 
     # --- leases --------------------------------------------------------------------------
 
+    def _adopt_leases(self, nodes: set[str]) -> None:
+        """Leases a previous agent process left holding become this one's to renew or release."""
+        status, body = self.api.call("GET", f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NS}/leases")
+        if status != 200:
+            return
+        with self.lock:
+            for lease in body["items"]:
+                name = lease["metadata"]["name"]
+                if name in nodes and bh.held_by_agent(lease):
+                    self.held.setdefault(name, 0.0)
+
     def _write_lease(self, node: str, renew: bool) -> bool:
         path = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NS}/leases/{node}"
         status, lease = self.api.call("GET", path)
-        if status == 404:
-            lease = {"metadata": {"name": node, "namespace": LEASE_NS}, "spec": {"renewTime": _micro_now()}}
-        elif status != 200:
+        if status not in (200, 404):
             return False
-        spec = lease.setdefault("spec", {})
-        spec["holderIdentity"] = bh.AGENT_IDENTITY
-        spec["leaseDurationSeconds"] = self.lease_seconds if renew else _FOREVER
-        if renew:
-            spec["renewTime"] = _micro_now()
+        body = bh.held_lease(lease if status == 200 else None, node, _micro_now(), renew)
         if status == 404:
-            status, _ = self.api.call("POST", f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NS}/leases", lease)
+            status, _ = self.api.call("POST", f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NS}/leases", body)
             return status == 201
-        status, _ = self.api.call("PUT", path, lease)
+        status, _ = self.api.call("PUT", path, body)
         return status == 200  # a 409 (kwok renewed meanwhile) is retried on the next tick
 
     def _release_lease(self, node: str) -> bool:
         path = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NS}/leases/{node}"
         status, lease = self.api.call("GET", path)
-        if status == 200 and (lease.get("spec") or {}).get("holderIdentity") == bh.AGENT_IDENTITY:
-            rv = lease["metadata"]["resourceVersion"]
-            status, _ = self.api.call("DELETE", path, {"preconditions": {"resourceVersion": rv}})
+        if status == 200 and bh.held_by_agent(lease):
+            status, _ = self.api.call("PUT", path, bh.released_lease(lease))  # its resourceVersion: no lost update
         return status in (200, 404)
 
     def _reconcile_lease(self, node: str, behaviour: bh.NodeBehaviour | None) -> None:
@@ -311,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key", required=True)
     parser.add_argument("--lease-seconds", type=int, default=40)
     args = parser.parse_args(argv)
-    log(f"node agent for {args.server}, Lease duration {args.lease_seconds}s")
+    log(f"node agent for {args.server}, renewing the Leases it holds every {args.lease_seconds / 4:g}s")
     NodeAgent(Api(args.server, args.ca, args.cert, args.key), args.lease_seconds).run()
     return 0
 

@@ -7,3 +7,6 @@ so the next ``sandbox up`` builds the new binaries and the old cache stays untou
 KUBERNETES = "v1.35.4"
 ETCD = "v3.6.16"
 KWOK = "v0.7.0"
+# kwok as the sandbox builds it: the release above plus the patch ``build.kwok_patched``
+# applies (the suffix names it; a new patch bumps it, so the cache key changes too).
+KWOK_BUILD = f"{KWOK}+dsroll.1"

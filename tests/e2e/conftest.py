@@ -58,6 +58,7 @@ FAULTS: dict[str, tuple[str, str]] = {
     "restart-scheduler": ("restart", "kube-scheduler"),
     "restart-kwok": ("restart", "kwok"),
     "pause-apiserver": ("pause", "kube-apiserver"),
+    "pause-node-agent": ("pause", "node-agent"),
 }
 
 
@@ -125,9 +126,9 @@ class K8sCluster:
     # --- faults (docs/sandbox.md, "Misbehaving on purpose") ------------------------------
 
     def fault(self, kind: str, seconds: float = 0, wait: bool = True) -> Any:
-        """Inject a component fault: a kind of ``FAULTS``; ``pause-apiserver`` takes ``seconds``.
+        """Inject a component fault: a kind of ``FAULTS``; the ``pause-*`` kinds take ``seconds``.
 
-        A pause with ``wait=False`` returns the timer that resumes the apiserver (join it).
+        A pause with ``wait=False`` returns the timer that resumes the component (join it).
         """
         if self.backend != "sandbox" or not self.sandbox_name:
             pytest.skip(f"the {self.backend} backend has no processes of ours to restart or pause")
@@ -138,14 +139,30 @@ class K8sCluster:
             return faults.restart(self.sandbox_name, component)
         return faults.pause(self.sandbox_name, seconds, component, wait=wait)
 
-    def node_behaviour(self, node: str, behaviour: str | None, timeout: float = 15) -> None:
+    def node_behaviour(self, node: str, behaviour: str | None, timeout: float = 30) -> None:
         """Set ``sandbox.dsroll.io/node-behaviour`` on ``node`` (None removes it: healthy again).
 
-        Returns once the node agent holds the node's Lease (behaviours it plays) or has
-        handed it back to kwok (healing), so pods created next meet the new behaviour.
+        Returns once kwok sees it, so that pods created or deleted next meet the new
+        behaviour: for a behaviour the node agent plays, once kwok's own log says it found
+        the agent holding the node's Lease (the Lease naming the agent is not enough: kwok
+        decides from its cached copy, which can lag by seconds); when healing such a node,
+        once kwok holds the Lease again and has renewed it from its cache.
         """
         if not self.simulates_behaviours:
             pytest.skip(f"the {self.backend} cluster has no kwok: node behaviours are not simulated")
+        if self.backend == "sandbox" and self.sandbox_name:
+            from dsroll.sandbox import faults
+
+            faults.set_node_behaviour(self.sandbox_name, node, behaviour, wait=timeout)
+            return
+        self._node_behaviour_without_kwok_log(node, behaviour, timeout)
+
+    def _node_behaviour_without_kwok_log(self, node: str, behaviour: str | None, timeout: float) -> None:
+        """A cluster of some other sandbox (``kubeconfig`` backend): kwok's log is not ours to read.
+
+        Waits until the Lease names the agent (or kwok again), then, when the agent took it,
+        two of kwok's renew intervals: kwok's cache usually follows within one.
+        """
         from dsroll.sandbox import behaviours
 
         body = {"metadata": {"annotations": {behaviours.NODE_BEHAVIOUR: behaviour}}}
@@ -157,14 +174,14 @@ class K8sCluster:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                holder = coordination.read_namespaced_lease(node, "kube-node-lease").spec.holder_identity
+                holder = coordination.read_namespaced_lease(node, behaviours.LEASE_NAMESPACE).spec.holder_identity
             except client.ApiException as exc:
                 if exc.status != 404:
                     raise
                 holder = None
-            if (holder == behaviours.AGENT_IDENTITY) == want_agent and (want_agent or holder is not None):
-                if want_agent:  # kwok lets go of a node only when its next renewal finds another holder
-                    time.sleep(self.kwok_renew_seconds() + 1)
+            if (holder == behaviours.AGENT_IDENTITY) == want_agent and (want_agent or holder):
+                if want_agent:
+                    time.sleep(2 * self.kwok_renew_seconds())
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"node {node}: Lease holder still {holder!r} {timeout}s after {behaviour!r}")

@@ -147,8 +147,7 @@ def test_kubelet_gone_leaves_pods_pending_and_deletions_hanging(k8s_cluster: Any
     (node,) = _general_nodes(core, 1)
     core.create_namespaced_pod(namespace, _pod("old", node, grace=30))
     wait_until("pod old Ready", lambda: (is_ready(p := core.read_namespaced_pod("old", namespace)), p.status.phase))
-    with k8s_cluster.misbehaving(node, "kubelet-gone"):
-        time.sleep(0.5)  # kwok's Lease informer sees the agent holding it
+    with k8s_cluster.misbehaving(node, "kubelet-gone"):  # returns once kwok has let go of the node
         core.delete_namespaced_pod("old", namespace)
         core.create_namespaced_pod(namespace, _pod("new", node))
         time.sleep(5)
@@ -175,7 +174,6 @@ def test_slow_start_and_slow_pull_take_their_time(k8s_cluster: Any, namespace: s
     core, _ = apis(k8s_cluster)
     starter, puller = _general_nodes(core, 2)
     with k8s_cluster.misbehaving(starter, "slow-start=3s"), k8s_cluster.misbehaving(puller, "slow-pull=3s"):
-        time.sleep(0.5)  # kwok's Lease informer sees the agent holding it
         t0 = time.monotonic()
         core.create_namespaced_pod(namespace, _pod("starter", starter))
         core.create_namespaced_pod(namespace, _pod("puller", puller))
@@ -307,3 +305,40 @@ def test_restarted_controller_manager_still_runs_daemonsets(
         _ds_ready(core, namespace, "late", [added[0].name])
     finally:
         core.delete_node(added[0].name)
+
+
+def test_a_stalled_node_agent_does_not_hand_its_node_to_kwok(
+    k8s_cluster: Any, namespace: str, patient_nodes: None
+) -> None:
+    """The agent frozen for longer than kwok's Lease duration: kwok still leaves the node alone.
+
+    kwok takes a Lease whose renewTime + leaseDurationSeconds has passed; the agent's Leases
+    carry a duration kwok never sees run out, so a late renewal (a busy machine) does not
+    let kwok finalise a hung deletion. (The grace period is raised: the node may look silent.)
+    """
+    from dsroll.sandbox.behaviours import lease_timing
+
+    core, _ = apis(k8s_cluster)
+    coordination = client.CoordinationV1Api(k8s_cluster.api_client)
+    (node,) = _general_nodes(core, 1)
+    core.create_namespaced_pod(namespace, _pod("old", node, grace=30))
+    wait_until("pod old Ready", lambda: (is_ready(p := core.read_namespaced_pod("old", namespace)), p.status.phase))
+    kwok_lease = lease_timing(len(k8s_cluster.node_specs))[0]
+    with k8s_cluster.misbehaving(node, "kubelet-gone"):
+        transitions = coordination.read_namespaced_lease(node, "kube-node-lease").spec.lease_transitions
+        core.delete_namespaced_pod("old", namespace)
+        # kwok's lease duration, one of its renew intervals and the agent's own renew interval
+        k8s_cluster.fault("pause-node-agent", seconds=kwok_lease * 1.5)
+        lease = coordination.read_namespaced_lease(node, "kube-node-lease").spec
+        assert lease.lease_transitions == transitions, "kwok took the Lease while the agent was frozen"
+        old = core.read_namespaced_pod("old", namespace)
+        assert old.metadata.deletion_timestamp is not None, "old should still be Terminating"
+
+    def finalised() -> tuple[bool, Any]:
+        try:
+            core.read_namespaced_pod("old", namespace)
+        except ApiException as exc:
+            return exc.status == 404, exc.status
+        return False, "still there"
+
+    wait_until("old finalised once healed", finalised, timeout=20)

@@ -34,6 +34,7 @@ PURE = (
     "dsroll.permissions",
     "dsroll.namespaces",
     "dsroll.scaffold",
+    "dsroll.sandbox.kwoklog",
 )
 ADAPTERS = ("kubernetes", "git", "jinja2", "rich", "urllib3")
 

@@ -160,3 +160,4 @@ def test_controller_manager_runs_node_lifecycle_with_short_grace(tmp_path: Path)
     assert {"node-lifecycle-controller", "taint-eviction-controller"} <= set(CONTROLLERS)
     assert "--node-monitor-grace-period=10s" in argv and "--node-monitor-period=2s" in argv
     assert "--node-lease-duration-seconds=6" in kwok_argv(bins, Layout(tmp_path), 6)
+    assert "-v=debug" in kwok_argv(bins, Layout(tmp_path), 6), "kwoklog.py reads kwok's debug lease lines"

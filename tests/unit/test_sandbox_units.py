@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from dsroll.errors import SandboxError
 from dsroll.sandbox import kubeconfig, processes
-from dsroll.sandbox.build import KUBE_COMMANDS, kubernetes_main_module
+from dsroll.sandbox.build import KUBE_COMMANDS, kubernetes_main_module, kwok_patched
 from dsroll.sandbox.certs import make_pki
 from dsroll.sandbox.components import CONTROLLERS, Layout, Ports, controller_manager_argv
 from dsroll.sandbox.nodes import (
@@ -180,6 +180,36 @@ def test_kubernetes_main_module_replaces_every_staging_module() -> None:
 def test_kubernetes_main_module_without_staging_is_an_error() -> None:
     with pytest.raises(SandboxError, match="no staging replaces"):
         kubernetes_main_module("v1.35.4", "module k8s.io/kubernetes\n\ngo 1.25.0\n")
+
+
+# kwok v0.7.0's Controller.Start, as in pkg/kwok/controllers/controller.go
+KWOK_START = """var nodeRef = internalversion.StageResourceRef{APIGroup: "v1", Kind: "Node"}
+
+func (c *Controller) Start(ctx context.Context) error {
+\tif len(c.conf.LocalStages) != 0 {
+\t\tfor ref, stage := range c.conf.LocalStages {
+\t\t\tlifecycle, err := lifecycle.NewLifecycle(stage)
+\t\t\terr = c.startStageController(ctx, ref, resources.NewStaticGetter(lifecycle))
+\t\t}
+\t}
+\treturn nil
+}
+"""
+
+
+def test_kwok_is_patched_to_start_its_node_stage_controller_first() -> None:
+    patched = kwok_patched(KWOK_START)
+    assert "range c.conf.LocalStages {" not in patched, "no map-ordered start any more"
+    assert "\t\tfor _, ref := range nodeStagesFirst(c.conf.LocalStages) {" in patched
+    assert "\t\t\tstage := c.conf.LocalStages[ref]\n\t\t\tlifecycle, err" in patched
+    assert "func nodeStagesFirst(" in patched and patched.index("refs = append(refs, nodeRef)") < patched.index(
+        "for ref := range stages {"
+    )
+
+
+def test_kwok_patch_refuses_other_sources() -> None:
+    with pytest.raises(SandboxError, match="not the one the sandbox patch was written for"):
+        kwok_patched(KWOK_START.replace("for ref, stage := range", "for ref := range"))
 
 
 # --- kwok stages -------------------------------------------------------------------------
