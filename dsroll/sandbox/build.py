@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dsroll.errors import SandboxError
 from dsroll.sandbox import versions
@@ -109,17 +110,24 @@ def kubernetes_main_module(version: str, upstream_gomod: str) -> tuple[str, str]
     return "\n".join(lines), "\n".join(tools)
 
 
-def _build_kubernetes(version: str, work: Path, out_dir: Path, log: Path, go: str) -> None:
+def _download(go: str, module: str, work: Path) -> dict[str, Any]:
+    """``go mod download -json module``: where the module proxy's copy landed (``Dir``, ``GoMod``)."""
     info = subprocess.run(
-        [go, "mod", "download", "-json", f"k8s.io/kubernetes@{version}"],
+        [go, "mod", "download", "-json", module],
         cwd=work,
         capture_output=True,
         text=True,
         env={**os.environ, "GOFLAGS": ""},
     )
     if info.returncode != 0:
-        raise SandboxError(f"cannot download k8s.io/kubernetes@{version}: {info.stdout}{info.stderr}")
-    gomod, tools = kubernetes_main_module(version, Path(json.loads(info.stdout)["GoMod"]).read_text())
+        raise SandboxError(f"cannot download {module}: {info.stdout}{info.stderr}")
+    found: dict[str, Any] = json.loads(info.stdout)
+    return found
+
+
+def _build_kubernetes(version: str, work: Path, out_dir: Path, log: Path, go: str) -> None:
+    downloaded = _download(go, f"k8s.io/kubernetes@{version}", work)
+    gomod, tools = kubernetes_main_module(version, Path(downloaded["GoMod"]).read_text())
     (work / "go.mod").write_text(gomod)
     (work / "tools.go").write_text(tools)
     _run([go, "mod", "tidy"], work, log)
@@ -185,18 +193,10 @@ def kwok_patched(controller_go: str) -> str:
 def _build_kwok(version: str, work: Path, out_dir: Path, log: Path, go: str) -> None:
     """kwok's module source, patched (``kwok_patched``) and built in a copy of its own."""
     release = version.split("+", 1)[0]
-    info = subprocess.run(
-        [go, "mod", "download", "-json", f"sigs.k8s.io/kwok@{release}"],
-        cwd=work,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "GOFLAGS": ""},
-    )
-    if info.returncode != 0:
-        raise SandboxError(f"cannot download sigs.k8s.io/kwok@{release}: {info.stdout}{info.stderr}")
+    downloaded = _download(go, f"sigs.k8s.io/kwok@{release}", work)
     src = work / "kwok"
     shutil.rmtree(src, ignore_errors=True)
-    shutil.copytree(json.loads(info.stdout)["Dir"], src, copy_function=shutil.copyfile)  # not the cache's 0444
+    shutil.copytree(downloaded["Dir"], src, copy_function=shutil.copyfile)  # not the cache's 0444
     controller = src / "pkg" / "kwok" / "controllers" / "controller.go"
     controller.write_text(kwok_patched(controller.read_text()))
     _run(
