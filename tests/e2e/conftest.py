@@ -207,6 +207,23 @@ class K8sCluster:
             self.node_behaviour(node, None)
             self.wait_node_healthy(node, heal_timeout)
 
+    @contextlib.contextmanager
+    def patient_nodes(self, grace_seconds: int = 60) -> Iterator[None]:
+        """Inside: the node-lifecycle grace period at ``grace_seconds`` (a control-plane
+        outage then marks no node Unknown); afterwards the sandbox's own, and every node
+        awaited healthy, so the next test finds a healthy cluster. Sandbox backend only."""
+        from dsroll.sandbox import faults
+        from dsroll.sandbox.behaviours import lease_timing
+
+        assert self.sandbox_name, "the grace period is a sandbox setting"
+        faults.set_node_grace_period(self.sandbox_name, grace_seconds)
+        try:
+            yield
+        finally:
+            faults.set_node_grace_period(self.sandbox_name, lease_timing(len(self.node_specs))[1])
+            for spec in self.node_specs:
+                self.wait_node_healthy(spec.name)
+
     def wait_node_healthy(self, node: str, timeout: float = 30) -> None:
         """Until ``node`` is Ready=True and carries no node-lifecycle taint."""
         core = client.CoreV1Api(self.api_client)

@@ -101,16 +101,8 @@ def patient_nodes(k8s_cluster: K8sCluster) -> Iterator[None]:
     """The node-lifecycle grace period at 60 s for this module (the docstring says why), then the sandbox's own."""
     if k8s_cluster.backend != "sandbox" or not k8s_cluster.sandbox_name:
         pytest.skip(f"control-plane faults need the sandbox backend, not {k8s_cluster.backend}")
-    from dsroll.sandbox import faults
-    from dsroll.sandbox.behaviours import lease_timing
-
-    faults.set_node_grace_period(k8s_cluster.sandbox_name, 60)
-    try:
+    with k8s_cluster.patient_nodes(60):
         yield
-    finally:
-        faults.set_node_grace_period(k8s_cluster.sandbox_name, lease_timing(len(k8s_cluster.node_specs))[1])
-        for spec in k8s_cluster.node_specs:
-            k8s_cluster.wait_node_healthy(spec.name)
 
 
 @pytest.fixture

@@ -257,16 +257,8 @@ def patient_nodes(k8s_cluster: Any) -> Iterator[None]:
     would in a real cluster set up that way), which would leak into later tests.
     """
     _needs_sandbox(k8s_cluster)
-    from dsroll.sandbox import faults
-    from dsroll.sandbox.behaviours import lease_timing
-
-    faults.set_node_grace_period(k8s_cluster.sandbox_name, 60)
-    try:
+    with k8s_cluster.patient_nodes(60):
         yield
-    finally:
-        faults.set_node_grace_period(k8s_cluster.sandbox_name, lease_timing(len(k8s_cluster.node_specs))[1])
-        for spec in k8s_cluster.node_specs:
-            k8s_cluster.wait_node_healthy(spec.name)
 
 
 def test_apiserver_and_etcd_restarts_keep_the_cluster(k8s_cluster: Any, namespace: str, patient_nodes: None) -> None:
