@@ -161,9 +161,6 @@ class Evidence:
         fresh = self._take_read(key)
         clues = self._clues(node, key, template)
         kept, verdict = judge(track, pod, gate, now, clues)
-        if verdict.outcome is Outcome.HEALTHY:
-            self._took.append(now - track.started)
-            self.pace = statistics.median(self._took)
         if fresh:
             self._told_cause(node, pod, clues, verdict)
         kind, due = look(verdict, pod, started=track.started, now=now, last=self._last(key), pace=self.pace)
@@ -177,7 +174,9 @@ class Evidence:
                 kind, due = look(verdict, pod, started=track.started, now=now, last=self._last(key), pace=self.pace)
         if verdict.outcome is Outcome.WAITING and due is not None and due > now and self._can(pod):
             verdict = replace(verdict, wake_at=min(due, verdict.wake_at or due))
-        if verdict.outcome is Outcome.HEALTHY:  # the node leaves the flight: what was seen of it is done
+        if verdict.outcome is Outcome.HEALTHY:  # the node leaves the flight: it sets the pace; what was seen is done
+            self._took.append(now - track.started)
+            self.pace = statistics.median(self._took)
             for done in (key, f"node/{node}"):
                 self._seen.pop(done, None)
                 self._reading.pop(done, None)
