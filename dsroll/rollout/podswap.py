@@ -28,7 +28,7 @@ from dsroll.kube.protocols import PodsApi
 from dsroll.kube.resources import FIELD_MANAGER
 from dsroll.plan import PodView
 from dsroll.rollout import revisions as revs
-from dsroll.rollout.decide import Batch, InFlight, next_batch
+from dsroll.rollout.decide import Batch, InFlight, gather, next_batch
 from dsroll.rollout.evidence import Evidence
 from dsroll.rollout.fleet import NodeIndex, NodeTurn, Turn, turn
 from dsroll.rollout.health import Gate, Outcome
@@ -193,11 +193,7 @@ class PodSwap:
                 moved = moved or force or bool(touched) or timers.due(now) or self.evidence.has_arrived()
                 force = False
                 if not moved:
-                    seen = wait_any(
-                        [informer, self.around.nodes, self.around.daemonset, bell],
-                        max(0.05, min(now + RENEW_EVERY, timers.next()) - time.monotonic()),
-                        seen,
-                    )
+                    seen = self._wait([informer, self.around.nodes, self.around.daemonset, bell], now, timers, seen)
                     continue
                 # Only the nodes in flight whose pods changed, or whose verdict can change with
                 # the clock (a wake_at passed), are judged: O(changes) per event, not O(budget).
@@ -305,11 +301,15 @@ class PodSwap:
                         f"use the whole maxUnavailable budget of {state.max_unavailable}"
                     )
                     self.reporter.emit("blocked", self.label, message)
-                seen = wait_any(
-                    [informer, self.around.nodes, self.around.daemonset, bell],
-                    max(0.05, min(now + RENEW_EVERY, timers.next()) - time.monotonic()),
-                    seen,
-                )
+                seen = self._wait([informer, self.around.nodes, self.around.daemonset, bell], now, timers, seen)
+
+    def _wait(
+        self, watched: list[Informer | Bell], looked: float, timers: Timers, seen: tuple[int, ...] | None
+    ) -> tuple[int, ...]:
+        """Until something watched changes, a timer is due or the lease wants renewing; not
+        before ``decide.gather`` has passed since the look that began at ``looked``."""
+        time.sleep(max(0.0, looked + gather(self.evidence.pace) - time.monotonic()))
+        return wait_any(watched, max(0.05, min(looked + RENEW_EVERY, timers.next()) - time.monotonic()), seen)
 
     # --- what moves under a step ----------------------------------------------------------
 

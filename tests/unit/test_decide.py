@@ -254,6 +254,22 @@ def check_budget(budget: int) -> Any:
     return check
 
 
+@pytest.mark.parametrize(
+    ("pace", "wait"),
+    [
+        (0.0, 0.0),  # no node done yet: every event is looked at as it comes
+        (-1.0, 0.0),  # a clock that stepped back is no pace
+        (0.16, 0.004),  # 100 quiet kwok nodes: a few ms
+        (1.0, 0.025),
+        (2.0, 0.05),  # where the cap begins
+        (2.3, 0.05),  # 1,000 kwok nodes
+        (600.0, 0.05),  # a 10-minute image pull: still 50 ms, not 15 s
+    ],
+)
+def test_events_gather_for_a_share_of_the_pace_and_never_long(pace: float, wait: float) -> None:
+    assert decide.gather(pace) == pytest.approx(wait)
+
+
 # --- a node in flight ------------------------------------------------------------------------
 
 
