@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from dsroll.errors import ClusterError
 from dsroll.orphans import Placement, label_patch, place, relabelled
 from dsroll.rollout import revisions as revs
+from dsroll.rollout.decide import observed
 from dsroll.rollout.lease import RENEW_EVERY, Lease
 from dsroll.rollout.reporter import Reporter
 from dsroll.rollout.watching import Informer, wait_any
@@ -129,9 +130,7 @@ class Adoption:
                 live_pods = [p for p in pods.snapshot() if not p["metadata"].get("deletionTimestamp")]
                 if not all(controller_uid(p) == uid for p in live_pods):
                     return False
-                ds = next(iter(daemonsets.snapshot()), {})
-                status, generation = ds.get("status") or {}, (ds.get("metadata") or {}).get("generation", 1)
-                return status.get("observedGeneration", 0) >= generation
+                return observed(next(iter(daemonsets.snapshot()), {}), written=1)
 
             what = f"{name} has not adopted every pod its selector matches"
             count = self._await(adopted, what, pods_source, ds_source)

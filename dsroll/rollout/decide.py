@@ -7,8 +7,8 @@ What is decided here:
 - where a run starts: create, apply in place, prune, continue a rollback, stay paused,
   resume the recorded rollout, or start afresh (``start``; a new render supersedes a
   paused or unfinished rollout), and the state it starts from (``fresh_state``,
-  ``resumed_state``); when a created variant is done (``created``); when progress is
-  worth a write (``record_due``);
+  ``resumed_state``); whether the controller has seen a spec (``observed``); when a
+  created variant is done (``created``); when progress is worth a write (``record_due``);
 - the steps a state carries out (``step_counts``) and what happens between two steps
   (``between_steps``);
 - the next batch inside a step within the ``maxUnavailable`` budget, and how it departs
@@ -145,13 +145,21 @@ def fit_steps(steps: Sequence[int], total: int) -> tuple[int, ...]:
     return resolve_steps([str(c) for c in steps], total)
 
 
+def observed(daemonset: Mapping[str, Any], written: int = 0) -> bool:
+    """Whether the controller has seen ``daemonset``'s spec, and so recorded its revision:
+    a copy older than generation ``written`` (what the run wrote last; a watch may not
+    have its event yet) does not count, however observed."""
+    generation = int((daemonset.get("metadata") or {}).get("generation") or 0)
+    return generation >= written and int((daemonset.get("status") or {}).get("observedGeneration") or 0) >= generation
+
+
 def created(daemonset: Mapping[str, Any]) -> tuple[bool, int, int]:
     """A DaemonSet just created: (every pod it wants is updated and Ready, Ready, wanted)."""
     status = daemonset.get("status") or {}
     desired = status.get("desiredNumberScheduled", 0)
     ready = status.get("numberReady", 0)
-    observed = status.get("observedGeneration", 0) >= daemonset["metadata"]["generation"]
-    return observed and ready >= desired and status.get("updatedNumberScheduled", 0) >= desired, ready, desired
+    done = observed(daemonset) and ready >= desired and status.get("updatedNumberScheduled", 0) >= desired
+    return done, ready, desired
 
 
 def record_interval(nodes: int) -> float:

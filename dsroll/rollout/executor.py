@@ -52,14 +52,6 @@ if TYPE_CHECKING:
 ON_DELETE = {"type": "OnDelete"}
 
 
-def observed(daemonset: Mapping[str, Any], written: int) -> bool:
-    """Whether the controller has seen ``daemonset``'s spec, and so recorded its revision:
-    a copy older than generation ``written`` (what the run wrote last; a watch may not
-    have its event yet) does not count, however observed."""
-    generation = int(daemonset["metadata"].get("generation") or 0)
-    return generation >= written and int((daemonset.get("status") or {}).get("observedGeneration") or 0) >= generation
-
-
 class VariantRollout:
     def __init__(
         self, kube: Kube, plan: VariantPlan, options: RunOptions, reporter: Reporter, target: Target | None = None
@@ -240,7 +232,7 @@ class VariantRollout:
         deadline, seen = time.monotonic() + timeout, -1
         while time.monotonic() < deadline:
             for ds in watch.snapshot():
-                if observed(ds, written):
+                if decide.observed(ds, written):
                     self.ds = ds
                     return
             seen = watch.wait(deadline - time.monotonic(), seen)

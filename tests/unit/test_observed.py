@@ -1,4 +1,4 @@
-"""When the DaemonSet controller has seen the spec a run wrote (``executor.observed``): the
+"""When the DaemonSet controller has seen the spec a run wrote (``decide.observed``): the
 rollout's DaemonSet watch can still hold the copy from before the write."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from dsroll.rollout.executor import observed
+from dsroll.rollout.decide import observed
 
 
 def ds(generation: int, observed_generation: int | None) -> dict[str, Any]:
