@@ -296,8 +296,8 @@ def gather(pace: float) -> float:
 
     Each look costs about the same whatever it finds (the nodes touched judged, the batch,
     the progress line), and at 1,000 nodes a pod event comes every ~4 ms: one look per
-    event cost CPU that a busy control plane on the same machine needs (dsroll 4.5-4.7
-    CPU-s per 1,000-node rollout; 3.5-4.0 gathering, measured). Gathering for 1/40 of
+    event cost CPU that a busy control plane on the same machine needs (dsroll 4.4-4.7
+    CPU-s per 1,000-node rollout; 3.6-3.7 gathering, measured). Gathering for 1/40 of
     ``pace`` (the median delete-to-Ready time so far; 0 before the first node is done: no
     wait) and at most 50 ms leaves a freed slot idle at most 2.5 % of a replacement longer;
     the native controller leaves one idle 41-95 ms."""

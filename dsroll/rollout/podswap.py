@@ -153,6 +153,7 @@ class PodSwap:
         with informer, ThreadPoolExecutor(max_workers=8, thread_name_prefix="delete") as pool, self._reads(bell):
             index.absorb(informer.changes())
             self.around.absorb()
+            watched: list[Informer | Bell] = [informer, self.around.nodes, self.around.daemonset, bell]
             queue = StepQueue(
                 state.nodes, lambda n: n not in index.updated and n not in flight and n not in skipped, count, skipped
             )
@@ -193,7 +194,7 @@ class PodSwap:
                 moved = moved or force or bool(touched) or timers.due(now) or self.evidence.has_arrived()
                 force = False
                 if not moved:
-                    seen = self._wait([informer, self.around.nodes, self.around.daemonset, bell], now, timers, seen)
+                    seen = self._wait(watched, now, timers, seen)
                     continue
                 # Only the nodes in flight whose pods changed, or whose verdict can change with
                 # the clock (a wake_at passed), are judged: O(changes) per event, not O(budget).
@@ -301,7 +302,7 @@ class PodSwap:
                         f"use the whole maxUnavailable budget of {state.max_unavailable}"
                     )
                     self.reporter.emit("blocked", self.label, message)
-                seen = self._wait([informer, self.around.nodes, self.around.daemonset, bell], now, timers, seen)
+                seen = self._wait(watched, now, timers, seen)
 
     def _wait(
         self, watched: list[Informer | Bell], looked: float, timers: Timers, seen: tuple[int, ...] | None
