@@ -133,6 +133,17 @@ def lease_timing(node_count: int) -> tuple[int, int]:
 # node that looks silent, as a late kubelet would, instead of handing it to kwok.
 FOREVER_SECONDS = 10 * 365 * 86400
 LEASE_NAMESPACE = "kube-node-lease"
+LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases"
+
+
+def lease_path(node: str) -> str:
+    """The API path of ``node``'s Lease."""
+    return f"{LEASES}/{node}"
+
+
+def lease_holder(lease: Mapping[str, Any] | None) -> str | None:
+    """Who holds the Lease (None: no Lease, or no holder)."""
+    return ((lease or {}).get("spec") or {}).get("holderIdentity")
 
 
 def held_lease(lease: Mapping[str, Any] | None, node: str, now: str, renew: bool) -> dict[str, Any]:
@@ -165,7 +176,7 @@ def released_lease(lease: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def held_by_agent(lease: Mapping[str, Any] | None) -> bool:
-    return ((lease or {}).get("spec") or {}).get("holderIdentity") == AGENT_IDENTITY
+    return lease_holder(lease) == AGENT_IDENTITY
 
 
 # --- pods the agent plays on slow nodes ----------------------------------------------------

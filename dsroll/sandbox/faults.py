@@ -171,7 +171,7 @@ def set_node_behaviour(name: str, node: str, behaviour: str | None, wait: float 
     value = None if behaviour in (None, "", "healthy") else behaviours.parse(behaviour)
     state = _state(name)
     api = _api(state)
-    lease_path = f"/apis/coordination.k8s.io/v1/namespaces/{behaviours.LEASE_NAMESPACE}/leases/{node}"
+    lease_path = behaviours.lease_path(node)
     was_held = bool(wait) and behaviours.held_by_agent(_read(api, lease_path))
     kwok_log = _component(state, "kwok").log
     start = kwok_log.stat().st_size if kwok_log.exists() else 0

@@ -40,7 +40,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dsroll.sandbox.behaviours import AGENT_IDENTITY
+from dsroll.sandbox.behaviours import AGENT_IDENTITY, lease_holder
 
 OTHER_HOLDER = "Lease already acquired by another holder"
 _OWN_LEASE = ("Syncing lease", "Creating lease")
@@ -103,15 +103,11 @@ def parse_lines(lines: Iterable[str]) -> list[Look]:
     return [look for look in map(parse_line, lines) if look is not None]
 
 
-def _holder(lease: Mapping[str, Any] | None) -> str | None:
-    return ((lease or {}).get("spec") or {}).get("holderIdentity")
-
-
 def kwok_let_go(looks: Sequence[Look], node: str, lease: Mapping[str, Any] | None) -> bool:
     """The agent holds ``node``'s Lease (``lease``, as read now) and kwok's latest look at
     it, among ``looks`` (logged since the agent was asked to take it), found another holder."""
     mine = [look.seen for look in looks if look.node == node and look.seen != POD_PLAYED]
-    return _holder(lease) == AGENT_IDENTITY and bool(mine) and mine[-1] == LEASE_OTHER
+    return lease_holder(lease) == AGENT_IDENTITY and bool(mine) and mine[-1] == LEASE_OTHER
 
 
 def kwok_took_back(looks: Sequence[Look], node: str, lease: Mapping[str, Any] | None) -> bool:
@@ -123,7 +119,7 @@ def kwok_took_back(looks: Sequence[Look], node: str, lease: Mapping[str, Any] | 
     cache (a renewal from the second look on landed). The take itself may have been made
     while kwok's copy still named no one.
     """
-    holder, renewed = _holder(lease), ((lease or {}).get("spec") or {}).get("renewTime")
+    holder, renewed = lease_holder(lease), ((lease or {}).get("spec") or {}).get("renewTime")
     own = [look.micros for look in looks if look.node == node and look.seen == LEASE_OWN]
     if holder in (None, "", AGENT_IDENTITY) or not renewed or not own or micros(str(renewed)) < own[0]:
         return False

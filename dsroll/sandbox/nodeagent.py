@@ -42,7 +42,6 @@ from typing import Any
 
 from dsroll.sandbox import behaviours as bh
 
-LEASE_NS = bh.LEASE_NAMESPACE
 READY_MARK = "node agent watching nodes"
 
 
@@ -190,7 +189,7 @@ class NodeAgent:
 
     def _adopt_leases(self, nodes: set[str]) -> None:
         """Leases a previous agent process left holding become this one's to renew or release."""
-        status, body = self.api.call("GET", f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NS}/leases")
+        status, body = self.api.call("GET", bh.LEASES)
         if status != 200:
             return
         with self.lock:
@@ -200,19 +199,19 @@ class NodeAgent:
                     self.held.setdefault(name, 0.0)
 
     def _write_lease(self, node: str, renew: bool) -> bool:
-        path = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NS}/leases/{node}"
+        path = bh.lease_path(node)
         status, lease = self.api.call("GET", path)
         if status not in (200, 404):
             return False
         body = bh.held_lease(lease if status == 200 else None, node, _micro_now(), renew)
         if status == 404:
-            status, _ = self.api.call("POST", f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NS}/leases", body)
+            status, _ = self.api.call("POST", bh.LEASES, body)
             return status == 201
         status, _ = self.api.call("PUT", path, body)
         return status == 200  # a 409 (kwok renewed meanwhile) is retried on the next tick
 
     def _release_lease(self, node: str) -> bool:
-        path = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NS}/leases/{node}"
+        path = bh.lease_path(node)
         status, lease = self.api.call("GET", path)
         if status == 200 and bh.held_by_agent(lease):
             status, _ = self.api.call("PUT", path, bh.released_lease(lease))  # its resourceVersion: no lost update
