@@ -308,7 +308,7 @@ def test_a_stalled_node_agent_does_not_hand_its_node_to_kwok(
     carry a duration kwok never sees run out, so a late renewal (a busy machine) does not
     let kwok finalise a hung deletion. (The grace period is raised: the node may look silent.)
     """
-    from dsroll.sandbox.behaviours import lease_timing
+    from dsroll.sandbox.behaviours import LEASE_NAMESPACE, lease_timing
 
     core, _ = apis(k8s_cluster)
     coordination = client.CoordinationV1Api(k8s_cluster.api_client)
@@ -317,11 +317,11 @@ def test_a_stalled_node_agent_does_not_hand_its_node_to_kwok(
     wait_until("pod old Ready", lambda: (is_ready(p := core.read_namespaced_pod("old", namespace)), p.status.phase))
     kwok_lease = lease_timing(len(k8s_cluster.node_specs))[0]
     with k8s_cluster.misbehaving(node, "kubelet-gone"):
-        transitions = coordination.read_namespaced_lease(node, "kube-node-lease").spec.lease_transitions
+        transitions = coordination.read_namespaced_lease(node, LEASE_NAMESPACE).spec.lease_transitions
         core.delete_namespaced_pod("old", namespace)
         # kwok's lease duration, one of its renew intervals and the agent's own renew interval
         k8s_cluster.fault("pause-node-agent", seconds=kwok_lease * 1.5)
-        lease = coordination.read_namespaced_lease(node, "kube-node-lease").spec
+        lease = coordination.read_namespaced_lease(node, LEASE_NAMESPACE).spec
         assert lease.lease_transitions == transitions, "kwok took the Lease while the agent was frozen"
         old = core.read_namespaced_pod("old", namespace)
         assert old.metadata.deletion_timestamp is not None, "old should still be Terminating"
