@@ -309,19 +309,36 @@ def gather(pace: float) -> float:
 
 @dataclass(frozen=True)
 class InFlight:
-    """A node whose old pod was deleted, waiting for its new pod to pass the gate."""
+    """A node whose old pod was deleted, waiting for its new pod to pass the gate.
+
+    ``free_at``: when the node was first seen without its old pod (the DaemonSet controller
+    creates the new one only then; a kubelet may take the pod's whole grace period to stop
+    it); ``pod_at``: when the new pod was first seen. ``health.look`` counts from them."""
 
     started: float
     old_uid: str | None
     ready_since: float | None = None
     lost_ready: bool = False
+    free_at: float | None = None
+    pod_at: float | None = None
 
 
 def judge(
-    track: InFlight, pod: Mapping[str, Any] | None, gate: Gate, now: float, clues: Clues = NO_CLUES
+    track: InFlight,
+    pod: Mapping[str, Any] | None,
+    gate: Gate,
+    now: float,
+    clues: Clues = NO_CLUES,
+    *,
+    old_gone: bool = True,
 ) -> tuple[InFlight, Verdict]:
     """The node's new pod (None while there is none) through the health gate; ``clues``
-    (its Events, why its node cannot run it) sharpen the message (``evidence.py``)."""
+    (its Events, why its node cannot run it) sharpen the message (``evidence.py``).
+    ``old_gone``: the node's old pod is no longer there (not even terminating)."""
+    if track.free_at is None and (old_gone or pod is not None):
+        track = replace(track, free_at=now)
+    if pod is not None and track.pod_at is None:
+        track = replace(track, pod_at=now)
     if pod is not None:
         ready = is_ready(pod)
         if ready and track.ready_since is None:

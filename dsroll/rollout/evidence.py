@@ -154,24 +154,27 @@ class Evidence:
         gate: Gate,
         now: float,
         template: Mapping[str, Any],
+        *,
+        old_gone: bool = True,
     ) -> tuple[InFlight, Verdict]:
         """``decide.judge`` for ``node``'s new pod with what was read of it, starting the
-        read that is due; the verdict's ``wake_at`` also wakes the caller for the next look."""
+        read that is due; the verdict's ``wake_at`` also wakes the caller for the next look.
+        ``old_gone``: the node's old pod is no longer there (``decide.judge``)."""
         key = f"node/{node}" if pod is None else str(pod["metadata"]["uid"])
         fresh = self._take_read(key)
         clues = self._clues(node, key, template)
-        kept, verdict = judge(track, pod, gate, now, clues)
+        kept, verdict = judge(track, pod, gate, now, clues, old_gone=old_gone)
         if fresh:
             self._told_cause(node, pod, clues, verdict)
-        kind, due = look(verdict, pod, started=track.started, now=now, last=self._last(key), pace=self.pace)
+        kind, due = self._look(kept, verdict, pod, key, now)
         if kind is not Look.NONE and key not in self._reading:
             if self._submit is not None:
                 self._start(kind, node, key, pod, now)
             elif self._read(kind, node, key, pod, now):
                 clues = self._clues(node, key, template)
-                kept, verdict = judge(track, pod, gate, now, clues)
+                kept, verdict = judge(track, pod, gate, now, clues, old_gone=old_gone)
                 self._told_cause(node, pod, clues, verdict)
-                kind, due = look(verdict, pod, started=track.started, now=now, last=self._last(key), pace=self.pace)
+                kind, due = self._look(kept, verdict, pod, key, now)
         if verdict.outcome is Outcome.WAITING and due is not None and due > now and self._can(pod):
             verdict = replace(verdict, wake_at=min(due, verdict.wake_at or due))
         if verdict.outcome is Outcome.HEALTHY:  # the node leaves the flight: it sets the pace; what was seen is done
@@ -181,6 +184,20 @@ class Evidence:
                 self._seen.pop(done, None)
                 self._reading.pop(done, None)
         return kept, verdict
+
+    def _look(
+        self, track: InFlight, verdict: Verdict, pod: Mapping[str, Any] | None, key: str, now: float
+    ) -> tuple[Look, float | None]:
+        return look(
+            verdict,
+            pod,
+            started=track.started,
+            now=now,
+            last=self._last(key),
+            pace=self.pace,
+            free_at=track.free_at,
+            pod_at=track.pod_at,
+        )
 
     def _told_cause(self, node: str, pod: Mapping[str, Any] | None, clues: Clues, verdict: Verdict) -> None:
         if verdict.outcome is Outcome.WAITING and (pod is not None or clues.misfit is not None):

@@ -151,24 +151,34 @@ def look(
     now: float,
     last: float | None,
     pace: float = 0.0,
+    free_at: float | None,
+    pod_at: float | None,
 ) -> tuple[Look, float | None]:
     """What to read now to name the cause, and when the next look is due (None: never).
 
-    Only a node still in question is looked at: no pod after ``NODE_AFTER`` (is the node
-    one the controller will not place a pod on?), a pod not Ready after ``EVENTS_AFTER``,
-    then every ``LOOK_EVERY``; and once more, unless the last look is ``FRESH``, to name a
-    failure. A healthy pod, or one Ready and waiting out ``minReadySeconds``, costs nothing.
+    Only a node still in question is looked at: no pod ``NODE_AFTER`` after its old pod
+    was gone (``free_at``; is the node one the controller will not place a pod on?), a pod
+    not Ready ``EVENTS_AFTER`` after it appeared (``pod_at``), then every ``LOOK_EVERY``;
+    and once more, unless the last look is ``FRESH``, to name a failure. A healthy pod, or
+    one Ready and waiting out ``minReadySeconds``, costs nothing. While the old pod is
+    still there (its kubelet may take the whole grace period to stop it) the controller
+    has had no chance yet, and the node is not read.
 
     ``pace``: how long a replacement takes in this run so far (``Evidence``'s median). A
-    node is in question only once it is slower than its peers: with no pod after ``pace``,
-    not Ready after twice ``pace``. On a cluster where every pod takes 20 s to pull its
-    image, looking at each after 5 s would read the Events of every pod in flight, find
-    nothing wrong, and load the API server the rollout waits on."""
+    node is in question only once it is slower than its peers: with no pod ``pace`` after
+    ``started`` (its old pod's deletion), not Ready after twice ``pace``. On a cluster where
+    every pod takes 20 s to pull its image, looking at each after 5 s would read the Events
+    of every pod in flight, find nothing wrong, and load the API server the rollout waits on."""
     if verdict.outcome is Outcome.HEALTHY or (pod is not None and is_ready(pod) and verdict.outcome is Outcome.WAITING):
         return Look.NONE, None
     kind = Look.NODE if pod is None else Look.EVENTS
     if verdict.outcome is Outcome.FAILED:
         return (kind if last is None or now - last >= FRESH else Look.NONE), None
-    first = max(NODE_AFTER, pace) if pod is None else max(EVENTS_AFTER, 2 * pace)
-    due = started + first if last is None else last + LOOK_EVERY
+    if pod is None:
+        if free_at is None:
+            return Look.NONE, None  # judged again when the old pod goes: its node's pods change
+        first = max(free_at + NODE_AFTER, started + pace)
+    else:
+        first = max((started if pod_at is None else pod_at) + EVENTS_AFTER, started + 2 * pace)
+    due = first if last is None else last + LOOK_EVERY
     return (kind, now + LOOK_EVERY) if now >= due else (Look.NONE, due)

@@ -202,7 +202,10 @@ class PodSwap:
                 for node in sorted({n for n in touched if n in flight} | timers.pop_due(now, flight) | arrived):
                     track = flight[node]
                     new = index.new_pod(node, track.old_uid)
-                    flight[node], verdict = self.evidence.judge(node, track, new, self.gate, now, template)
+                    gone = track.old_uid is None or not index.has(track.old_uid)
+                    flight[node], verdict = self.evidence.judge(
+                        node, track, new, self.gate, now, template, old_gone=gone
+                    )
                     if verdict.outcome is Outcome.FAILED:
                         raise NodeFailed(node, verdict.message)
                     if verdict.outcome is Outcome.HEALTHY:

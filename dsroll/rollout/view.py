@@ -222,6 +222,10 @@ class PodIndex:
         pod = self.pod_on(node)
         return pod if pod is not None and not self.current(pod) and not pod.terminating else None
 
+    def has(self, uid: str) -> bool:
+        """The pod is still there (terminating or not)."""
+        return uid in self._pods
+
     def new_pod(self, node: str, old_uid: str | None) -> Mapping[str, Any] | None:
         """The controller's live pod on the target revision that replaced ``old_uid`` on a node."""
         for uid in self._by_node.get(node, ()):

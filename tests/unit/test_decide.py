@@ -287,6 +287,20 @@ def test_judge_remembers_readiness_and_its_loss() -> None:
     assert lost.lost_ready
 
 
+def test_judge_remembers_when_the_old_pod_went_and_the_new_one_came() -> None:
+    gate = Gate(ready_timeout=60.0, min_ready_seconds=0.0)
+    creating = {"metadata": {"name": "p"}, "status": {"phase": "Pending"}}
+    track, _ = decide.judge(InFlight(started=0.0, old_uid="u"), None, gate, 1.0, old_gone=False)
+    assert (track.free_at, track.pod_at) == (None, None), "the old pod is still stopping"
+    track, _ = decide.judge(track, None, gate, 3.0, old_gone=True)
+    assert (track.free_at, track.pod_at) == (3.0, None)
+    track, _ = decide.judge(track, creating, gate, 4.0)
+    track, _ = decide.judge(track, creating, gate, 6.0)
+    assert (track.free_at, track.pod_at) == (3.0, 4.0), "first seen, not last"
+    surged, _ = decide.judge(InFlight(started=0.0, old_uid="u"), creating, gate, 2.0, old_gone=False)
+    assert (surged.free_at, surged.pod_at) == (2.0, 2.0), "a new pod beside the old one: the controller had its chance"
+
+
 # --- failure and rollback ----------------------------------------------------------------------
 
 

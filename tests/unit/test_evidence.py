@@ -17,8 +17,9 @@ from dsroll.rollout.health import Gate, Outcome
 from dsroll.rollout.placement import misfit
 
 GATE = Gate(ready_timeout=8.0, min_ready_seconds=0.0)
+GATE_LONG = Gate(ready_timeout=60.0, min_ready_seconds=0.0)
 TEMPLATE = {"metadata": {"labels": {"app": "agent"}}, "spec": {"containers": [{"name": "agent", "image": "a:2"}]}}
-TRACK = InFlight(started=T0, old_uid="old")
+TRACK = InFlight(started=T0, old_uid="old", free_at=T0, pod_at=T0)  # the looks count from T0
 
 
 class FakeEvents:
@@ -73,6 +74,20 @@ def test_no_pod_reads_the_node_after_the_controllers_chance_and_fails_at_once() 
         f"no new pod on {NODE}, the DaemonSet controller will not create one: "
         "the node has taint gpu:NoSchedule, not tolerated by the pod template"
     )
+
+
+def test_no_node_is_read_while_its_old_pod_takes_its_grace_period_to_stop() -> None:
+    nodes = FakeNodes(tainted())
+    eyes, _ = evidence(nodes=nodes)
+    track = InFlight(started=T0, old_uid="old")
+    for after in (0.0, 2.0, 12.0, 29.0):
+        track, got = eyes.judge(NODE, track, None, GATE_LONG, T0 + after, TEMPLATE, old_gone=False)
+        assert got.outcome is Outcome.WAITING
+    assert nodes.calls == 0, "the controller creates the new pod only once the old one is gone"
+    track, got = eyes.judge(NODE, track, None, GATE_LONG, T0 + 30, TEMPLATE)
+    assert nodes.calls == 0 and got.wake_at == T0 + 32
+    _, got = eyes.judge(NODE, track, None, GATE_LONG, T0 + 32, TEMPLATE)
+    assert nodes.calls == 1 and got.outcome is Outcome.FAILED, "then the taint is found, as before"
 
 
 def test_a_node_that_fits_is_read_again_only_every_ten_seconds() -> None:

@@ -433,7 +433,7 @@ def waiting(wake: float = T0 + 8) -> Verdict:
     ],
 )
 def test_looks_are_rate_limited(pod: Any, after: float, last: float | None, expected: tuple[Look, float]) -> None:
-    assert look(waiting(), pod, started=T0, now=T0 + after, last=last) == expected
+    assert look(waiting(), pod, started=T0, now=T0 + after, last=last, free_at=T0, pod_at=T0) == expected
 
 
 @pytest.mark.parametrize(
@@ -450,15 +450,44 @@ def test_looks_are_rate_limited(pod: Any, after: float, last: float | None, expe
 def test_a_node_is_looked_at_once_slower_than_its_peers(
     pod: Any, pace: float, after: float, expected: tuple[Look, float]
 ) -> None:
-    assert look(waiting(), pod, started=T0, now=T0 + after, last=None, pace=pace) == expected
+    assert look(waiting(), pod, started=T0, now=T0 + after, last=None, pace=pace, free_at=T0, pod_at=T0) == expected
+
+
+@pytest.mark.parametrize(
+    ("pod", "free_at", "pod_at", "after", "pace", "expected"),
+    [
+        (None, None, None, 30.0, 0.0, (Look.NONE, None)),  # the old pod is still stopping: no chance yet
+        (None, T0 + 25, None, 26.0, 0.0, (Look.NONE, T0 + 27)),  # the chance counts from its going
+        (None, T0 + 25, None, 27.0, 0.0, (Look.NODE, T0 + 37)),
+        (None, T0 + 1, None, 3.0, 6.0, (Look.NONE, T0 + 6)),  # and still waits for the peers' pace
+        (creating(), T0 + 30, T0 + 30, 31.0, 0.0, (Look.NONE, T0 + 35)),  # a pod gets a few seconds of its own
+        (creating(), T0 + 30, T0 + 30, 35.0, 0.0, (Look.EVENTS, T0 + 45)),
+        (creating(), T0 + 30, T0 + 30, 35.0, 20.0, (Look.NONE, T0 + 40)),  # twice the pace from the deletion
+    ],
+)
+def test_a_look_counts_from_when_the_controller_and_the_pod_had_their_chance(
+    pod: Any, free_at: float | None, pod_at: float | None, after: float, pace: float, expected: tuple[Look, float]
+) -> None:
+    """A kubelet may take a pod's whole grace period to stop it, and only then does the
+    DaemonSet controller create the new pod: the node is not read before, nor the new
+    pod's Events before it is a few seconds old."""
+    got = look(waiting(), pod, started=T0, now=T0 + after, last=None, pace=pace, free_at=free_at, pod_at=pod_at)
+    assert got == expected
+
+
+def test_a_failure_is_named_even_while_the_old_pod_is_still_there() -> None:
+    failed = Verdict(Outcome.FAILED, "…")
+    assert look(failed, None, started=T0, now=T0 + 8, last=None, free_at=None, pod_at=None) == (Look.NODE, None)
 
 
 def test_a_failure_gets_one_fresh_look_to_name_it() -> None:
     failed = Verdict(Outcome.FAILED, "…")
-    assert look(failed, creating(), started=T0, now=T0 + 8, last=None) == (Look.EVENTS, None)
-    assert look(failed, creating(), started=T0, now=T0 + 8, last=T0 + 5) == (Look.EVENTS, None)
-    assert look(failed, creating(), started=T0, now=T0 + 8, last=T0 + 7.5) == (Look.NONE, None)
-    assert look(Verdict(Outcome.HEALTHY, "…"), running(ready=True), started=T0, now=T0 + 8, last=None) == (
+    assert look(failed, creating(), started=T0, now=T0 + 8, last=None, free_at=T0, pod_at=T0) == (Look.EVENTS, None)
+    assert look(failed, creating(), started=T0, now=T0 + 8, last=T0 + 5, free_at=T0, pod_at=T0) == (Look.EVENTS, None)
+    assert look(failed, creating(), started=T0, now=T0 + 8, last=T0 + 7.5, free_at=T0, pod_at=T0) == (Look.NONE, None)
+    assert look(
+        Verdict(Outcome.HEALTHY, "…"), running(ready=True), started=T0, now=T0 + 8, last=None, free_at=T0, pod_at=T0
+    ) == (
         Look.NONE,
         None,
     )
