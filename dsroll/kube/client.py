@@ -130,6 +130,8 @@ class Kube:
         self.api.user_agent = user_agent()
         self.requests = 0
         self.writes = 0
+        #: The resourceVersion of each collection's last complete list (path, query): ``Collection.seen``.
+        self.listed: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
         self._counting = threading.Lock()  # deletes of a batch run concurrently
         self.budget = RetryBudget(COMMAND_BUDGET)
         self.outage = Outage()

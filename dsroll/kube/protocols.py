@@ -26,10 +26,16 @@ class Watchable(Protocol):
     def watch(self, resource_version: str, timeout: float) -> Iterator[tuple[str, dict[str, Any]]]: ...
 
 
+class SeenWatchable(Watchable, Protocol):
+    def seen(self) -> Watchable:
+        """The collection, listed no older than this process last listed it (``Collection.seen``)."""
+        ...
+
+
 class PodsApi(Protocol):
     def collection(
         self, namespace: str | None = None, *, label_selector: str | None = None, field_selector: str | None = None
-    ) -> Watchable: ...
+    ) -> SeenWatchable: ...
 
     def delete(self, namespace: str, name: str, uid: str) -> bool: ...
 

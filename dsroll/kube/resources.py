@@ -69,10 +69,29 @@ class Collection:
             items.extend(page if transform is None else (transform(item) for item in page))
             meta = result.get("metadata") or {}
             if not meta.get("continue"):
-                return items, str(meta.get("resourceVersion", ""))
+                version = str(meta.get("resourceVersion", ""))
+                if version:
+                    self.kube.listed[self._key] = version
+                return items, version
             # the token carries the snapshot: a resourceVersion beside it is refused
             query = {**self.query, "limit": str(PAGE), "continue": str(meta["continue"])}
             del result, page  # one whole page in memory at a time, not this one and the next
+
+    def seen(self) -> Collection:
+        """This collection, to be listed no older than this process last listed it.
+
+        The list then asks ``NotOlderThan`` that resourceVersion, which the API server's
+        cache has reached already: it answers at once, where a consistent read waits for the
+        cache to prove it current (up to ~100 ms for a kind nothing changed lately, measured
+        on the rollout's node list). What comes back is never older than what this process
+        saw, and the watch that follows the list brings whatever is newer. Itself, a
+        consistent read, when this process never listed it."""
+        version = self.kube.listed.get(self._key, "")
+        return replace(self, not_older_than=version) if version and not self.not_older_than else self
+
+    @property
+    def _key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return self.path, tuple(sorted(self.query.items()))
 
     def watch(self, resource_version: str, timeout: float) -> Iterator[tuple[str, dict[str, Any]]]:
         return self.kube.watch(self.path, resource_version=resource_version, query=self.query, timeout=timeout)

@@ -91,15 +91,16 @@ class VariantRollout:
         if self._around is None:
             changed = threading.Condition()
             nodes = Informer(
-                self.kube.nodes.collection(None),
+                self.kube.nodes.collection(None).seen(),  # the planning listed them a moment ago
                 log_changes=True,
                 changed=changed,
                 transform=watched_node,
                 keep_items=False,
             )
-            daemonset = Informer(
-                self.kube.daemonsets.collection(self.ns, field_selector=f"metadata.name={self.name}"), changed=changed
-            )
+            own = self.kube.daemonsets.collection(self.ns, field_selector=f"metadata.name={self.name}")
+            # no older than the copy this run read: the cache has it, where a consistent read waits
+            read = (self.ds.get("metadata") or {}).get("resourceVersion", "")
+            daemonset = Informer(replace(own, not_older_than=read) if read else own, changed=changed)
             self._watches.enter_context(nodes)
             self._watches.enter_context(daemonset)
             self._around = Surroundings(changed, nodes, daemonset)

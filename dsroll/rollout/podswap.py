@@ -145,10 +145,8 @@ class PodSwap:
         pending: list[Future[bool]] = []
         selector = revs.selector_string(daemonset["spec"]["selector"])
         template = daemonset["spec"]["template"]
-        informer = Informer(
-            self.pods.collection(self.ns, label_selector=selector), log_changes=True, changed=self.around.changed,
-            transform=slim_pod, keep_items=False,
-        )  # fmt: skip
+        pods = self.pods.collection(self.ns, label_selector=selector).seen()  # listed by the planning, or a step before
+        informer = Informer(pods, log_changes=True, changed=self.around.changed, transform=slim_pod, keep_items=False)
         bell = Bell(self.around.changed)  # rung when a background read of the health gate's is back
         with informer, ThreadPoolExecutor(max_workers=8, thread_name_prefix="delete") as pool, self._reads(bell):
             index.absorb(informer.changes())

@@ -8,6 +8,7 @@ changed or whose time came (docs/performance.md says why each one matters).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -93,6 +94,7 @@ class Pages:
     def __init__(self, total: int) -> None:
         self.total = total
         self.queries: list[dict[str, str]] = []
+        self.listed: dict[Any, str] = {}
 
     def request(self, method: str, path: str, *, query: dict[str, str]) -> dict[str, Any]:
         self.queries.append(dict(query))
@@ -128,6 +130,24 @@ def test_a_list_not_older_than_a_version_asks_it_on_the_first_page_only(total: i
     kube = Pages(total)
     Collection(kube, "/api/v1/nodes", {"labelSelector": "a=b"}).list()  # type: ignore[arg-type]
     assert all("resourceVersion" not in q for q in kube.queries)  # a consistent read
+
+
+def test_a_collection_seen_is_listed_no_older_than_this_process_last_listed_it() -> None:
+    """The rollout's informers list what the planning listed a moment ago: from the API
+    server's cache (NotOlderThan what was seen), not a consistent read that waits for it."""
+    kube = Pages(PAGE + 1)
+    nodes = Collection(kube, "/api/v1/nodes", {"labelSelector": "a=b"})  # type: ignore[arg-type]
+    assert nodes.seen() == nodes, "never listed: a consistent read"
+    nodes.list()
+    kube.queries.clear()
+    nodes.seen().list()
+    first, rest = kube.queries
+    assert (first["resourceVersion"], first["resourceVersionMatch"]) == ("99", "NotOlderThan")
+    assert "resourceVersion" not in rest and rest["continue"]
+    other = Collection(kube, "/api/v1/nodes", {"labelSelector": "a=c"})  # type: ignore[arg-type]
+    assert other.seen() == other, "another selector is another collection"
+    pinned = replace(nodes, not_older_than="7")
+    assert pinned.seen() == pinned, "a version asked for stands"
 
 
 def test_timers_give_the_nodes_due_once_and_forget_the_rest() -> None:
