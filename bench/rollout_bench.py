@@ -2,7 +2,8 @@
 
 Run: ``make bench-rollout`` (100 nodes, maxUnavailable 10), ``make bench-scale`` (1,000
 nodes at 100), or ``.venv/bin/python bench/rollout_bench.py [--nodes 100]
-[--max-unavailable 10] [--runs 3] [--json] [--events] [--watch-pods] [--profile DIR]``.
+[--max-unavailable 10] [--runs 3] [--json] [--events] [--watch-pods] [--profile DIR]
+[--floor]``.
 
 Why: dsroll replaces pods itself (``OnDelete`` + delete, watch, gate per node) instead of
 letting the DaemonSet controller do it. It only deletes pods and lets the controller
@@ -33,6 +34,14 @@ after the other, never at once:
   ``updateStrategy: RollingUpdate, maxUnavailable: 10``; the time from ``kubectl set
   image`` until ``kubectl rollout status --timeout=5m`` returns (updated == available ==
   desired, observedGeneration >= generation).
+
+``--floor`` adds a third DaemonSet (``updateStrategy: OnDelete``, in ``bench-floor``)
+rolled by ``bench/floor``: the leanest out-of-process OnDelete rollout (Go, client-go's
+pod informer over protobuf, uid-preconditioned deletes, the same budget; no gate, state,
+lease or events), built with ``go build`` on first use (a few minutes cold: client-go).
+Per run, after native, its wall time from ``kubectl set image`` to its last node Ready:
+what any orchestrator that deletes pods from outside the cluster pays on this control
+plane, and so what of dsroll's time is dsroll's own.
 
 ``--watch-pods`` runs the independent pod watcher (``tests/e2e/podwatch.py``) on both
 namespaces during the first run: per node, the time from the old pod's deletion to the
@@ -76,6 +85,9 @@ ENV_NAME = "bench"
 DSROLL_NS = "bench"
 NATIVE_NS = "bench-native"
 NATIVE_DS = "native-agent"
+FLOOR_NS = "bench-floor"
+FLOOR_DS = "floor-agent"
+FLOOR_SOURCE = ROOT / "bench" / "floor"
 IMAGE = "example.com/agent"
 TAGS = ("1.0", "1.1")
 REQUESTS_TARGET = 1.5
@@ -129,20 +141,43 @@ def environment(tag: str, max_unavailable: int, ready_timeout: str) -> str:
 
 
 def native_manifest(tag: str, max_unavailable: int) -> dict[str, Any]:
-    labels = {"app": NATIVE_DS}
+    strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": max_unavailable}}
+    return _manifest(NATIVE_NS, NATIVE_DS, tag, strategy)
+
+
+def floor_manifest(tag: str) -> dict[str, Any]:
+    return _manifest(FLOOR_NS, FLOOR_DS, tag, {"type": "OnDelete"})
+
+
+def _manifest(namespace: str, name: str, tag: str, strategy: dict[str, Any]) -> dict[str, Any]:
+    labels = {"app": name}
     return {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
-        "metadata": {"name": NATIVE_DS, "namespace": NATIVE_NS},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "selector": {"matchLabels": labels},
-            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": max_unavailable}},
+            "updateStrategy": strategy,
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {"containers": [{"name": "agent", "image": f"{IMAGE}:{tag}"}]},
             },
         },
     }
+
+
+def build_floor() -> Path:
+    """``bench/floor`` built once per source (Go's build cache makes a rebuild quick)."""
+    out = Path(tempfile.gettempdir()) / "dsroll-bench-floor"
+    started = time.monotonic()
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+    done = subprocess.run(
+        ["go", "build", "-trimpath", "-o", str(out), "."], cwd=FLOOR_SOURCE, env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"go build in {FLOOR_SOURCE} failed ({done.returncode}):\n{done.stderr}")
+    say(f"bench/floor built ({time.monotonic() - started:.1f}s)")
+    return out
 
 
 @dataclass
@@ -160,6 +195,7 @@ class Run:
     node_seconds: list[float] = field(default_factory=list)
     witness: dict[str, Any] = field(default_factory=dict)
     own_rss: int = 0  # bytes: dsroll's own peak (VmHWM)
+    floor_wall: float = 0.0  # bench/floor's wall time (--floor), 0 without
 
     @property
     def ratio(self) -> float:
@@ -169,6 +205,16 @@ class Run:
     def exec_ratio(self) -> float:
         """dsroll's execution alone (its elapsedSeconds: no start-up, render or planning) over native."""
         return self.dsroll_elapsed / self.native_wall
+
+    @property
+    def floor_ratio(self) -> float:
+        """bench/floor over native: what deleting from outside costs here, whoever does it."""
+        return self.floor_wall / self.native_wall
+
+    @property
+    def over_floor(self) -> float:
+        """dsroll over bench/floor: dsroll's own part."""
+        return self.dsroll_wall / self.floor_wall
 
     @property
     def requests_per_node(self) -> float:
@@ -209,6 +255,7 @@ class Bench:
         self.events: bool = args.events
         self.watch_pods: bool = args.watch_pods
         self.profile: Path | None = args.profile
+        self.floor: Path | None = build_floor() if args.floor else None
         self.timeout = max(300.0, self.nodes * 0.6)
         # dsroll as pip installs it, with its modules' bytecode cached (a PYTHONDONTWRITEBYTECODE in
         # the caller's environment would make every run compile dsroll from source: ~0.15 s here).
@@ -329,6 +376,14 @@ class Bench:
         self.kubectl("rollout", "status", f"daemonset/{NATIVE_DS}", "-n", NATIVE_NS, f"--timeout={self.timeout:.0f}s")
         return time.monotonic() - started
 
+    def floor_rollout(self, tag: str) -> float:
+        assert self.floor is not None
+        started = time.monotonic()
+        self.kubectl("set", "image", f"daemonset/{FLOOR_DS}", f"agent={IMAGE}:{tag}", "-n", FLOOR_NS)
+        argv = [str(self.floor), "-kubeconfig", str(self.info.kubeconfig), "-context", self.info.context]
+        self.sh([*argv, "-namespace", FLOOR_NS, "-daemonset", FLOOR_DS, "-max-unavailable", str(self.max_unavailable)])
+        return time.monotonic() - started
+
     # --- the whole thing ---------------------------------------------------------------
 
     def setup(self) -> None:
@@ -351,6 +406,13 @@ class Bench:
         self.wait_ready(NATIVE_NS, NATIVE_DS)
         took = time.monotonic() - started
         say(f"kubectl created {NATIVE_NS}/{NATIVE_DS}, Ready on {self.nodes} nodes ({took:.1f}s)")
+        if self.floor is not None:
+            started = time.monotonic()
+            self.namespace(FLOOR_NS)
+            self.kubectl("apply", "-f", "-", input=json.dumps(floor_manifest(TAGS[0])))
+            self.wait_ready(FLOOR_NS, FLOOR_DS)
+            took = time.monotonic() - started
+            say(f"kubectl created {FLOOR_NS}/{FLOOR_DS} (OnDelete), Ready on {self.nodes} nodes ({took:.1f}s)")
 
     def run(self, number: int) -> Run:
         tag = TAGS[number % 2]
@@ -366,6 +428,10 @@ class Bench:
         self.wait_ready(DSROLL_NS, self.variant)  # a check, after the clock: it must already hold
         native = self.native_rollout(tag)
         self.wait_ready(NATIVE_NS, NATIVE_DS)
+        floor = 0.0
+        if self.floor is not None:
+            floor = self.floor_rollout(tag)
+            self.wait_ready(FLOOR_NS, FLOOR_DS)
         witness = self._judge(watchers, events) if watchers else {}
         node_seconds = [float(e["seconds"]) for e in events if e["event"] == "node-replaced"]
         result = Run(
@@ -380,6 +446,9 @@ class Bench:
         if events:
             say(f"  events: {event_summary(events)}")
         result.own_rss = getattr(self, "hwm", 0)
+        result.floor_wall = floor
+        if floor:
+            say(f"  floor: {floor:.1f}s, {result.floor_ratio:.2f}x native; dsroll {result.over_floor:.2f}x the floor")
         samples = getattr(self, "rss_samples", [])
         if samples:
             at, top = max(samples, key=lambda s: s[1])
@@ -498,12 +567,27 @@ def table(runs: list[Run], max_unavailable: int) -> str:
         f"max requests/node {worst:.2f} (target <= {REQUESTS_TARGET}: "
         f"{'met' if worst <= REQUESTS_TARGET else 'MISSED'}; planning's requests included)"
     )
+    if all(r.floor_wall for r in runs):
+        floor = ", ".join(f"{r.floor_wall:.1f}s ({r.floor_ratio:.2f}x)" for r in runs)
+        rows.append(
+            f"floor (bench/floor, the leanest out-of-process OnDelete rollout): {floor}; "
+            f"median {statistics.median(r.floor_ratio for r in runs):.2f}x native; dsroll "
+            f"{statistics.median(r.over_floor for r in runs):.2f}x the floor (median)"
+        )
     rows.append(
         "(exec = dsroll's elapsedSeconds: execution only, without Python start-up, render and planning; "
         "CPU s and RSS: dsroll's process and the git processes it ran, from wait4; (own): dsroll's own peak RSS, "
         "VmHWM; state B: the largest dsroll.io/rollout annotation written)"
     )
     return "\n".join(rows)
+
+
+def floor_figures(r: Run) -> dict[str, float]:
+    return {
+        "floorWallSeconds": round(r.floor_wall, 3),
+        "floorRatio": round(r.floor_ratio, 3),
+        "dsrollOverFloor": round(r.over_floor, 3),
+    }
 
 
 def figures(runs: list[Run], max_unavailable: int) -> dict[str, Any]:
@@ -530,6 +614,7 @@ def figures(runs: list[Run], max_unavailable: int) -> dict[str, Any]:
                 "stateAnnotationBytes": r.state_bytes,
             }
             | ({"nodeSecondsMedian": round(statistics.median(r.node_seconds), 3)} if r.node_seconds else {})
+            | (floor_figures(r) if r.floor_wall else {})
             | ({"witness": r.witness} if r.witness else {})
             for r in runs
         ],
@@ -552,6 +637,7 @@ def main() -> None:
     parser.add_argument("--events", action="store_true", help="pass --events to dsroll and summarise per-node times")
     parser.add_argument("--watch-pods", action="store_true", help="the independent pod watcher on the first run")
     parser.add_argument("--profile", type=Path, help="a directory for py-spy profiles of dsroll, one per run")
+    parser.add_argument("--floor", action="store_true", help="also time bench/floor (Go; built with go build)")
     args = parser.parse_args()
     if args.runs < 1 or args.nodes < 1 or args.max_unavailable < 1:
         parser.error("--runs, --nodes and --max-unavailable must be at least 1")
