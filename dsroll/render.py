@@ -132,6 +132,23 @@ class AffinityCache:
         return _copy(self._found[key])
 
 
+class ParseCache:
+    """``yamlio.load_plain`` per rendered text: a template that a class does not change
+    renders the same text for each class, and parsing is a third of a render (500 variants
+    of ``make bench``: 275 different texts, 132 ms of parsing in ~330). Each caller gets a
+    copy of its own (``render_variant`` changes the manifest it is given); a text that
+    does not parse raises every time."""
+
+    def __init__(self) -> None:
+        self._found: dict[str, Any] = {}
+
+    def load(self, text: str) -> Any:
+        found = self._found.get(text)
+        if found is None:
+            found = self._found[text] = yamlio.load_plain(text)
+        return _copy(found)
+
+
 def render_variant(
     env: Environment,
     workload: Workload,
@@ -139,6 +156,7 @@ def render_variant(
     templates: TemplateSet,
     class_terms: list[algebra.Term],
     affinity: AffinityCache | None = None,
+    parsed: ParseCache | None = None,
 ) -> Variant:
     values = deep_merge(deep_merge(workload.values, env.class_values.get(cls, {})), workload.class_values.get(cls, {}))
     context = {
@@ -150,7 +168,7 @@ def render_variant(
     text = _render_text(templates, workload, cls, context)
     where = f"{workload.template} (workload {workload.name}, class {cls})"
     try:
-        manifest = check_daemonset(yamlio.load_plain(text))
+        manifest = check_daemonset(parsed.load(text) if parsed is not None else yamlio.load_plain(text))
     except yaml.YAMLError as exc:
         line, problem = yamlio.problem_at(exc)
         at = f"rendered line {line}: " if line else ""
@@ -231,9 +249,9 @@ def render_environment(env: Environment, source: Source) -> RenderResult:
                     env.file,
                 )
     templates = TemplateSet(source)
-    affinity = AffinityCache()
+    affinity, parsed = AffinityCache(), ParseCache()
     variants = tuple(
-        render_variant(env, workload, cls, templates, terms[cls], affinity)
+        render_variant(env, workload, cls, templates, terms[cls], affinity, parsed)
         for workload in env.workloads
         for cls in workload.classes
     )

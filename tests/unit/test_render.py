@@ -263,3 +263,37 @@ def test_a_lone_default_class_adds_no_affinity(make_project: Callable[..., Path]
     variant = render(make_project(env=env)).variants[0]
     assert variant.name == "agent-general"
     assert "affinity" not in variant.manifest["spec"]["template"]["spec"]
+
+
+def test_a_text_rendered_again_is_parsed_once_and_each_caller_gets_its_own_copy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dsroll import render as render_module
+    from dsroll import yamlio
+
+    parses: list[str] = []
+    load_plain = yamlio.load_plain
+
+    def counting(text: str) -> object:
+        parses.append(text)
+        return load_plain(text)
+
+    monkeypatch.setattr(render_module.yamlio, "load_plain", counting)
+    cache = render_module.ParseCache()
+    text = "spec:\n  template:\n    spec:\n      containers: [{name: a, image: 'x:1'}]\n"
+    first, second = cache.load(text), cache.load(text)
+    assert first == second == load_plain(text) and len(parses) == 1
+    first["spec"]["template"]["spec"]["containers"][0]["image"] = "changed"
+    assert second["spec"]["template"]["spec"]["containers"][0]["image"] == "x:1"
+    assert cache.load(text)["spec"]["template"]["spec"]["containers"][0]["image"] == "x:1"
+    for _ in range(2):
+        with pytest.raises(yaml.YAMLError):
+            cache.load("a: [unclosed\n")
+    assert len(parses) == 3, "a text that does not parse is not remembered: it raises each time"
+
+
+def test_classes_that_render_the_same_text_get_manifests_of_their_own(make_project: Callable[..., Path]) -> None:
+    variants = render(make_project()).variants
+    assert len({id(v.manifest) for v in variants}) == len(variants)
+    containers = [id(v.manifest["spec"]["template"]["spec"]["containers"]) for v in variants]
+    assert len(set(containers)) == len(variants)
