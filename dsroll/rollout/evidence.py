@@ -4,9 +4,10 @@ The cause of a stuck pod often lives only in its Events (the kubelet's ``Pulling
 ``FailedMount``, a readiness probe's ``Unhealthy``), and the cause of *no* pod only in the
 Node (a taint the DaemonSet controller will not place a pod over). Reading them on every
 watch event would cost a request per event; ``health.look`` decides when a look is worth
-it (a pod not Ready after a few seconds, no pod after a couple, later when this run's
-replacements take longer: ``pace``, the median of the last ``PACE_OF``; a failure to
-name; at most one look per pod or node every ten seconds) and this object does the
+it (a new pod not Ready a few seconds after it appeared, no pod a couple of seconds after
+the old one went, later when this run's replacements take longer: ``pace``, the median of
+the last ``PACE_OF``; a failure to name; at most one look per pod or node every ten
+seconds) and this object does the
 reading: one LIST of Events by ``involvedObject.uid``, one GET of the Node, and judges again with what
 it found (``decide.judge`` with ``health.Clues``, whose wording is ``causes.py``'s).
 
