@@ -168,7 +168,7 @@ def render_variant(
     text = _render_text(templates, workload, cls, context)
     where = f"{workload.template} (workload {workload.name}, class {cls})"
     try:
-        manifest = check_daemonset(parsed.load(text) if parsed is not None else yamlio.load_plain(text))
+        manifest = check_daemonset((parsed or ParseCache()).load(text))
     except yaml.YAMLError as exc:
         line, problem = yamlio.problem_at(exc)
         at = f"rendered line {line}: " if line else ""

@@ -159,10 +159,7 @@ func run(kubeconfig, kubeContext, namespace, name string, budget int, gather tim
 		return fmt.Errorf("the pod informer did not sync")
 	}
 
-	var order []string // the nodes to update, in name order
-	for _, node := range informer.GetIndexer().ListIndexFuncValues("node") {
-		order = append(order, node)
-	}
+	order := informer.GetIndexer().ListIndexFuncValues("node") // the nodes to update, in name order
 	sort.Strings(order)
 	deleted := map[string]bool{}     // old pod deleted, new pod not Ready yet
 	unavailable := map[string]bool{} // no Ready pod, or deleted by us and not done

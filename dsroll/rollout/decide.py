@@ -337,9 +337,9 @@ def judge(
     ``old_gone``: the node's old pod is no longer there (not even terminating)."""
     if track.free_at is None and (old_gone or pod is not None):
         track = replace(track, free_at=now)
-    if pod is not None and track.pod_at is None:
-        track = replace(track, pod_at=now)
     if pod is not None:
+        if track.pod_at is None:
+            track = replace(track, pod_at=now)
         ready = is_ready(pod)
         if ready and track.ready_since is None:
             track = replace(track, ready_since=now)

@@ -98,9 +98,10 @@ class VariantRollout:
                 keep_items=False,
             )
             own = self.kube.daemonsets.collection(self.ns, field_selector=f"metadata.name={self.name}")
-            # no older than the copy this run read: the cache has it, where a consistent read waits
+            # no older than the copy this run read (the cache has it, where a consistent read
+            # waits); none read yet: "", a consistent read
             read = (self.ds.get("metadata") or {}).get("resourceVersion", "")
-            daemonset = Informer(replace(own, not_older_than=read) if read else own, changed=changed)
+            daemonset = Informer(replace(own, not_older_than=read), changed=changed)
             self._watches.enter_context(nodes)
             self._watches.enter_context(daemonset)
             self._around = Surroundings(changed, nodes, daemonset)
