@@ -474,7 +474,7 @@ class Bench:
         from e2e.podwatch import PodWatcher
 
         found = {}
-        for ns in (DSROLL_NS, NATIVE_NS):
+        for ns in (DSROLL_NS, NATIVE_NS, *((FLOOR_NS,) if self.floor is not None else ())):
             found[ns] = PodWatcher(ns, kubeconfig=self.info.kubeconfig, context=self.info.context).start()
         return found
 
@@ -527,7 +527,16 @@ class Bench:
                 f" p90 {ours['decisionLagP90']:.4f}s (--events)"
             )
         say(f"  witness: {timeline.describe(native)}")
+        found: dict[str, Any] = {}
+        if FLOOR_NS in watchers:
+            lowest = watchers[FLOOR_NS].stop(timeout=120)
+            floor_revision = self.revision(FLOOR_NS, FLOOR_DS)
+            found["floor"] = timeline.summary(timeline.replacements(lowest, floor_revision), "floor")
+            floor_nodes = sorted({e.node for e in lowest if e.node})
+            found["floorMaxUnavailableSeen"] = invariants.max_unavailable(lowest, floor_nodes)
+            say(f"  witness: {timeline.describe(found['floor'])}; at most {found['floorMaxUnavailableSeen']} at once")
         return {
+            **found,
             "maxUnavailableSeen": worst,
             "nativeMaxUnavailableSeen": native_worst,
             "violations": violations,

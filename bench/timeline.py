@@ -104,6 +104,16 @@ def decision_lags(done: Sequence[Replacement], replaced_at: dict[str, float]) ->
     return sorted(replaced_at[r.node] - r.ready for r in done if r.node in replaced_at)
 
 
+def mean_down(done: Sequence[Replacement]) -> float:
+    """How many nodes were in replacement at once, on average, from the first disruption to
+    the last Ready: every node's replacement time over that span (Little's law). Whoever
+    drives the rollout, that is the concurrency it kept, counted the same way for both."""
+    if not done:
+        return 0.0
+    span = max(r.ready for r in done) - min(r.disrupted for r in done)
+    return sum(r.seconds for r in done) / span if span > 0 else 0.0
+
+
 def summary(done: Sequence[Replacement], label: str) -> dict[str, float | int | str]:
     if not done:
         return {"who": label, "nodes": 0}
@@ -119,6 +129,7 @@ def summary(done: Sequence[Replacement], label: str) -> dict[str, float | int | 
         "refillMedian": round(statistics.median(gaps), 3) if gaps else 0.0,
         "refillP90": round(gaps[int(0.9 * (len(gaps) - 1))], 3) if gaps else 0.0,
         "firstToLastSeconds": round(span, 3),
+        "meanDown": round(mean_down(done), 1),
     }
 
 
@@ -129,5 +140,6 @@ def describe(s: dict[str, float | int | str]) -> str:
         f"{s['who']}: {s['nodes']} nodes, delete->Ready median {s['replaceMedian']:.2f}s "
         f"(p90 {s['replaceP90']:.2f}, max {s['replaceMax']:.2f}); Ready->next delete median "
         f"{s['refillMedian']:.3f}s (p90 {s['refillP90']:.3f}); "
-        f"first delete to last Ready {s['firstToLastSeconds']:.1f}s"
+        f"first delete to last Ready {s['firstToLastSeconds']:.1f}s; {s['meanDown']:.1f} nodes in "
+        "replacement at once on average"
     )
