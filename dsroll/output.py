@@ -12,10 +12,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
 from dsroll.diff import Change, DiffReport
 from dsroll.namespaces import NamespaceStatus, Presence
 from dsroll.nodes import NodeReport
@@ -27,31 +23,78 @@ from dsroll.rendered import FileChange
 from dsroll.rollout.outcome import RunSummary
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     from dsroll.workflow import Scaffolded
 
-# Piped output is never cut to 80 columns: like kubectl, a table is as wide as its content.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 400)
-err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 400)
+_consoles: dict[str, Console] = {}
+
+
+def _console(name: str) -> Console:
+    """The rich Console for stdout (``out``) or stderr (``err``), made on first use: rich
+    costs ~25 ms to import, and a command that prints JSON and plain lines never needs it."""
+    if name not in _consoles:
+        from rich.console import Console
+
+        stderr = name == "err"
+        wide = (sys.stderr if stderr else sys.stdout).isatty()
+        # Piped output is never cut to 80 columns: like kubectl, a table is as wide as its content.
+        _consoles[name] = Console(stderr=stderr, highlight=False, soft_wrap=True, width=None if wide else 400)
+    return _consoles[name]
+
+
+def __getattr__(name: str) -> Console:
+    """``output.out`` and ``output.err``: the two Consoles, made when first asked for."""
+    if name in ("out", "err"):
+        return _console(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _out() -> Console:
+    return _console("out")
+
+
+def _err() -> Console:
+    return _console("err")
+
+
+def _text(text: str = "", style: str = "") -> Text:
+    from rich.text import Text
+
+    return Text(text, style=style)
 
 
 def emit_json(data: Mapping[str, Any]) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+def _note(label: str, style: str, message: str) -> None:
+    """A line on stderr, so stdout stays clean for JSON and diffs: styled on a terminal,
+    plain text otherwise (without loading rich, a CI job's every command spares its import)."""
+    if sys.stderr.isatty():
+        _err().print(_text(label, style=style) + _text(message, style="" if label else style))
+    else:
+        print(f"{label}{message}", file=sys.stderr, flush=True)
+
+
 def info(message: str) -> None:
-    """Progress and context lines: stderr, so stdout stays clean for JSON and diffs."""
-    err.print(message, style="dim", markup=False)
+    """Progress and context lines."""
+    _note("", "dim", message)
 
 
 def warn(message: str) -> None:
-    err.print(Text("warning: ", style="yellow") + Text(message))
+    _note("warning: ", "yellow", message)
 
 
 def error(message: str) -> None:
-    err.print(Text("error: ", style="bold red") + Text(message))
+    _note("error: ", "bold red", message)
 
 
 def _table(*headers: str) -> Table:
+    from rich.table import Table
+
     table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
     for header in headers:
         table.add_column(header, no_wrap=True)
@@ -78,25 +121,25 @@ def render_result(result: RenderResult, changes: Sequence[FileChange], *, check:
         warn(warning)
     if check:
         if not drift:
-            out.print(f"{result.env.rendered_dir} is up to date ({len(result.variants)} variants)")
+            _out().print(f"{result.env.rendered_dir} is up to date ({len(result.variants)} variants)")
         for change in drift:
             verb = "differs from the render" if change.status == "would-write" else "belongs to no variant"
-            out.print(Text(f"{change.status:<13}", style="yellow") + Text(f"{change.path}: {verb}"))
+            _out().print(_text(f"{change.status:<13}", style="yellow") + _text(f"{change.path}: {verb}"))
         if drift:
-            out.print(f"{len(drift)} file(s) drifted: run `dsroll render {result.env.name}` and commit the result")
+            _out().print(f"{len(drift)} file(s) drifted: run `dsroll render {result.env.name}` and commit the result")
         return
     style = {"written": "green", "removed": "red", "unchanged": "dim"}
     for change in changes:
-        out.print(Text(f"{change.status:<10}", style=style[change.status]) + Text(change.path))
+        _out().print(_text(f"{change.status:<10}", style=style[change.status]) + _text(change.path))
     counts = {s: sum(1 for c in changes if c.status == s) for s in ("written", "unchanged", "removed")}
-    out.print(
+    _out().print(
         f"{len(result.variants)} variants of {result.env.name} in {result.env.rendered_dir}: "
         f"{counts['written']} written, {counts['unchanged']} unchanged, {counts['removed']} removed"
     )
 
 
 def _diff_text(text: str) -> Text:
-    styled = Text()
+    styled = _text()
     for line in text.splitlines(keepends=True):
         style = (
             "bold"
@@ -120,22 +163,22 @@ def diff_report(report: DiffReport, *, fmt: str) -> None:
     changed = [v for v in report.variants if v.change is not Change.UNCHANGED]
     for v in changed:
         extra = f" ({v.ignored} ignored difference{'s' if v.ignored != 1 else ''})" if v.ignored else ""
-        out.print(Text(f"{v.namespace}/{v.name}: ", style="bold") + Text(v.change.describe + extra))
+        _out().print(_text(f"{v.namespace}/{v.name}: ", style="bold") + _text(v.change.describe + extra))
         if v.note:
-            out.print(Text(f"  note: {v.note}", style="yellow"))
-        out.print(_diff_text(v.diff), end="")
+            _out().print(_text(f"  note: {v.note}", style="yellow"))
+        _out().print(_diff_text(v.diff), end="")
     for found in report.replacements:
         for line in replacement_lines(ReplacementPlan.from_json(found)):
-            out.print(line, markup=False)
+            _out().print(line, markup=False)
         for target, steps in found["steps"].items():
             for number, nodes in enumerate(steps, start=1):
-                out.print(f"  {target} step {number}: {_nodes_text(nodes) or 'nothing to replace'}", markup=False)
+                _out().print(f"  {target} step {number}: {_nodes_text(nodes) or 'nothing to replace'}", markup=False)
     for line in namespace_lines(report.namespaces):
-        out.print(line, markup=False)
+        _out().print(line, markup=False)
     s = report.summary()
     ignored = f", {s['ignoredDifferences']} ignored difference(s)" if s["ignoredDifferences"] else ""
     masked = f", {s['maskedValues']} env value(s) masked (--show-secrets shows them)" if s["maskedValues"] else ""
-    out.print(
+    _out().print(
         f"{len(report.variants)} variants against {report.against}: {s['added']} added, {s['removed']} removed, "
         f"{s['changed']} changed, {s['unchanged']} unchanged{ignored}{masked}",
         markup=False,
@@ -149,15 +192,15 @@ def nodes_report(report: NodeReport, *, fmt: str) -> None:
     table = _table("NODE", "ZONE", "CLASS", "MATCHED")
     for node in report.nodes:
         table.add_row(node.name, node.zone or "-", node.winner or "<none>", ",".join(node.matched) or "-")
-    out.print(table)
+    _out().print(table)
     for workload, names in report.uncovered.items():
         classes = ", ".join(report.workload_classes[workload])
         if names:
-            out.print(
+            _out().print(
                 f"workload {workload} (classes {classes}): no variant on {len(names)} node(s): {', '.join(names)}"
             )
         else:
-            out.print(f"workload {workload} (classes {classes}): every node runs exactly one variant")
+            _out().print(f"workload {workload} (classes {classes}): every node runs exactly one variant")
 
 
 # --- rollouts ------------------------------------------------------------------------
@@ -172,7 +215,7 @@ def plan_view(plan: Plan, *, fmt: str, stream: Console | None = None) -> None:
     if fmt == "json":
         emit_json(plan_to_json(plan, manifests=False))
         return
-    console = stream or out
+    console = stream or _out()
     for line in namespace_lines(plan.namespaces):
         console.print(line, markup=False)
     table = _table("VARIANT", "ACTION", "NODES", "STEPS")
@@ -235,21 +278,21 @@ def run_summary(
         failure = f" — {_failure(r.failure)}" if r.failure else ""
         where = f" on revision {r.target_revision}" if r.target_revision else " Ready"
         skipped = f", {len(r.skipped_nodes)} node(s) skipped" if r.skipped_nodes else ""
-        out.print(
+        _out().print(
             f"{r.namespace}/{r.name}: {r.result.value}{skipped}, {r.nodes_updated}/{r.nodes_total} node(s){where}"
             f"{failure}",
             markup=False,
         )
         for s in r.skipped_nodes:
-            out.print(f"  skipped {s['node']}: {s['reason']} ({s['detail']})", markup=False)
+            _out().print(f"  skipped {s['node']}: {s['reason']} ({s['detail']})", markup=False)
     for r in summary.replacements:
         backup = r["backup"]
-        out.print(
+        _out().print(
             f"{r['namespace']}/{r['workload']}: {r['operation']} {r['stage']}; "
             f"backup: configmap {backup['configMap']}, file {backup['file']}",
             markup=False,
         )
-    out.print(
+    _out().print(
         f"{summary.operation} {summary.result} in {summary.elapsed:.1f}s ({summary.api_requests} API requests)",
         markup=False,
     )
@@ -281,31 +324,31 @@ def status_view(
             state.get("who", "-"),
             state.get("startedAt", "-"),
         )
-    out.print(table)
+    _out().print(table)
     for row in rows:
         if row.get("stable"):
             stable = row["stable"]
             commit = f", commit {stable['commit'][:12]}" if stable.get("commit") else ""
-            out.print(
+            _out().print(
                 f"{row['namespace']}/{row['name']}: applied by another hand (applier: external); stable revision "
                 f"{stable['revision']}{commit}",
                 markup=False,
             )
         failure = (row.get("rollout") or {}).get("failure")
         if failure:
-            out.print(f"{row['namespace']}/{row['name']}: {_failure(failure)}", markup=False)
+            _out().print(f"{row['namespace']}/{row['name']}: {_failure(failure)}", markup=False)
         listed = (row.get("rollout") or {}).get("skipped") or []
         for s in listed:
-            out.print(
+            _out().print(
                 f"{row['namespace']}/{row['name']}: skipped {s['node']}: {s['reason']} ({s.get('detail', '')}); "
                 "a later rollout or resume does it",
                 markup=False,
             )
         more = int((row.get("rollout") or {}).get("skippedCount") or 0) - len(listed)
         if more > 0:  # the state keeps a sample; held and NotReady nodes are the rest
-            out.print(f"{row['namespace']}/{row['name']}: and {more} more node(s) skipped", markup=False)
+            _out().print(f"{row['namespace']}/{row['name']}: and {more} more node(s) skipped", markup=False)
     for r in replacements:
-        out.print(
+        _out().print(
             f"{r['namespace']}/{r['workload']}: orphan replacement {', '.join(r['deletes'])} → "
             f"{', '.join(r['creates'])}: {r['operation']}, stage {r['stage']} "
             f"(configmap {r['configMap']}, by {r['who']}, {r['updatedAt']})",
@@ -318,7 +361,7 @@ def watch_progress(row: Mapping[str, Any], *, fmt: str, line: str) -> None:
     if fmt == "json":
         sys.stdout.write(json.dumps({"event": "progress", **row}, separators=(",", ":")) + "\n")
     else:
-        out.print(line, markup=False)
+        _out().print(line, markup=False)
     sys.stdout.flush()
 
 
@@ -327,7 +370,7 @@ def watch_result(env: str, code: int, message: str, rows: Sequence[Mapping[str, 
     if fmt == "json":
         emit_json({"environment": env, "exitCode": code, "message": message, "variants": list(rows)})
     elif code == 0:
-        out.print(message, markup=False)
+        _out().print(message, markup=False)
     else:
         error(message)
 
@@ -337,18 +380,18 @@ def history_view(env: str, rows: Sequence[Mapping[str, Any]], *, fmt: str) -> No
         emit_json({"environment": env, "variants": list(rows)})
         return
     for row in rows:
-        out.print(f"{row['namespace']}/{row['name']}:", markup=False)
+        _out().print(f"{row['namespace']}/{row['name']}:", markup=False)
         if not row["revisions"]:
-            out.print("  not deployed" if not row["deployed"] else "  no revisions")
+            _out().print("  not deployed" if not row["deployed"] else "  no revisions")
             continue
         table = _table("  REVISION", "HASH", "CREATED", "COMMIT")
         for rev in row["revisions"]:
             mark = "*" if rev["revision"] == row["currentRevision"] else " "
             commit = (rev["commit"] or "-")[:12]
             table.add_row(f"{mark} {rev['revision']}", rev["hash"], rev["created"], commit)
-        out.print(table)
+        _out().print(table)
         if row.get("stableRevision") is not None:  # applier: external: the way back (docs/gitops.md)
-            out.print(f"  * current; stable (the last completed rollout): {row['stableRevision']}", markup=False)
+            _out().print(f"  * current; stable (the last completed rollout): {row['stableRevision']}", markup=False)
 
 
 def request_view(rows: Sequence[Mapping[str, Any]], *, fmt: str) -> None:
@@ -356,7 +399,7 @@ def request_view(rows: Sequence[Mapping[str, Any]], *, fmt: str) -> None:
         emit_json({"variants": list(rows)})
         return
     for row in rows:
-        out.print(f"{row['namespace']}/{row['name']}: {row['message']}", markup=False)
+        _out().print(f"{row['namespace']}/{row['name']}: {row['message']}", markup=False)
 
 
 # --- init --------------------------------------------------------------------------------
@@ -388,14 +431,14 @@ def init_view(done: Scaffolded, *, fmt: str) -> None:
         )
         return
     for path, result in done.files:
-        out.print(f"{result:<12} {path}", markup=False)
+        _out().print(f"{result:<12} {path}", markup=False)
     source = "from the cluster's nodes" if done.from_cluster else "examples: --from-cluster proposes your nodes' own"
-    out.print(f"\nhardware classes ({source}):", markup=False)
+    _out().print(f"\nhardware classes ({source}):", markup=False)
     for c in done.classes:
         counted = f"{c.nodes} node(s)" if done.from_cluster else "-"
-        out.print(f"  {c.name:<12} {counted:<10} {c.reason}", markup=False)
+        _out().print(f"  {c.name:<12} {counted:<10} {c.reason}", markup=False)
     width = max(len(command) for command, _ in steps)
     lines = [f"{command:<{width}}  # {why}" if why else command for command, why in steps]
     if done.root != Path("."):
         lines.insert(0, f"cd {done.root}")
-    out.print("\nnext:\n  " + "\n  ".join(lines), markup=False)
+    _out().print("\nnext:\n  " + "\n  ".join(lines), markup=False)

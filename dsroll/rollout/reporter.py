@@ -13,8 +13,6 @@ from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
@@ -44,12 +42,12 @@ class Reporter:
     def __init__(self, kube: Kube | None, *, json_lines: bool, tty: bool, quiet: bool = False) -> None:
         self.kube = kube
         self.json_lines = json_lines
-        self.console = Console(stderr=True, highlight=False)
         self.quiet = quiet
         self.started = time.monotonic()
         self._progress: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
         if tty and not quiet:  # rich's progress display loads only for a terminal (start-up time)
+            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._progress = Progress(
@@ -59,7 +57,7 @@ class Reporter:
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[flight]}"),
                 TimeElapsedColumn(),
-                console=self.console,
+                console=Console(stderr=True, highlight=False),
                 transient=False,
             )
             self._progress.start()
