@@ -216,14 +216,13 @@ def plan(
     """What a rollout would do, from live state; saved (with manifests) to ``save_to`` for ``rollout --plan``."""
     step_specs = check_steps(steps, partition)
     project, result, kube = _prepare(env_arg, namespace, scope, connect)
-    permissions.preflight(kube, "plan", namespaces(result.env), warn=output.warn)
-    spaces_found = namespace_statuses(kube, result.env, scope.select(result.variants))
-    refused = spaces.refusal(spaces_found, result.env.file)
-    if refused:
-        output.warn(f"a rollout would be refused: {refused}")
-    found = observe(
-        kube, result.env, result.variants, scope, partition=partition, steps=step_specs, commit=project.head_commit()
-    )
+    with permissions.preflight_beside(kube, "plan", namespaces(result.env), warn=output.warn):
+        spaces_found = namespace_statuses(kube, result.env, scope.select(result.variants))
+        refused = spaces.refusal(spaces_found, result.env.file)
+        if refused:
+            output.warn(f"a rollout would be refused: {refused}")
+        commit = project.head_commit()
+        found = observe(kube, result.env, result.variants, scope, partition=partition, steps=step_specs, commit=commit)
     found = dataclasses.replace(found, namespaces=spaces_found)
     if save_to is not None:
         save_to.write_text(json.dumps(plan_to_json(found), indent=2) + "\n")
@@ -256,32 +255,35 @@ def rollout(
     project, result, kube = _prepare(env_arg, namespace, scope, connect)
     if wait is not None:
         _external_only("--wait-applied", scope.select(result.variants), result.env.file, external=True)
-    permissions.preflight(kube, "plan" if dry_run else "rollout", namespaces(result.env), warn=output.warn)
-    spaces_found = check_namespaces(kube, result.env, scope.select(result.variants), "rollout", dry_run=dry_run)
-    commit = commit_to_record(project, result, allow_dirty=allow_dirty, dry_run=dry_run)
-    if wait is not None:
-        progress = _progress(wait)
-        wait_applied(
-            kube, result.env, scope.select(result.variants), seconds, progress, commit=commit, waited=timeout or ""
-        )
-    if saved_plan is not None:
-        drifted = drift_since(kube, saved_plan)
-        if drifted:
-            raise InputError(f"the cluster moved since the plan was made, nothing applied: {'; '.join(drifted)}")
-        fresh = observe(kube, result.env, result.variants, scope, partition=None, steps=None, commit=commit)
-        differs = decide.saved_plan_differs(saved_plan, fresh)
-        if differs:
-            raise InputError(
-                f"the plan does not match what {result.env.file} renders and plans now, nothing applied: "
-                + "; ".join(differs[:5])
-                + (f" (and {len(differs) - 5} more)" if len(differs) > 5 else ""),
-                str(saved),
+    command = "plan" if dry_run else "rollout"
+    # everything up to the plan only reads: the RBAC preflight is asked meanwhile
+    with permissions.preflight_beside(kube, command, namespaces(result.env), warn=output.warn) as allowed:
+        spaces_found = check_namespaces(kube, result.env, scope.select(result.variants), "rollout", dry_run=dry_run)
+        commit = commit_to_record(project, result, allow_dirty=allow_dirty, dry_run=dry_run)
+        if wait is not None:
+            allowed()  # not a long wait for an applier to end in a refusal
+            progress = _progress(wait)
+            wait_applied(
+                kube, result.env, scope.select(result.variants), seconds, progress, commit=commit, waited=timeout or ""
             )
-        the_plan = saved_plan
-    else:
-        the_plan = observe(
-            kube, result.env, result.variants, scope, partition=partition, steps=step_specs, commit=commit
-        )
+        if saved_plan is not None:
+            drifted = drift_since(kube, saved_plan)
+            if drifted:
+                raise InputError(f"the cluster moved since the plan was made, nothing applied: {'; '.join(drifted)}")
+            fresh = observe(kube, result.env, result.variants, scope, partition=None, steps=None, commit=commit)
+            differs = decide.saved_plan_differs(saved_plan, fresh)
+            if differs:
+                raise InputError(
+                    f"the plan does not match what {result.env.file} renders and plans now, nothing applied: "
+                    + "; ".join(differs[:5])
+                    + (f" (and {len(differs) - 5} more)" if len(differs) > 5 else ""),
+                    str(saved),
+                )
+            the_plan = saved_plan
+        else:
+            the_plan = observe(
+                kube, result.env, result.variants, scope, partition=partition, steps=step_specs, commit=commit
+            )
     the_plan = dataclasses.replace(the_plan, namespaces=spaces_found)
     _refuse_external_replacements(the_plan, env_arg)
     return Run(kube, the_plan, _options(kube, commit, ask, yes=yes, steps=step_specs))

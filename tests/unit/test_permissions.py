@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 from dsroll import permissions, workflow
 from dsroll.diff import within
-from dsroll.errors import ClusterError, DsrollError
+from dsroll.errors import ClusterError, DsrollError, InputError
 from dsroll.permissions import COMMANDS, GRANTS, Access
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,6 +184,73 @@ def test_a_server_that_cannot_be_asked_is_warned_about_not_refused() -> None:
     warnings: list[str] = []
     permissions.preflight(fake_kube(set(), fail=True), "rollout", ["a"], warn=warnings.append)
     assert warnings and warnings[0].startswith("RBAC preflight skipped: cannot ask the API server")
+
+
+def test_cluster_wide_access_is_asked_while_the_rules_are_reviewed() -> None:
+    """One round trip fewer: the rules review cannot finish here until a cluster-wide
+    question has been asked, which a preflight asking them one after the other never does."""
+    kube = fake_kube(set())
+    asked_one = threading.Event()
+    ask, review = kube.access.allowed, kube.access_rules.rules
+
+    def allowed(verb: str, group: str, resource: str, namespace: str | None = None) -> bool:
+        asked_one.set()
+        return ask(verb, group, resource, namespace)
+
+    def rules(namespace: str) -> tuple[list[dict[str, Any]], bool]:
+        assert asked_one.wait(5), "the rules review came first, alone"
+        return review(namespace)
+
+    kube.access.allowed, kube.access_rules.rules = allowed, rules
+    permissions.preflight(kube, "rollout", ["a"], warn=pytest.fail)
+    assert kube.reviewed == ["a"] and kube.asked
+
+
+def test_the_preflight_beside_reads_is_asked_while_they_run() -> None:
+    kube = fake_kube(set())
+    reading = threading.Event()
+    review = kube.access_rules.rules
+
+    def rules(namespace: str) -> tuple[list[dict[str, Any]], bool]:
+        assert reading.wait(5), "the preflight waited for the reads"
+        return review(namespace)
+
+    kube.access_rules.rules = rules
+    with permissions.preflight_beside(kube, "rollout", ["a"], warn=pytest.fail) as allowed:
+        reading.set()
+        allowed()
+    assert kube.reviewed == ["a"]
+
+
+def test_the_preflights_refusal_comes_first_whatever_the_reads_raised() -> None:
+    denied = fake_kube({("delete", "pods", "a")})
+    refused = pytest.raises(DsrollError, match=r"^RBAC preflight: cannot delete pods in namespace a")
+    with refused as caught, permissions.preflight_beside(denied, "rollout", ["a"], warn=pytest.fail):
+        raise InputError("uncommitted changes to what dev.yaml renders from")
+    assert caught.value.exit_code == 2 and caught.value.__cause__ is None
+    allowed_all = fake_kube(set())
+    own = pytest.raises(InputError, match="uncommitted")  # allowed: the reads' own error
+    with own, permissions.preflight_beside(allowed_all, "rollout", ["a"], warn=pytest.fail):
+        raise InputError("uncommitted changes to what dev.yaml renders from")
+
+
+def test_a_block_beside_the_preflight_cannot_leave_past_a_refusal() -> None:
+    denied = fake_kube({("delete", "pods", "a")})
+    with (
+        pytest.raises(DsrollError, match="cannot delete pods"),
+        permissions.preflight_beside(denied, "rollout", ["a"], warn=pytest.fail),
+    ):
+        pass  # read everything, asked nothing: leaving waits for the verdict
+    written: list[str] = []
+    with (
+        pytest.raises(DsrollError, match="cannot delete pods"),
+        permissions.preflight_beside(
+            fake_kube({("delete", "pods", "a")}), "rollout", ["a"], warn=pytest.fail
+        ) as allowed,
+    ):
+        allowed()
+        written.append("applied")
+    assert written == []
 
 
 def test_a_live_diff_without_patch_falls_back() -> None:
