@@ -218,11 +218,11 @@ def plan(
     project, result, kube = _prepare(env_arg, namespace, scope, connect)
     with permissions.preflight_beside(kube, "plan", namespaces(result.env), warn=output.warn):
         spaces_found = namespace_statuses(kube, result.env, scope.select(result.variants))
-        refused = spaces.refusal(spaces_found, result.env.file)
-        if refused:
-            output.warn(f"a rollout would be refused: {refused}")
         commit = project.head_commit()
         found = observe(kube, result.env, result.variants, scope, partition=partition, steps=step_specs, commit=commit)
+    refused = spaces.refusal(spaces_found, result.env.file)  # said once the preflight let the plan through
+    if refused:
+        output.warn(f"a rollout would be refused: {refused}")
     found = dataclasses.replace(found, namespaces=spaces_found)
     if save_to is not None:
         save_to.write_text(json.dumps(plan_to_json(found), indent=2) + "\n")
